@@ -1,0 +1,88 @@
+"""The event store's layout in Redis, and the one round trip that accepts a delivery.
+
+Shared by the receiver (which writes new events) and the workers (which move them through their
+lifecycle). Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`):
+
+| key | type | what |
+| --- | --- | --- |
+| `{p}seen:{event_id}` | string, TTL = dedupe window (7 days) | the event id was accepted; value = first receipt time |
+| `{p}event:{event_id}` | hash | the event record (fields below) |
+| `{p}inbox` | list | ids accepted and not yet handed to Celery (LPUSH by the receiver, the relay pops the right end) |
+| `{p}pending` | sorted set, score = receipt time | ids not yet done or failed: the sweeper's work list |
+| `{p}dead` | sorted set, score = time of failure | the dead letters |
+
+Event record fields: `id`, `raw` (the body exactly as signed), `type`, `vehicle_id`, `user_id`,
+`webhook_id`, `mode`, `version`, `test` ("1"/"0"), `deliveries` (comma-separated delivery ids),
+`received_at` (epoch seconds), `status` (see `Status`), `attempts`, plus the workers' fields
+(`updated_at`, `history`, `results`, `last_error`, `next_attempt_at`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+DEFAULT_PREFIX = "sc:"
+DEFAULT_DEDUPE_SECONDS = 7 * 24 * 3600
+
+
+class Status(StrEnum):
+    RECEIVED = "received"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    RETRYING = "retrying"
+    DONE = "done"
+    FAILED = "failed"
+    REPLAYED = "replayed"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    prefix: str = DEFAULT_PREFIX
+
+    def seen(self, event_id: str) -> str:
+        return f"{self.prefix}seen:{event_id}"
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}event:{event_id}"
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.prefix}inbox"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}pending"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}dead"
+
+
+# KEYS: seen, event, inbox, pending
+# ARGV: event_id, delivery_id, dedupe_seconds, received_at, raw, type, vehicle_id, user_id, webhook_id,
+#       mode, version, test
+# Returns 1 for a new event (stored, queued in the inbox, listed as pending), 0 for a duplicate (its
+# delivery id appended to the record when the record still exists).
+ACCEPT_SCRIPT = """
+if not redis.call('SET', KEYS[1], ARGV[4], 'NX', 'EX', ARGV[3]) then
+  if ARGV[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then
+    local seen = redis.call('HGET', KEYS[2], 'deliveries')
+    if seen and seen ~= '' then seen = seen .. ',' .. ARGV[2] else seen = ARGV[2] end
+    redis.call('HSET', KEYS[2], 'deliveries', seen)
+  end
+  return 0
+end
+redis.call('HSET', KEYS[2], 'id', ARGV[1], 'raw', ARGV[5], 'type', ARGV[6], 'vehicle_id', ARGV[7],
+  'user_id', ARGV[8], 'webhook_id', ARGV[9], 'mode', ARGV[10], 'version', ARGV[11], 'test', ARGV[12],
+  'deliveries', ARGV[2], 'received_at', ARGV[4], 'status', 'received', 'attempts', 0)
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('LPUSH', KEYS[3], ARGV[1])
+return 1
+"""
+
+
+def decode_record(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    """An event hash as read with a bytes client: text fields decoded, `raw` kept as bytes."""
+    return {key.decode(): value if key == b"raw" else value.decode() for key, value in raw.items()}

@@ -1,0 +1,229 @@
+"""Smartcar webhook payloads, parsed into one `Envelope` whatever their generation.
+
+Smartcar has sent three envelope families: legacy 2.0 (`eventName`, `payload`), and 3.0/4.0 (`eventId`,
+`eventType`, `data`, `meta`), the latter with two VEHICLE_STATE shapes (triggers under `data` with flat
+items, or top-level `triggers` of `{type, signal}`). The receiver validates with this parser, the
+workers route and read signals with it, the simulator's emitter is tested against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+VERIFY = "VERIFY"
+VEHICLE_STATE = "VEHICLE_STATE"
+VEHICLE_ERROR = "VEHICLE_ERROR"
+LEGACY_PREFIX = "LEGACY_"
+TEST_MODES = frozenset({"TEST", "test"})
+
+
+class EnvelopeError(ValueError):
+    """The payload is not a Smartcar webhook: `field` names what is missing or wrong."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class SignalValue:
+    """One signal in a VEHICLE_STATE delivery. Times are epoch milliseconds (None when unknown or 0)."""
+
+    code: str
+    name: str | None = None
+    group: str | None = None
+    body: dict[str, Any] | None = None
+    status: str | None = None
+    error: dict[str, Any] | None = None
+    oem_updated_at: int | None = None
+    retrieved_at: int | None = None
+
+    @property
+    def value(self) -> Any:
+        if self.body is not None and "value" in self.body:
+            return self.body["value"]
+        return self.body
+
+    @property
+    def ok(self) -> bool:
+        return self.body is not None and self.status in (None, "SUCCESS")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What every handler needs from a delivery; `body` keeps the whole parsed JSON."""
+
+    event_id: str
+    event_type: str
+    version: str
+    body: dict[str, Any] = field(repr=False)
+    vehicle_id: str | None = None
+    user_id: str | None = None
+    webhook_id: str | None = None
+    delivery_id: str | None = None
+    mode: str | None = None
+    challenge: str | None = None
+
+    @property
+    def is_test(self) -> bool:
+        return self.mode in TEST_MODES
+
+    @property
+    def is_verify(self) -> bool:
+        return self.event_type == VERIFY
+
+    @property
+    def signals(self) -> list[SignalValue]:
+        data = self.body.get("data")
+        items = data.get("signals") if isinstance(data, dict) else None
+        return [_signal(item) for item in items or [] if isinstance(item, dict) and item.get("code")]
+
+    @property
+    def trigger_codes(self) -> list[str]:
+        """Codes of the signals that triggered this delivery (FIRST_DELIVERY included), in both shapes."""
+        data = self.body.get("data")
+        triggers = self.body.get("triggers")
+        if triggers is None and isinstance(data, dict):
+            triggers = data.get("triggers")
+        codes: list[str] = []
+        for trigger in triggers or []:
+            if not isinstance(trigger, dict):
+                continue
+            signal = trigger.get("signal")
+            code = (
+                signal.get("code") if isinstance(signal, dict) else trigger.get("code") or trigger.get("type")
+            )
+            if code:
+                codes.append(str(code))
+        return codes
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """VEHICLE_ERROR items: type, code, state (ERROR or RESOLVED), description, signals..."""
+        data = self.body.get("data")
+        items = data.get("errors") if isinstance(data, dict) else None
+        return [item for item in items or [] if isinstance(item, dict)]
+
+
+def _millis(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return int(value if value > 1e11 else value * 1000)  # noqa: PLR2004 - seconds vs milliseconds
+
+
+def _signal(item: dict[str, Any]) -> SignalValue:
+    meta = _object(item.get("meta"))
+    status = _object(item.get("status"))
+    body = item.get("body")
+    return SignalValue(
+        code=str(item["code"]),
+        name=item.get("name"),
+        group=item.get("group"),
+        body=body if isinstance(body, dict) else None,
+        status=status.get("value"),
+        error=status.get("error") if isinstance(status.get("error"), dict) else None,
+        oem_updated_at=_millis(meta.get("oemUpdatedAt")),
+        retrieved_at=_millis(meta.get("retrievedAt", meta.get("fetchedAt"))),
+    )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = str(value)
+    return text or None
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise EnvelopeError("body", f"not valid JSON ({error})") from None
+    if not isinstance(body, dict):
+        raise EnvelopeError("body", "a webhook payload is a JSON object")
+    return body
+
+
+def parse_envelope(raw: bytes) -> Envelope:
+    """Validate and read a delivery. Raises `EnvelopeError` saying what is missing or wrong.
+
+    Unknown event types are accepted (they are stored, not dropped); VEHICLE_STATE and VEHICLE_ERROR
+    need a vehicle id, from `vehicleId` or `data.vehicle.id`.
+    """
+    body = parse_json(raw)
+    if "eventName" in body:
+        return _legacy(body, raw)
+    if "eventType" not in body:
+        raise EnvelopeError("eventType", "missing (and no legacy eventName)")
+    event_type = _text(body.get("eventType"))
+    if event_type is None:
+        raise EnvelopeError("eventType", "must be a non-empty string")
+    event_id = _text(body.get("eventId"))
+    if event_id is None:
+        raise EnvelopeError("eventId", "missing or empty")
+    data = body.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise EnvelopeError("data", "must be an object")
+    data = data or {}
+    meta = _object(body.get("meta"))
+    vehicle = _object(data.get("vehicle"))
+    user = _object(data.get("user"))
+    vehicle_id = _text(body.get("vehicleId")) or _text(vehicle.get("id"))
+    challenge = _text(data.get("challenge"))
+    if event_type in (VEHICLE_STATE, VEHICLE_ERROR) and vehicle_id is None:
+        raise EnvelopeError("vehicleId", "missing: neither vehicleId nor data.vehicle.id is set")
+    if event_type == VEHICLE_ERROR and not isinstance(data.get("errors"), list):
+        raise EnvelopeError("data.errors", "a VEHICLE_ERROR carries a list of errors")
+    if event_type == VERIFY and challenge is None:
+        raise EnvelopeError("data.challenge", "a VERIFY carries a challenge")
+    return Envelope(
+        event_id=event_id,
+        event_type=event_type,
+        version=_text(meta.get("version")) or "4.0",
+        body=body,
+        vehicle_id=vehicle_id,
+        user_id=_text(user.get("id")),
+        webhook_id=_text(meta.get("webhookId")),
+        delivery_id=_text(meta.get("deliveryId")),
+        mode=_text(meta.get("mode")),
+        challenge=challenge,
+    )
+
+
+def _legacy(body: dict[str, Any], raw: bytes) -> Envelope:
+    """Legacy 2.0: `eventName` verify / eventBased / scheduled / dynamic, content under `payload`."""
+    name = _text(body.get("eventName"))
+    if name is None:
+        raise EnvelopeError("eventName", "must be a non-empty string")
+    payload = body.get("payload")
+    if not isinstance(payload, dict):
+        raise EnvelopeError("payload", "a legacy webhook carries a payload object")
+    if name.lower() == "verify":
+        challenge = _text(payload.get("challenge"))
+        if challenge is None:
+            raise EnvelopeError("payload.challenge", "a verify event carries a challenge")
+        event_id = "legacy-verify-" + hashlib.sha256(raw).hexdigest()[:32]
+        return Envelope(
+            event_id, VERIFY, "2.0", body, webhook_id=_text(body.get("webhookId")), challenge=challenge
+        )
+    vehicles = payload.get("vehicles")
+    first = vehicles[0] if isinstance(vehicles, list) and vehicles and isinstance(vehicles[0], dict) else {}
+    # Scheduled and dynamic deliveries have no event id; the same bytes are the same event.
+    event_id = _text(payload.get("eventId")) or "legacy-" + hashlib.sha256(raw).hexdigest()[:32]
+    return Envelope(
+        event_id=event_id,
+        event_type=LEGACY_PREFIX + name.upper(),
+        version=_text(body.get("version")) or "2.0",
+        body=body,
+        vehicle_id=_text(payload.get("vehicleId")) or _text(first.get("vehicleId")),
+        webhook_id=_text(body.get("webhookId")),
+        mode=_text(body.get("mode")),
+    )

@@ -1,0 +1,116 @@
+"""Results of the v3 Vehicle API (JSON:API bodies): kept whole, headers beside them, signals typed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from smartcar_core.protocol import invalid_response, json_body
+
+_MILLIS_FLOOR = 1e11  # epoch values above this are milliseconds; docs show both units
+
+
+def epoch_to_datetime(value: Any) -> datetime | None:
+    """A v3 or webhook timestamp (epoch seconds or milliseconds) as aware UTC; 0 and junk mean unknown."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    seconds = value / 1000 if value > _MILLIS_FLOOR else value
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One signal. `status` is SUCCESS or ERROR; `error` holds `{type, code}` when it failed."""
+
+    code: str
+    name: str | None
+    group: str | None
+    status: str | None
+    body: dict[str, Any] | None
+    retrieved_at: datetime | None
+    oem_updated_at: datetime | None
+    error: dict[str, Any] | None = None
+
+    @property
+    def value(self) -> Any:
+        """`body["value"]` when the body has one (most signals), else the whole body."""
+        if self.body is not None and "value" in self.body:
+            return self.body["value"]
+        return self.body
+
+    @classmethod
+    def from_resource(cls, resource: dict[str, Any]) -> Signal:
+        attributes = resource.get("attributes") or {}
+        status = attributes.get("status") or {}
+        meta = resource.get("meta") or {}
+        return cls(
+            code=str(attributes.get("code") or resource.get("id") or ""),
+            name=attributes.get("name"),
+            group=attributes.get("group"),
+            status=status.get("value") if isinstance(status, dict) else None,
+            body=attributes.get("body"),
+            retrieved_at=epoch_to_datetime(meta.get("retrievedAt")),
+            oem_updated_at=epoch_to_datetime(meta.get("oemUpdatedAt")),
+            error=status.get("error") if isinstance(status, dict) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleResponse:
+    """`get_vehicle`: the JSON:API body as sent (`body["attributes"]["make"]`) and the headers."""
+
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalsResponse:
+    """`get_signals`: the body as sent (its `meta` and `links` too), the headers, and typed signals."""
+
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def signals(self) -> list[Signal]:
+        return [Signal.from_resource(item) for item in self.body.get("data") or [] if isinstance(item, dict)]
+
+
+@dataclass(frozen=True, slots=True)
+class SignalResponse:
+    """`get_signal`: the body as sent, the headers, and the typed signal."""
+
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def signal(self) -> Signal:
+        return Signal.from_resource(self.body)
+
+
+def _object_body(response: httpx.Response, what: str) -> dict[str, Any]:
+    body = json_body(response)
+    if not isinstance(body, dict):
+        raise invalid_response(response, what, "expected a JSON object", body)
+    return body
+
+
+def _headers(response: httpx.Response) -> dict[str, str]:
+    return {key.lower(): value for key, value in response.headers.items()}
+
+
+def parse_vehicle(response: httpx.Response) -> VehicleResponse:
+    return VehicleResponse(_object_body(response, "VehicleResponse"), _headers(response))
+
+
+def parse_signals(response: httpx.Response) -> SignalsResponse:
+    return SignalsResponse(_object_body(response, "SignalsResponse"), _headers(response))
+
+
+def parse_signal(response: httpx.Response) -> SignalResponse:
+    return SignalResponse(_object_body(response, "SignalResponse"), _headers(response))
