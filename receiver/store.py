@@ -5,9 +5,9 @@ lifecycle). Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`):
 
 | key | type | what |
 | --- | --- | --- |
-| `{p}seen:{event_id}` | string, TTL = dedupe window (7 days) | the event id was accepted; value = first receipt time |
+| `{p}seen:{event_id}` | string, TTL = dedupe window (7 days) | the id was accepted (value: receipt time) |
 | `{p}event:{event_id}` | hash | the event record (fields below) |
-| `{p}inbox` | list | ids accepted and not yet handed to Celery (LPUSH by the receiver, the relay pops the right end) |
+| `{p}inbox` | list | ids not yet handed to Celery (receiver LPUSHes, relay pops the right end) |
 | `{p}pending` | sorted set, score = receipt time | ids not yet done or failed: the sweeper's work list |
 | `{p}dead` | sorted set, score = time of failure | the dead letters |
 
