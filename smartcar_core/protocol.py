@@ -6,6 +6,7 @@ same Call serves `Vehicle` and `AsyncVehicle`.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ class _NoBody:
 
 NO_BODY: Any = _NoBody()
 
+# Parsing a URL is half the cost of building an httpx.Request, and a service reads the same few
+# vehicle URLs again and again. httpx.URL is immutable; the query is merged in per request.
+_parsed_url = functools.lru_cache(maxsize=2048)(httpx.URL)
+
 
 @dataclass(frozen=True, slots=True)
 class Call(Generic[R]):
@@ -55,7 +60,7 @@ class Call(Generic[R]):
             content = json.dumps(self.json, separators=(",", ":")).encode()
         return httpx.Request(
             self.method,
-            self.url,
+            _parsed_url(self.url),
             params=list(self.params) if self.params else None,
             headers=headers,
             content=content,
