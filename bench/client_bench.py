@@ -20,6 +20,7 @@ import contextlib
 import cProfile
 import importlib
 import os
+import platform
 import pstats
 import socket
 import ssl
@@ -30,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version as _version
 from pathlib import Path
 
 import httpx
@@ -137,8 +139,9 @@ def point_at(origin: str) -> None:
     os.environ["SMARTCAR_API_ORIGIN"] = origin
 
 
-def ours() -> Reader:
+def ours(origin: str) -> Reader:
     vehicle = Vehicle(VEHICLE_ID, ACCESS_TOKEN, origins=Origins.from_env())
+    _check_origin("ours", vehicle.origins.api, origin)
 
     def read() -> float:
         return vehicle.odometer().distance
@@ -146,12 +149,13 @@ def ours() -> Reader:
     return read
 
 
-def official() -> Reader:
+def official(origin: str) -> Reader:
     # The SDK reads SMARTCAR_API_ORIGIN once, when smartcar.config is imported: import it only now,
     # and reload it when the origin changes, exactly as a fresh process would read it.
     import smartcar  # noqa: PLC0415 - its configuration is read at import time, after point_at()
 
     importlib.reload(smartcar.config)
+    _check_origin("official", smartcar.config.API_ORIGIN, origin)
     vehicle = smartcar.Vehicle(VEHICLE_ID, ACCESS_TOKEN)
 
     def read() -> float:
@@ -203,6 +207,11 @@ def measure(readers: dict[str, Reader], *, calls: int, repeats: int, warmup: int
     return {name: Timing(calls, tuple(times)) for name, times in rounds.items()}
 
 
+def _check_origin(name: str, read: str, wanted: str) -> None:
+    if read != wanted:
+        raise RuntimeError(f"{name} is pointed at {read}, not at the benchmark's server {wanted}")
+
+
 def _check(name: str, value: float) -> None:
     if value != DISTANCE:
         raise RuntimeError(f"{name} read {value!r}, the server sent {DISTANCE}")
@@ -227,7 +236,8 @@ async def read_fleet(*, vehicles: int, rounds: int) -> list[float]:
 
 def profile_ours(calls: int) -> None:
     """cProfile of our sequential reads against the current origin, the 25 costliest functions."""
-    read = ours()
+    read = ours(os.environ["SMARTCAR_API_ORIGIN"])
+    print(f"\ncProfile of {calls} reads by ours over HTTP, by own time")
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(calls):
@@ -293,20 +303,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    print(
+        f"client benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, httpx {httpx.__version__}, smartcar {_version('smartcar')}"
+    )
     with tempfile.TemporaryDirectory(prefix="client-bench-") as directory:
         tls = make_certificates(Path(directory), host=HOST)
         # Every client trusts the benchmark's CA: httpx (ours and bare) through SSL_CERT_FILE when its
         # pooled client is created, requests (the official SDK) through REQUESTS_CA_BUNDLE per call.
         os.environ["SSL_CERT_FILE"] = str(tls.ca_file)
         os.environ["REQUESTS_CA_BUNDLE"] = str(tls.ca_file)
-        os.environ.pop("SSL_CERT_DIR", None)
         os.environ["NO_PROXY"] = os.environ["no_proxy"] = f"{HOST},localhost"
         targets: list[Target] = []
         with httpx.Client() as http:
             for scheme in ("http", "https"):
                 with odometer_server(tls=tls if scheme == "https" else None) as origin:
                     point_at(origin)
-                    readers = {"ours": ours(), "official": official(), "bare": bare(http, origin)}
+                    readers = {"ours": ours(origin), "official": official(origin), "bare": bare(http, origin)}
                     timings = measure(readers, calls=args.calls, repeats=args.repeats, warmup=args.warmup)
                     print_timings(scheme.upper(), timings)
                     targets += sequential_targets(scheme, timings)
