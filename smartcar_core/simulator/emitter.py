@@ -181,14 +181,13 @@ class WebhookEmitter:
         """The whole schedule: a first attempt and up to len(retry_delays) retries until a 2xx."""
         event_id, signed = _identify(event, sign_verify=self.sign_verify)
         attempts: list[DeliveryAttempt] = []
-        for number in range(1, len(self.retry_delays) + 2):
+        for number, delay in enumerate((0.0, *self.retry_delays), start=1):
+            if delay:
+                await asyncio.sleep(delay * self.time_scale)
             attempt = await self._attempt(event, event_id, number, signed=signed)
             attempts.append(attempt)
             if attempt.ok:
                 return attempts
-            if number > len(self.retry_delays):
-                break
-            await asyncio.sleep(self.retry_delays[number - 1] * self.time_scale)
         logger.warning(
             "webhook_dropped", event_id=event_id, attempts=len(attempts), last_error=attempts[-1].error
         )
