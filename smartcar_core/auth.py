@@ -11,10 +11,11 @@ from typing import Any, Literal, NotRequired, TypedDict
 from urllib.parse import quote, urlencode
 
 import httpx
+import pydantic
 
 from smartcar_core.config import Origins
 from smartcar_core.endpoint import AsyncSender, SyncSender, endpoint
-from smartcar_core.protocol import Call, flags_param, invalid_response, json_body
+from smartcar_core.protocol import Call, describe_validation_error, flags_param, invalid_response, json_body
 from smartcar_core.results import Access
 
 Mode = Literal["live", "test", "simulated"]
@@ -64,21 +65,34 @@ def basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
+class TokenAnswer(pydantic.BaseModel):
+    """The fields of Smartcar's token answer that `Access` needs (others are ignored)."""
+
+    access_token: str = pydantic.Field(min_length=1)
+    refresh_token: str = pydantic.Field(min_length=1)
+    # At most ten years: a larger value is nonsense, and an absurd one would overflow a datetime.
+    expires_in: int = pydantic.Field(default=0, ge=0, le=10 * 366 * 24 * 3600)
+    token_type: str | None = None
+
+
 def parse_access(response: httpx.Response) -> Access:
-    body = json_body(response)
-    if not isinstance(body, dict) or not body.get("access_token") or not body.get("refresh_token"):
-        # The body holds tokens: never echo it into the error.
-        raise invalid_response(response, "Access", "expected access_token and refresh_token", None)
-    now = datetime.now(UTC)
-    expires_in = int(body.get("expires_in") or 0)
-    return Access(
-        access_token=str(body["access_token"]),
-        refresh_token=str(body["refresh_token"]),
-        expiration=now + timedelta(seconds=expires_in),
-        refresh_expiration=now + REFRESH_TOKEN_LIFETIME,
-        token_type=str(body.get("token_type") or "Bearer"),
-        expires_in=expires_in,
-    )
+    try:
+        answer = TokenAnswer.model_validate(json_body(response))
+    except pydantic.ValidationError as error:
+        problem = describe_validation_error(error)
+    else:
+        now = datetime.now(UTC)
+        return Access(
+            access_token=answer.access_token,
+            refresh_token=answer.refresh_token,
+            expiration=now + timedelta(seconds=answer.expires_in),
+            refresh_expiration=now + REFRESH_TOKEN_LIFETIME,
+            token_type=answer.token_type or "Bearer",
+            expires_in=answer.expires_in,
+        )
+    # Raised outside the `except` block: pydantic's error quotes its input (the tokens), so it must not
+    # travel on even as this error's context. The body is not kept for the same reason.
+    raise invalid_response(response, "Access", problem, None)
 
 
 class AuthAPI:
@@ -127,7 +141,7 @@ class AuthAPI:
         params.extend(flags_param(options.get("flags")))
         if "user" in options:
             params.append(("user", options["user"]))
-        params.append(("mode", options.get("mode", self.mode)))
+        params.append(("mode", resolve_mode(options.get("mode"), None) or self.mode))
         return f"{self.origins.connect}/oauth/authorize?{urlencode(params, quote_via=quote)}"
 
     def _token_call(self, form: list[tuple[str, str]], flags: Mapping[str, Any] | None) -> Call[Access]:

@@ -95,12 +95,12 @@ def invalid_response(response: httpx.Response, what: str, problem: str, body: An
     )
 
 
-def _describe(error: pydantic.ValidationError) -> str:
-    # Never include the input: a token response would put a token in the message.
-    parts = [
-        f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
-        for item in error.errors(include_input=False, include_url=False)[:3]
-    ]
+def describe_validation_error(error: pydantic.ValidationError) -> str:
+    """Where and why validation failed, never with the input: a token answer would put a token here."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False)[:3]:
+        where = ".".join(str(part) for part in item["loc"])
+        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
     return "; ".join(parts)
 
 
@@ -122,7 +122,7 @@ def parse_result(cls: type[R], *, list_field: str | None = None) -> Parser[R]:
         try:
             return adapter.validate_python({**body, "meta": Meta.from_headers(response.headers)})
         except pydantic.ValidationError as error:
-            raise invalid_response(response, cls.__name__, _describe(error), body) from error
+            raise invalid_response(response, cls.__name__, describe_validation_error(error), body) from error
 
     return parse
 
