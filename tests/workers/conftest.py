@@ -1,0 +1,152 @@
+"""Fixtures of the workers' tests: settings and runtimes under the test's own key prefix, payloads."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+import redis
+from cryptography.fernet import Fernet
+
+from smartcar_core.config import Origins
+from smartcar_core.simulator import payloads
+from workers.registry import HandlerRegistry
+from workers.runtime import Runtime
+from workers.settings import WorkerSettings
+
+FERNET_KEY = Fernet.generate_key().decode()
+WEBHOOK_ID = "wh-test"
+# Nothing listens here: a test that reaches Smartcar without a simulator fails loudly.
+NOWHERE = Origins(
+    api="http://127.0.0.1:9",
+    auth="http://127.0.0.1:9",
+    connect="http://127.0.0.1:9",
+    management="http://127.0.0.1:9",
+    vehicle_v3="http://127.0.0.1:9",
+)
+SIGNAL_NAMES = {
+    "tractionbattery-stateofcharge": ("StateOfCharge", "TractionBattery"),
+    "charge-ischarging": ("IsCharging", "Charge"),
+    "charge-ischargingcableconnected": ("IsChargingCableConnected", "Charge"),
+    "closure-islocked": ("IsLocked", "Closure"),
+    "odometer-traveleddistance": ("TraveledDistance", "Odometer"),
+}
+
+
+def settings_values(redis_url: str, prefix: str, **overrides: Any) -> dict[str, Any]:
+    """Settings for one test: every key (events, broker) under `prefix`, tiny delays, no app rate limit."""
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "token_encryption_key": FERNET_KEY,
+        "event_key_prefix": prefix,
+        "queue": f"{prefix}queue",
+        "broker_key_prefix": prefix,
+        "retry_base_delay": 0.05,
+        "retry_max_delay": 0.2,
+        "retry_long_base_delay": 0.3,
+        "retry_long_max_delay": 0.6,
+        "retry_max_retry_after": 5.0,
+        "app_rate_bucket": 0,
+        "vehicle_lock_wait": 2.0,
+        "task_soft_time_limit": 20.0,
+        "task_time_limit": 25.0,
+        "max_countdown": 2.0,
+        "visibility_timeout": 30.0,
+        "smartcar_client_id": "test-client",
+        "smartcar_client_secret": "test-secret",
+    }
+    values.update(overrides)
+    return values
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(redis_url)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def settings(redis_url: str, key_prefix: str) -> WorkerSettings:
+    return WorkerSettings(**settings_values(redis_url, key_prefix))
+
+
+@pytest.fixture
+def make_runtime(redis_url: str, key_prefix: str) -> Iterator[Callable[..., Runtime]]:
+    """Build runtimes for this test, closed afterwards: `make_runtime(handlers=..., **settings)`."""
+    built: list[Runtime] = []
+
+    def build(
+        *,
+        handlers: HandlerRegistry | None = None,
+        origins: Origins | None = None,
+        enqueue: Any = None,
+        **overrides: Any,
+    ) -> Runtime:
+        runtime = Runtime.build(
+            WorkerSettings(**settings_values(redis_url, key_prefix, **overrides)),
+            origins=origins or NOWHERE,
+            handlers=handlers,
+            enqueue=enqueue,
+        )
+        built.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in built:
+        runtime.close()
+
+
+def _car(vehicle_id: str | None = None, user_id: str | None = None) -> dict[str, Any]:
+    return {
+        "id": vehicle_id or str(uuid.uuid4()),
+        "make": "TESLA",
+        "model": "Model 3",
+        "year": 2022,
+        "user_id": user_id or str(uuid.uuid4()),
+    }
+
+
+def _state_event(
+    car: Mapping[str, Any],
+    signals: Mapping[str, Any],
+    *,
+    triggers: Sequence[str] | None = None,
+    mode: str = "LIVE",
+    oem_ms: int | Mapping[str, int] | None = None,
+    shape: payloads.Shape = "A",
+) -> dict[str, Any]:
+    """A VEHICLE_STATE for `car` carrying `signals` ({code: value}); `oem_ms` sets oemUpdatedAt."""
+    now = payloads.now_ms()
+    items = []
+    for code, value in signals.items():
+        name, group = SIGNAL_NAMES.get(code, (code, code.split("-", 1)[0]))
+        oem = oem_ms.get(code, now) if isinstance(oem_ms, Mapping) else (oem_ms or now)
+        body = value if isinstance(value, dict) else {"value": value}
+        items.append(
+            payloads.signal_item(
+                code, name=name, group=group, body=body, oem_updated_at=oem, retrieved_at=now
+            )
+        )
+    return payloads.vehicle_state_event(
+        car,
+        items,
+        webhook_id=WEBHOOK_ID,
+        triggers=list(triggers) if triggers is not None else [items[0]["code"]],
+        mode=mode,
+        shape=shape,
+    )
+
+
+@pytest.fixture
+def car() -> Callable[..., dict[str, Any]]:
+    """`car(vehicle_id=None, user_id=None)`: a vehicle mapping as the simulator's payload builders take."""
+    return _car
+
+
+@pytest.fixture
+def state_event() -> Callable[..., dict[str, Any]]:
+    """`state_event(car, {code: value}, triggers=None, mode="LIVE", oem_ms=None)`: a VEHICLE_STATE."""
+    return _state_event

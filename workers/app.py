@@ -1,0 +1,160 @@
+"""The Celery app: `celery -A workers.app worker` and `celery -A workers.app beat`.
+
+Celery on Redis loses or duplicates work with its defaults; `celery_config` says, setting by setting,
+what we use instead and why (docs/workers.md has the long form). The configuration is built from
+`WorkerSettings` when first needed, and checked when a worker or beat starts: a configuration that
+could deliver a message twice while it is being worked on is refused.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from celery import Celery, bootsteps, signals
+
+from workers.settings import SettingsError, WorkerSettings, get_settings
+
+
+def celery_config(settings: WorkerSettings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            # A message not acknowledged within this time is given to another worker: it must outlast the
+            # longest countdown a message waits in a worker plus the longest run.
+            "visibility_timeout": settings.visibility_timeout,
+            # Kombu's keys (queues, unacked hash) under a prefix of their own: several deployments or
+            # test sessions can share one Redis.
+            "global_keyprefix": settings.broker_key_prefix,
+            "socket_timeout": 10.0,
+            "socket_connect_timeout": 10.0,
+            "retry_on_timeout": True,
+            "health_check_interval": 30,
+        },
+        "task_default_queue": settings.queue,
+        # Acknowledge after the run, not before: a worker that dies mid-task leaves the message to redeliver.
+        "task_acks_late": True,
+        # ...and when the pool's child process dies (SIGKILL, OOM), put the message back at once.
+        "task_reject_on_worker_lost": True,
+        # A task that raised or hit its hard limit is acknowledged: our task records failures itself,
+        # and the sweeper re-enqueues an event whose run vanished. Redelivering would loop on a poison.
+        "task_acks_on_failure_or_timeout": True,
+        # With late acks, prefetched messages are held unacknowledged: keep that to one per slot.
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        "worker_pool": settings.pool,
+        "worker_concurrency": settings.concurrency,
+        "task_soft_time_limit": settings.task_soft_time_limit,
+        "task_time_limit": settings.task_time_limit,
+        # On SIGTERM, let running tasks finish for this long, then requeue what is held (incl. countdowns).
+        "worker_soft_shutdown_timeout": settings.soft_shutdown_timeout,
+        "worker_enable_soft_shutdown_on_idle": True,
+        # After a lost broker connection the unacked messages come back anyway: stop their duplicates.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "beat_schedule": {
+            "sweep": {
+                "task": "workers.sweep",
+                "schedule": settings.sweep_interval,
+                "options": {"queue": settings.queue, "expires": settings.sweep_interval},
+            },
+            "refresh-tokens": {
+                "task": "workers.refresh_tokens",
+                "schedule": 60.0,
+                "options": {"queue": settings.queue, "expires": 60.0},
+            },
+        },
+    }
+
+
+def check_configuration(conf: Any, settings: WorkerSettings) -> list[str]:
+    """Problems with the Celery configuration actually in effect (empty when it is safe)."""
+    problems = []
+    if not conf.task_acks_late:
+        problems.append("task_acks_late must be True: with early acks a task dies with its worker")
+    if not conf.task_reject_on_worker_lost:
+        problems.append("task_reject_on_worker_lost must be True: a killed child would lose its message")
+    options = conf.broker_transport_options or {}
+    visibility = float(options.get("visibility_timeout") or 3600.0)
+    time_limit = float(conf.task_time_limit or 0)
+    if not time_limit:
+        problems.append(
+            "task_time_limit must be set: a run without a limit could outlast the visibility timeout"
+        )
+    needed = settings.max_countdown + time_limit
+    if visibility <= needed:
+        problems.append(
+            f"visibility_timeout {visibility:g} s must exceed the longest countdown plus the hard time limit "
+            f"({needed:g} s), or a message is delivered twice while it waits or runs"
+        )
+    return problems
+
+
+app = Celery("workers", include=["workers.tasks"])
+app.add_defaults(lambda: celery_config(get_settings()))
+
+
+def _refuse(problem: str) -> None:
+    sys.stderr.write(f"smartcar workers refuse to start: {problem}\n")
+    raise SystemExit(78)  # EX_CONFIG
+
+
+@signals.worker_init.connect
+def _check_worker(**_: Any) -> None:
+    _check_startup()
+
+
+@signals.beat_init.connect
+def _check_beat(**_: Any) -> None:
+    _check_startup()
+
+
+def _check_startup() -> None:
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        _refuse(str(error))
+        return
+    problems = check_configuration(app.conf, settings)
+    if problems:
+        _refuse("\n  ".join(["unsafe Celery configuration:", *problems]))
+    from workers.runtime import load_handlers  # noqa: PLC0415 - only in the worker, after the check
+
+    load_handlers(settings)
+
+
+@signals.worker_process_init.connect
+def _forked(**_: Any) -> None:
+    from workers.runtime import reset_runtime  # noqa: PLC0415 - avoids an import cycle
+
+    reset_runtime()
+
+
+class RelayStep(bootsteps.StartStopStep):
+    """Runs the relay in the worker process (see `workers.relay`)."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.thread: Any = None
+
+    def start(self, worker: Any) -> None:  # noqa: ARG002 - the bootstep interface
+        settings = get_settings()
+        if not settings.relay_enabled:
+            return
+        from workers.tasks import build_relay  # noqa: PLC0415 - tasks import this module
+
+        self.thread = build_relay(settings)
+        self.thread.start()
+
+    def stop(self, worker: Any) -> None:  # noqa: ARG002 - the bootstep interface
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None
+
+
+app.steps["worker"].add(RelayStep)

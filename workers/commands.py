@@ -1,0 +1,207 @@
+"""The command runner: a command for an event is sent at most once, one at a time per vehicle.
+
+Each command belongs to a step of an event (`event_id`, `step`), recorded in `{p}cmd:{event_id}:{step}`
+(hash: `state`, `command`, `params`, `sends`, `result`, `updated_at`). States:
+
+- `sending`: a send started and its outcome is unknown (it is in flight, it failed ambiguously, or the
+  worker died during it). The next run first re-reads the vehicle: if the command took effect it is
+  done, without a second command;
+- `not_sent`: the last send failed in a way that proves the vehicle did not act (safe to send again);
+- `done`: finished (by Smartcar's answer, by a benign error code, or by the re-read state).
+
+Sends are serialised per vehicle by a Redis lock with a lease, so two events for one car never race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from smartcar_core.errors import SmartcarError
+from smartcar_core.vehicle import Vehicle
+from workers.codec import text_map
+from workers.gateway import SmartcarGateway
+from workers.limits import DeferredError, vehicle_lock
+
+SENDING = "sending"
+NOT_SENT = "not_sent"
+DONE = "done"
+_LOCK_RETRY_SECONDS = 2.0
+
+
+def _charging(vehicle: Vehicle) -> bool:
+    return vehicle.charge().state == "CHARGING"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """How to send a command, and how to tell from the vehicle's state that it took effect.
+
+    `verify` returns True (took effect), False (did not) or None (cannot tell: the command is sent again,
+    so only commands whose repetition is harmless may lack a check).
+    """
+
+    name: str
+    send: Callable[[Vehicle, Mapping[str, Any]], Any]
+    verify: Callable[[Vehicle, Mapping[str, Any]], bool | None]
+
+
+COMMANDS: dict[str, CommandSpec] = {
+    spec.name: spec
+    for spec in (
+        CommandSpec("start_charge", lambda v, _: v.start_charge(), lambda v, _: _charging(v)),
+        CommandSpec("stop_charge", lambda v, _: v.stop_charge(), lambda v, _: not _charging(v)),
+        CommandSpec("lock", lambda v, _: v.lock(), lambda v, _: v.lock_status().is_locked),
+        CommandSpec("unlock", lambda v, _: v.unlock(), lambda v, _: not v.lock_status().is_locked),
+        CommandSpec(
+            "set_charge_limit",
+            lambda v, p: v.set_charge_limit(float(p["limit"])),
+            lambda v, p: abs(v.get_charge_limit().limit - float(p["limit"])) < 1e-6,  # noqa: PLR2004 - float equality
+        ),
+        CommandSpec(
+            "send_destination",
+            lambda v, p: v.send_destination(float(p["latitude"]), float(p["longitude"])),
+            lambda _v, _p: None,  # no read tells; showing the same destination twice is harmless
+        ),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """How a command ended: `how` is sent, benign, confirmed (by a state read) or recorded (earlier run)."""
+
+    command: str
+    how: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_result(self) -> dict[str, Any]:
+        return {"command": self.command, "how": self.how, **self.detail}
+
+
+class CommandRunner:
+    def __init__(
+        self,
+        client: redis.Redis,
+        gateway: SmartcarGateway,
+        *,
+        prefix: str,
+        lock_lease: float,
+        lock_wait: float,
+        retention: int,
+    ) -> None:
+        self.redis = client
+        self.gateway = gateway
+        self.prefix = prefix
+        self.lock_lease = lock_lease
+        self.lock_wait = lock_wait
+        self.retention = retention
+
+    def key(self, event_id: str, step: str) -> str:
+        return f"{self.prefix}cmd:{event_id}:{step}"
+
+    def record(self, event_id: str, step: str) -> dict[str, str]:
+        return text_map(self.redis.hgetall(self.key(event_id, step)))
+
+    def run(
+        self,
+        *,
+        event_id: str,
+        step: str,
+        vehicle_id: str,
+        command: str,
+        params: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> CommandOutcome:
+        """Send `command` for (event, step) unless that already happened; a failure raises `SmartcarError`."""
+        spec = COMMANDS.get(command)
+        if spec is None:
+            raise ValueError(f"unknown command {command!r}; known: {', '.join(sorted(COMMANDS))}")
+        params = dict(params or {})
+        key = self.key(event_id, step)
+        if self.redis.hget(key, "state") == DONE.encode():
+            return self._recorded(command, key)
+        lock = vehicle_lock(self.redis, self.prefix, vehicle_id, lease=self.lock_lease)
+        if not lock.acquire(blocking=True, blocking_timeout=self.lock_wait):
+            raise DeferredError(f"vehicle {vehicle_id} is busy with another command", _LOCK_RETRY_SECONDS)
+        try:
+            return self._run_locked(spec, key, vehicle_id, params, deadline)
+        finally:
+            with contextlib.suppress(redis.exceptions.LockError):  # the lease ran out: nothing to release
+                lock.release()
+
+    def _run_locked(
+        self, spec: CommandSpec, key: str, vehicle_id: str, params: dict[str, Any], deadline: float | None
+    ) -> CommandOutcome:
+        state = self.redis.hget(key, "state")
+        if state == DONE.encode():
+            return self._recorded(spec.name, key)
+        if state == SENDING.encode() and self._took_effect(spec, vehicle_id, params, deadline):
+            return self._finish(key, spec.name, "confirmed", {"reason": "an earlier send took effect"})
+        self._mark(key, SENDING, spec.name, params, sends=1)
+        try:
+            answer = self.gateway.call(
+                vehicle_id, lambda v: spec.send(v, params), command=True, deadline=deadline
+            )
+        except SmartcarError as error:
+            if error.is_benign_for(spec.name):
+                return self._finish(key, spec.name, "benign", {"code": error.code})
+            if not error.ambiguous:
+                self._mark(key, NOT_SENT, spec.name, params)
+                raise
+            # The vehicle may have acted: look before anyone sends again.
+            if self._took_effect(spec, vehicle_id, params, deadline):
+                return self._finish(
+                    key, spec.name, "confirmed", {"reason": f"state shows it took effect after {error.code}"}
+                )
+            raise
+        status = getattr(answer, "status", None)
+        return self._finish(key, spec.name, "sent", {"status": status})
+
+    def _took_effect(
+        self, spec: CommandSpec, vehicle_id: str, params: dict[str, Any], deadline: float | None
+    ) -> bool:
+        verdict = self.gateway.call(vehicle_id, lambda v: spec.verify(v, params), deadline=deadline)
+        return verdict is True
+
+    def _mark(self, key: str, state: str, command: str, params: dict[str, Any], *, sends: int = 0) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "state": state,
+                    "command": command,
+                    "params": json.dumps(params),
+                    "updated_at": repr(time.time()),
+                },
+            )
+            if sends:
+                pipe.hincrby(key, "sends", sends)
+            pipe.expire(key, self.retention)
+            pipe.execute()
+
+    def _finish(self, key: str, command: str, how: str, detail: dict[str, Any]) -> CommandOutcome:
+        outcome = CommandOutcome(command, how, detail)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "state": DONE,
+                    "result": json.dumps(outcome.as_result()),
+                    "updated_at": repr(time.time()),
+                },
+            )
+            pipe.expire(key, self.retention)
+            pipe.execute()
+        return outcome
+
+    def _recorded(self, command: str, key: str) -> CommandOutcome:
+        raw = self.redis.hget(key, "result")
+        detail = json.loads(raw) if raw else {}
+        return CommandOutcome(command, "recorded", {"earlier": detail})

@@ -1,0 +1,100 @@
+"""The built-in handlers: vehicle state, follow-up signals, the charging rule, vehicle errors.
+
+Registered on import (the worker imports this module); see `workers.registry` to add your own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smartcar_core.events import VEHICLE_ERROR, VEHICLE_STATE
+from smartcar_core.v3 import epoch_to_datetime
+from workers.registry import HandlerContext, handler
+from workers.state import SignalUpdate
+
+SOC = "tractionbattery-stateofcharge"
+IS_CHARGING = "charge-ischarging"
+PLUGGED_IN = "charge-ischargingcableconnected"
+ANY_TRIGGER = "*"
+
+
+@handler(VEHICLE_STATE, name="vehicle-state", order=10)
+def vehicle_state(ctx: HandlerContext) -> dict[str, Any]:
+    """Merge the delivery's signals into the vehicle's latest state, newest `oemUpdatedAt` winning."""
+    signals = ctx.envelope.signals
+    updates = [
+        SignalUpdate(s.code, s.body, s.oem_updated_at, s.retrieved_at)
+        for s in signals
+        if s.ok and s.body is not None
+    ]
+    written = ctx.runtime.vehicles.merge(ctx.vehicle_id, updates, event_id=ctx.event_id)
+    failed = sorted(s.code for s in signals if not s.ok)
+    return {
+        "signals": len(signals),
+        "stored": len(written),
+        "older": len(updates) - len(written),
+        "failed": failed,
+    }
+
+
+@handler(VEHICLE_STATE, name="follow-up", order=20)
+def follow_up(ctx: HandlerContext) -> dict[str, Any] | None:
+    """Fetch the signals configured for this delivery's triggers that the delivery does not carry."""
+    wanted_by = ctx.runtime.settings.follow_up_signals
+    if not wanted_by:
+        return None
+    codes: list[str] = list(wanted_by.get(ANY_TRIGGER, []))
+    for trigger in ctx.envelope.trigger_codes:
+        codes += wanted_by.get(trigger, [])
+    if not codes:
+        return None
+    return ctx.ensure_signals(codes) or {"fetched": []}
+
+
+@handler(VEHICLE_STATE, name="charging-rule", order=30)
+def charging_rule(ctx: HandlerContext) -> dict[str, Any] | None:
+    """Stop charging at the target state of charge; start when plugged in below the minimum.
+
+    Off unless `WORKERS_CHARGING_RULE_ENABLED`. Decides on the vehicle's latest known state (after this
+    delivery and any follow-up fetch), so an old delivery arriving late cannot flip the decision.
+    """
+    settings = ctx.runtime.settings
+    if not settings.charging_rule_enabled:
+        return None
+    fetched = ctx.ensure_signals([SOC, IS_CHARGING, PLUGGED_IN])
+    state = ctx.vehicle_signals()
+    soc = _number(state[SOC].value) if SOC in state else None
+    charging = state[IS_CHARGING].value is True if IS_CHARGING in state else None
+    plugged = state[PLUGGED_IN].value is True if PLUGGED_IN in state else None
+    seen: dict[str, Any] = {"soc": soc, "charging": charging, "plugged_in": plugged}
+    if fetched:
+        seen["follow_up"] = fetched
+    if soc is None:
+        return {**seen, "decision": "no state of charge known"}
+    stop_at, start_below = settings.charge_stop_at_soc, settings.charge_start_below_soc
+    if stop_at is not None and charging and soc >= stop_at:
+        outcome = ctx.run_command("stop_charge", step="charging-rule:stop")
+        return {**seen, "decision": "stop_charge", "command": outcome.as_result()}
+    if start_below is not None and plugged and charging is False and soc < start_below:
+        outcome = ctx.run_command("start_charge", step="charging-rule:start")
+        return {**seen, "decision": "start_charge", "command": outcome.as_result()}
+    return {**seen, "decision": "nothing to do"}
+
+
+@handler(VEHICLE_ERROR, name="vehicle-errors", order=10)
+def vehicle_errors(ctx: HandlerContext) -> dict[str, Any]:
+    """Keep each error of the vehicle (by TYPE:CODE) with its state: ERROR, or RESOLVED when it cleared."""
+    meta = ctx.envelope.body.get("meta")
+    moment = epoch_to_datetime(meta.get("deliveredAt")) if isinstance(meta, dict) else None
+    delivered = int(moment.timestamp() * 1000) if moment is not None else None
+    at = delivered or int(ctx.record.received_at * 1000)
+    items = ctx.envelope.errors
+    written = ctx.runtime.vehicles.record_errors(ctx.vehicle_id, items, at=at, event_id=ctx.event_id)
+    states = {f"{i.get('type')}:{i.get('code') or ''}": str(i.get("state") or "ERROR").upper() for i in items}
+    return {"errors": states, "stored": sorted(written)}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

@@ -1,0 +1,218 @@
+"""`process_event`: one run of one stored event through its handlers, and what happens after.
+
+The run takes the event's lease (status processing, attempts + 1), runs the handlers registered for its
+type in order (skipping those an earlier run finished), and ends it in one of three ways:
+
+- done: every handler finished;
+- retrying: a handler failed in a way worth another try (the `RetryPolicy` decides, by the catalogue),
+  or must wait (a busy vehicle, an empty rate bucket); short delays become a Celery countdown, longer
+  ones are parked in `{p}scheduled` for the relay to pick up when due;
+- failed: the error needs a person (or the tries ran out); the event goes to the dead letters with the
+  whole attempt history and, for Smartcar errors, the suggested user message and resolution.
+
+Running it twice for the same event is harmless: a finished event is left alone, a running one (live
+lease) is skipped, and commands are recorded per (event, step).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from smartcar_core.catalogue import RetryClass
+from smartcar_core.errors import SmartcarError
+from smartcar_core.events import EnvelopeError, parse_envelope
+from smartcar_core.retry import Action
+from workers.lifecycle import BeginState, EventRecord, history_entry
+from workers.limits import DeferredError
+from workers.registry import HandlerContext
+from workers.tokens import TokenError, TokenRefreshBusyError
+
+if TYPE_CHECKING:
+    from workers.runtime import Runtime
+
+log = structlog.get_logger("workers.process")
+_TOKEN_BUSY_DELAY = 1.0
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    RETRY = "retry"
+    DEAD = "dead"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    event_id: str
+    outcome: Outcome
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class SoftDeadlineError(Exception):
+    """The run used up its time (the task's soft time limit) between two handlers."""
+
+
+def describe_error(error: BaseException) -> dict[str, Any]:
+    """An error as recorded in the history: class, type/code, HTTP status, request id, message."""
+    if isinstance(error, SmartcarError):
+        described: dict[str, Any] = {
+            "class": type(error).__name__,
+            "type": error.type,
+            "code": error.code,
+            "status": error.status_code,
+            "request_id": error.request_id,
+            "message": error.message,
+            "retry_class": error.retry_class.value,
+        }
+        if error.retry_after is not None:
+            described["retry_after"] = error.retry_after
+        return described
+    return {"class": type(error).__name__, "message": str(error)[:500]}
+
+
+def _needs_person(error: BaseException) -> dict[str, Any]:
+    """What to tell the user or operator about an error nobody should retry."""
+    if not isinstance(error, SmartcarError):
+        return {}
+    advice: dict[str, Any] = {}
+    if error.suggested_user_message:
+        advice["suggested_user_message"] = error.suggested_user_message
+    if error.resolution is not None:
+        advice["resolution"] = {"type": error.resolution.type, "url": error.resolution.url}
+    if error.doc_url:
+        advice["doc_url"] = error.doc_url
+    return advice
+
+
+def process_event(runtime: Runtime, event_id: str) -> RunResult:
+    settings = runtime.settings
+    begin = runtime.store.begin(event_id, lease=settings.task_time_limit)
+    if begin.state is not BeginState.OK or begin.record is None:
+        log.info("event skipped", event_id=event_id, reason=begin.state.value, status=begin.status)
+        return RunResult(event_id, Outcome.SKIPPED, {"reason": begin.state.value, "status": begin.status})
+    run = _Run(runtime, begin.record)
+    try:
+        envelope = parse_envelope(run.record.raw)
+    except EnvelopeError as error:
+        return run.dead(error, None, "the stored payload is not a Smartcar webhook")
+    deadline = time.monotonic() + settings.task_soft_time_limit
+    context = HandlerContext(run.record, envelope, runtime, run.results, deadline)
+    for handler in runtime.registry.for_type(envelope.event_type):
+        previous = run.results.get(handler.name)
+        if isinstance(previous, dict) and previous.get("status") in ("done", "skipped"):
+            continue
+        if envelope.is_test and not handler.test_events:
+            run.results[handler.name] = {"status": "skipped", "reason": "TEST delivery: no side effects"}
+            continue
+        if time.monotonic() >= deadline:
+            late = SoftDeadlineError(f"soft time limit reached before handler {handler.name}")
+            return run.failed(handler.name, late)
+        try:
+            value = handler.function(context)
+        except Exception as error:  # noqa: BLE001 - every failure is recorded and decided on below
+            return run.failed(handler.name, error)
+        run.results[handler.name] = {"status": "done", "at": round(time.time(), 3), "result": value}
+    runtime.store.done(run.record, run.results)
+    log.info("event done", event_id=event_id, type=envelope.event_type, attempt=run.record.attempts)
+    return RunResult(event_id, Outcome.DONE, {"results": run.results})
+
+
+class _Run:
+    """One run of one event: its record, the results so far, and the ways it can end."""
+
+    def __init__(self, runtime: Runtime, record: EventRecord) -> None:
+        self.runtime = runtime
+        self.record = record
+        self.results: dict[str, Any] = dict(record.results)
+
+    def _count(self, outcome: str) -> int:
+        return sum(1 for entry in self.record.history if entry.get("outcome") == outcome)
+
+    def failed(self, handler: str, error: Exception) -> RunResult:
+        """Decide what a handler's failure means: wait, retry, or give up."""
+        if isinstance(error, TokenRefreshBusyError):
+            error = DeferredError(str(error), _TOKEN_BUSY_DELAY)
+        if isinstance(error, DeferredError):
+            return self._deferred(handler, error)
+        if isinstance(error, TokenError):
+            return self.dead(error, handler, str(error))
+        failures = self._count("retry") + 1
+        if isinstance(error, SmartcarError):
+            refreshed = error.retry_class is RetryClass.REFRESH_TOKEN  # the gateway refreshed once already
+            decision = self.runtime.policy.decide(error, failures, refreshed=refreshed)
+            if decision.action is Action.RETRY:
+                return self.retry(handler, error, decision.delay, reason=decision.reason)
+            return self.dead(error, handler, decision.reason or "not retryable")
+        log.warning("handler failed", event_id=self.record.id, handler=handler, exc_info=error)
+        if failures >= self.runtime.settings.retry_max_attempts:
+            return self.dead(error, handler, f"gave up after {failures} attempts")
+        return self.retry(handler, error, self.runtime.policy.backoff(failures))
+
+    def _deferred(self, handler: str, error: DeferredError) -> RunResult:
+        deferrals = self._count("deferred") + 1
+        if deferrals > self.runtime.settings.max_deferrals:
+            return self.dead(error, handler, f"deferred {deferrals - 1} times")
+        return self.retry(handler, error, error.delay, outcome="deferred")
+
+    def retry(
+        self,
+        handler: str,
+        error: Exception,
+        delay: float,
+        *,
+        outcome: str = "retry",
+        reason: str | None = None,
+    ) -> RunResult:
+        runtime, record = self.runtime, self.record
+        park = runtime.enqueue is None or delay > runtime.settings.max_countdown
+        entry = history_entry(
+            attempt=record.attempts,
+            outcome=outcome,
+            handler=handler,
+            error=describe_error(error),
+            delay=delay,
+            reason=reason,
+        )
+        if not runtime.store.retry(record, entry, delay=delay, park=park, results=self.results):
+            return RunResult(record.id, Outcome.SKIPPED, {"reason": "lease lost"})
+        if not park and runtime.enqueue is not None:
+            try:
+                runtime.enqueue(record.id, delay)
+            except Exception:  # the broker is down: park it, the relay will pick it up
+                log.warning("countdown publish failed; parked", event_id=record.id, exc_info=True)
+                runtime.store.redis.zadd(runtime.store.scheduled, {record.id: time.time() + delay})
+        log.info(
+            "event retrying",
+            event_id=record.id,
+            handler=handler,
+            delay=round(delay, 3),
+            outcome=outcome,
+            error=entry["error"].get("class"),
+        )
+        return RunResult(record.id, Outcome.RETRY, {"delay": delay, "parked": park, "entry": entry})
+
+    def dead(self, error: Exception, handler: str | None, reason: str) -> RunResult:
+        record = self.record
+        entry = history_entry(
+            attempt=record.attempts,
+            outcome="failed",
+            handler=handler,
+            error=describe_error(error),
+            reason=reason,
+        )
+        entry.update(_needs_person(error))
+        if not self.runtime.store.dead_letter(record, entry, reason=reason, results=self.results):
+            return RunResult(record.id, Outcome.SKIPPED, {"reason": "lease lost"})
+        log.warning(
+            "event dead-lettered",
+            event_id=record.id,
+            handler=handler,
+            reason=reason,
+            error=entry["error"].get("class"),
+        )
+        return RunResult(record.id, Outcome.DEAD, {"reason": reason, "entry": entry})

@@ -1,0 +1,109 @@
+"""The relay: turns the receiver's inbox into `process_event` tasks at the workers' pace.
+
+The receiver's whole Redis work is one round trip (store, dedupe, push the id to `{p}inbox`); Celery's
+publish cost (~0.65 ms of CPU) is paid here, on the worker side. Each worker process runs one relay
+thread (a Celery bootstep; `WORKERS_RELAY_ENABLED=false` turns it off, and `smartcar-events relay` runs
+one on its own). A loop:
+
+1. parked retries that are due are taken off `{p}scheduled` and published;
+2. while the Celery queue holds fewer than `relay_high_water` messages, up to `relay_batch` ids are
+   popped from the inbox and marked queued in one Lua call, then published: a burst waits in the inbox,
+   not as thousands of broker messages;
+3. with nothing to do, it blocks on the inbox (BRPOP) for up to `relay_idle_wait` seconds.
+
+If the relay dies between popping and publishing, the ids are `queued` (or `received` and out of the
+inbox) with no task: the sweeper re-enqueues them after `sweep_after`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import redis
+import structlog
+
+from workers.codec import text
+from workers.lifecycle import EventStore
+
+log = structlog.get_logger("workers.relay")
+_FULL_QUEUE_WAIT = 0.05
+_ERROR_WAIT = 1.0
+
+Publish = Callable[[list[str]], None]
+
+
+class Relay:
+    def __init__(
+        self,
+        store: EventStore,
+        publish: Publish,
+        depth: Callable[[], int],
+        *,
+        batch: int,
+        high_water: int,
+        idle_wait: float,
+    ) -> None:
+        self.store = store
+        self.publish = publish
+        self.depth = depth
+        self.batch = batch
+        self.high_water = high_water
+        self.idle_wait = idle_wait
+        self.published = 0
+
+    def _send(self, ids: list[str]) -> int:
+        if ids:
+            self.publish(ids)
+            self.published += len(ids)
+        return len(ids)
+
+    def run_once(self) -> tuple[int, bool]:
+        """One pass: (ids published, whether the Celery queue is full)."""
+        sent = self._send(self.store.due(self.batch))
+        room = self.high_water - self.depth()
+        if room <= 0:
+            return sent, True
+        return sent + self._send(self.store.claim(min(self.batch, room))), False
+
+    def wait_for_inbox(self) -> int:
+        """Block on the inbox until an id arrives (or `idle_wait` passes); publish what came."""
+        popped = self.store.redis.brpop([self.store.keys.inbox], timeout=self.idle_wait)
+        if popped is None:
+            return 0
+        return self._send(self.store.claim(0, [text(popped[1])]))
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("relay started", inbox=self.store.keys.inbox, high_water=self.high_water)
+        while not stop.is_set():
+            try:
+                sent, full = self.run_once()
+                if full:
+                    stop.wait(_FULL_QUEUE_WAIT)
+                elif sent == 0:
+                    self.wait_for_inbox()
+            except (redis.RedisError, OSError):
+                log.warning("relay: Redis or broker unavailable; retrying", exc_info=True)
+                stop.wait(_ERROR_WAIT)
+            except Exception:
+                log.exception("relay: unexpected error; retrying")
+                stop.wait(_ERROR_WAIT)
+        log.info("relay stopped", published=self.published)
+
+
+class RelayThread:
+    """A relay on a daemon thread, stopped (and joined) by `stop()`."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=relay.run, args=(self._stop,), name="smartcar-relay", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)

@@ -1,0 +1,187 @@
+"""`WorkerSettings`: every knob of the workers, typed, keyword-only, with its default stated here.
+
+Contract names (`REDIS_URL`, `CELERY_BROKER_URL`, `TOKEN_ENCRYPTION_KEY`, `SMARTCAR_*`, `EVENT_KEY_PREFIX`)
+are read as they are; the workers' own settings are read from `WORKERS_<FIELD NAME>` (for example
+`WORKERS_CONCURRENCY=128`). Lists and mappings are JSON in the environment.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+from cryptography.fernet import Fernet, MultiFernet
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from smartcar_core.retry import RetryPolicy
+
+
+class SettingsError(RuntimeError):
+    """The configuration cannot work; the message says which setting and how to fix it."""
+
+
+def _alias(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WORKERS_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    # --- contract names (see ARCHITECTURE.md) ---
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_alias("REDIS_URL"))
+    """The event store, token store, locks and rate bucket."""
+    celery_broker_url: str | None = Field(None, validation_alias=_alias("CELERY_BROKER_URL"))
+    """Celery's broker; `REDIS_URL` when unset."""
+    token_encryption_key: SecretStr = Field(validation_alias=_alias("TOKEN_ENCRYPTION_KEY"))
+    """One Fernet key, or several comma-separated (the first encrypts, all decrypt: key rotation)."""
+    event_key_prefix: str = Field("sc:", validation_alias=_alias("EVENT_KEY_PREFIX"))
+    smartcar_client_id: str | None = Field(None, validation_alias=_alias("SMARTCAR_CLIENT_ID"))
+    smartcar_client_secret: SecretStr | None = Field(None, validation_alias=_alias("SMARTCAR_CLIENT_SECRET"))
+    smartcar_amt: SecretStr | None = Field(None, validation_alias=_alias("SMARTCAR_AMT"))
+    smartcar_webhook_id: str | None = Field(None, validation_alias=_alias("SMARTCAR_WEBHOOK_ID"))
+
+    # --- Celery ---
+    queue: str = "smartcar-events"
+    """The queue process_event is sent to and the worker consumes."""
+    broker_key_prefix: str = ""
+    """Prepended by kombu to every broker key (several deployments, or test sessions, on one Redis)."""
+    pool: Literal["threads", "prefork", "solo"] = "threads"
+    concurrency: int = Field(64, ge=1)
+    prefetch_multiplier: int = Field(1, ge=1)
+    task_soft_time_limit: float = Field(330.0, gt=0)
+    task_time_limit: float = Field(360.0, gt=0)
+    max_countdown: float = Field(60.0, ge=0)
+    """Retries due sooner than this are Celery countdowns; later ones are parked in Redis."""
+    visibility_timeout: float = Field(3600.0, gt=0)
+    soft_shutdown_timeout: float = Field(60.0, ge=0)
+
+    # --- relay and sweeper ---
+    relay_enabled: bool = True
+    """Run the relay (inbox -> process_event tasks) inside each worker process."""
+    relay_batch: int = Field(200, ge=1)
+    relay_high_water: int = Field(256, ge=1)
+    """Publish only while the Celery queue holds fewer messages than this: bursts wait in the inbox."""
+    relay_idle_wait: float = Field(1.0, gt=0)
+    sweep_interval: float = Field(30.0, gt=0)
+    sweep_after: float = Field(120.0, gt=0)
+    """An event whose state has not moved for this long past its expected time is re-enqueued."""
+    sweep_batch: int = Field(500, ge=1)
+    done_retention: int = Field(7 * 24 * 3600, ge=60)
+    """Seconds a done event record is kept (failed ones stay until replayed or purged)."""
+
+    # --- retries (smartcar_core.RetryPolicy) ---
+    retry_max_attempts: int = Field(5, ge=1)
+    retry_base_delay: float = Field(1.0, ge=0)
+    retry_max_delay: float = Field(60.0, ge=0)
+    retry_jitter: float = Field(0.5, ge=0, le=1)
+    retry_max_retry_after: float = Field(900.0, ge=0)
+    retry_long_max_attempts: int = Field(4, ge=1)
+    retry_long_base_delay: float = Field(300.0, ge=0)
+    retry_long_max_delay: float = Field(3600.0, ge=0)
+    max_deferrals: int = Field(100, ge=1)
+    """How often an event may wait for a busy vehicle or an empty rate bucket before it is dead-lettered."""
+
+    # --- Smartcar calls ---
+    read_timeout: float = Field(30.0, gt=0)
+    command_timeout: float = Field(310.0, gt=0)
+    """Smartcar's SDKs wait 310 s for a command: a car may take minutes to wake up."""
+    app_rate_bucket: int = Field(120, ge=0)
+    """Smartcar's application-wide bucket (0 turns our bucket off); ask Smartcar for a larger one."""
+    app_rate_refill_per_minute: float = Field(2.0, gt=0)
+    rate_wait_max: float = Field(2.0, ge=0)
+    """Wait in the worker for a rate token at most this long; beyond, the event is deferred."""
+    vehicle_lock_wait: float = Field(10.0, ge=0)
+    vehicle_lock_lease: float = Field(340.0, gt=0)
+    token_refresh_margin: float = Field(300.0, ge=0)
+    token_refresh_lease: float = Field(60.0, gt=0)
+    token_refresh_wait: float = Field(30.0, ge=0)
+
+    # --- handlers ---
+    handler_modules: list[str] = Field(default_factory=list)
+    """Modules imported at start-up to register your own handlers (see `workers.registry`)."""
+    signals_api: Literal["v3", "v2"] = "v3"
+    """How follow-up signals are read: the v3 signals API, or v2 reads (legacy vehicles)."""
+    follow_up_signals: dict[str, list[str]] = Field(default_factory=dict)
+    """Trigger code (or "*") -> signal codes to fetch when the delivery lacks them."""
+    charging_rule_enabled: bool = False
+    charge_stop_at_soc: float | None = Field(80.0, ge=0, le=100)
+    charge_start_below_soc: float | None = Field(20.0, ge=0, le=100)
+
+    @field_validator("token_encryption_key")
+    @classmethod
+    def _valid_fernet_keys(cls, value: SecretStr) -> SecretStr:
+        keys = [key.strip() for key in value.get_secret_value().split(",") if key.strip()]
+        if not keys:
+            raise ValueError("TOKEN_ENCRYPTION_KEY is empty")
+        for position, key in enumerate(keys, start=1):
+            try:
+                Fernet(key)
+            except (ValueError, TypeError):
+                # Never echo the key itself.
+                raise ValueError(
+                    f"TOKEN_ENCRYPTION_KEY key #{position} is not a Fernet key (32 url-safe base64 bytes); "
+                    "create one with `smartcar-events tokens new-key`"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _limits_fit(self) -> WorkerSettings:
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise ValueError("WORKERS_TASK_SOFT_TIME_LIMIT must be below WORKERS_TASK_TIME_LIMIT")
+        needed = self.max_countdown + self.task_time_limit
+        if self.visibility_timeout <= needed:
+            raise ValueError(
+                f"WORKERS_VISIBILITY_TIMEOUT ({self.visibility_timeout:g} s) must exceed the longest "
+                f"countdown plus the hard time limit ({self.max_countdown:g} + {self.task_time_limit:g} s): "
+                "a message still unacknowledged then is delivered again while it is being worked on"
+            )
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url
+
+    def fernet(self) -> MultiFernet:
+        keys = [key.strip() for key in self.token_encryption_key.get_secret_value().split(",") if key.strip()]
+        return MultiFernet([Fernet(key) for key in keys])
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.retry_max_attempts,
+            base_delay=self.retry_base_delay,
+            max_delay=max(self.retry_max_delay, self.retry_base_delay),
+            jitter=self.retry_jitter,
+            max_retry_after=self.retry_max_retry_after,
+            long_max_attempts=self.retry_long_max_attempts,
+            long_base_delay=self.retry_long_base_delay,
+            long_max_delay=max(self.retry_long_max_delay, self.retry_long_base_delay),
+        )
+
+
+def load_settings() -> WorkerSettings:
+    """Settings from the environment; a `SettingsError` with every problem named when they cannot work."""
+    from pydantic import ValidationError  # noqa: PLC0415 - only needed on this path
+
+    try:
+        return WorkerSettings()
+    except ValidationError as error:
+        problems = []
+        for item in error.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in item["loc"]) or "settings"
+            if item["type"] == "missing" and where == "TOKEN_ENCRYPTION_KEY":
+                problems.append(
+                    "TOKEN_ENCRYPTION_KEY is not set: the workers encrypt Smartcar tokens at rest with it "
+                    "(create one with `smartcar-events tokens new-key`)"
+                )
+            else:
+                problems.append(f"{where}: {item['msg']}")
+        raise SettingsError("invalid worker settings:\n  " + "\n  ".join(problems)) from None
+
+
+@functools.cache
+def get_settings() -> WorkerSettings:
+    """The process's settings, read once."""
+    return load_settings()

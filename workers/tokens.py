@@ -1,0 +1,308 @@
+"""Smartcar OAuth tokens per user grant, encrypted at rest, refreshed by one worker at a time.
+
+A Connect grant (one user's consent) yields one access token (2 h) and one refresh token (60 days) that
+may cover several vehicles. A refresh token rotates: after one use it soon stops working, so two workers
+must never refresh with the same one. Keys:
+
+- `{p}grant:{grant}`: hash: `data` (Fernet token of the access and refresh tokens), `expires_at`,
+  `refresh_expires_at`, `generation`, `vehicles`, `user_id`, `updated_at`;
+- `{p}grant-of:{vehicle}`: string, the grant that covers the vehicle;
+- `{p}grant-expiry`: sorted set, score = access token expiry (what the beat refresher looks at);
+- `{p}grant-lock:{grant}`: string with a lease, held while one worker refreshes.
+
+Every write is one Lua script; a refresh is stored only if the grant's `generation` is still the one the
+refresher read (compare and set), so a stale writer can never overwrite a newer pair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import redis
+from cryptography.fernet import InvalidToken, MultiFernet
+from redis.lock import Lock
+
+from smartcar_core.errors import OAuthError
+from smartcar_core.results import Access
+from workers.codec import as_bytes, text, text_map, texts
+
+# KEYS: grant, expiry; ARGV: grant_id, data, expires_at, refresh_expires_at, vehicles, user_id, now, prefix
+_PUT = """
+local gen = redis.call('HINCRBY', KEYS[1], 'generation', 1)
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'expires_at', ARGV[3], 'refresh_expires_at', ARGV[4],
+  'vehicles', ARGV[5], 'user_id', ARGV[6], 'updated_at', ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+for vehicle in string.gmatch(ARGV[5], '[^,]+') do
+  redis.call('SET', ARGV[8] .. 'grant-of:' .. vehicle, ARGV[1])
+end
+return gen
+"""
+
+# KEYS: grant, expiry; ARGV: grant_id, expected_generation, data, expires_at, refresh_expires_at, now
+_SWAP = """
+if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[2] then return 0 end
+local gen = redis.call('HINCRBY', KEYS[1], 'generation', 1)
+redis.call('HSET', KEYS[1], 'data', ARGV[3], 'expires_at', ARGV[4], 'refresh_expires_at', ARGV[5],
+  'updated_at', ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return gen
+"""
+
+_POLL_SECONDS = 0.05
+
+
+class TokenError(Exception):
+    """Tokens are missing or unusable; `vehicle_id`/`grant_id` say whose. The message never holds a token."""
+
+    def __init__(self, message: str, *, vehicle_id: str | None = None, grant_id: str | None = None) -> None:
+        super().__init__(message)
+        self.vehicle_id = vehicle_id
+        self.grant_id = grant_id
+
+
+class TokenRefreshBusyError(TokenError):
+    """Another worker holds the refresh lock for longer than we wait: try again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A usable access token. `generation` identifies the pair it came from (see `refresh`)."""
+
+    grant_id: str
+    token: str
+    generation: int
+    expires_at: float
+
+    def __repr__(self) -> str:
+        return (
+            f"AccessToken(grant_id={self.grant_id!r}, generation={self.generation}, "
+            f"expires_at={self.expires_at})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GrantInfo:
+    """What an operator may see about a grant: no token."""
+
+    grant_id: str
+    user_id: str | None
+    vehicles: list[str]
+    expires_at: float
+    refresh_expires_at: float
+    generation: int
+    updated_at: float
+
+
+Refresher = Callable[[str], Access]
+"""Exchanges a refresh token for a new pair (`AuthClient.exchange_refresh_token`)."""
+
+
+class TokenStore:
+    def __init__(
+        self,
+        client: redis.Redis,
+        fernet: MultiFernet,
+        *,
+        prefix: str,
+        refresher: Refresher | None = None,
+        refresh_margin: float = 300.0,
+        lock_lease: float = 60.0,
+        lock_wait: float = 30.0,
+    ) -> None:
+        self.redis = client
+        self.fernet = fernet
+        self.prefix = prefix
+        self.refresher = refresher
+        self.refresh_margin = refresh_margin
+        self.lock_lease = lock_lease
+        self.lock_wait = lock_wait
+        self._put = client.register_script(_PUT)
+        self._swap = client.register_script(_SWAP)
+
+    def __repr__(self) -> str:
+        return f"TokenStore(prefix={self.prefix!r})"
+
+    def _grant_key(self, grant_id: str) -> str:
+        return f"{self.prefix}grant:{grant_id}"
+
+    @property
+    def expiry_key(self) -> str:
+        return f"{self.prefix}grant-expiry"
+
+    def _encrypt(self, access_token: str, refresh_token: str) -> str:
+        plain = json.dumps({"access_token": access_token, "refresh_token": refresh_token}).encode()
+        return self.fernet.encrypt(plain).decode()
+
+    def _decrypt(self, grant_id: str, data: bytes) -> dict[str, str]:
+        try:
+            value = json.loads(self.fernet.decrypt(data))
+        except InvalidToken:
+            raise TokenError(
+                f"the tokens of grant {grant_id} cannot be decrypted with TOKEN_ENCRYPTION_KEY "
+                "(was the key rotated without keeping the old one?)",
+                grant_id=grant_id,
+            ) from None
+        return {"access_token": str(value["access_token"]), "refresh_token": str(value["refresh_token"])}
+
+    def put(
+        self,
+        *,
+        vehicle_ids: Sequence[str],
+        access_token: str,
+        refresh_token: str,
+        expires_at: float,
+        refresh_expires_at: float | None = None,
+        user_id: str | None = None,
+        grant_id: str | None = None,
+    ) -> str:
+        """Store a token pair for `vehicle_ids` (one grant: the user's id, else the first vehicle's)."""
+        if not vehicle_ids:
+            raise ValueError("tokens belong to at least one vehicle")
+        if any("," in vehicle for vehicle in vehicle_ids):
+            raise ValueError("a vehicle id cannot contain a comma")
+        grant = grant_id or user_id or vehicle_ids[0]
+        now = time.time()
+        self._put(
+            keys=[self._grant_key(grant), self.expiry_key],
+            args=[
+                grant,
+                self._encrypt(access_token, refresh_token),
+                repr(expires_at),
+                repr(refresh_expires_at if refresh_expires_at is not None else now + 60 * 86400),
+                ",".join(vehicle_ids),
+                user_id or "",
+                repr(now),
+                self.prefix,
+            ],
+        )
+        return grant
+
+    def grant_of(self, vehicle_id: str) -> str:
+        grant = self.redis.get(f"{self.prefix}grant-of:{vehicle_id}")
+        if grant is None:
+            raise TokenError(
+                f"no Smartcar tokens stored for vehicle {vehicle_id} "
+                "(put them with `smartcar-events tokens put`)",
+                vehicle_id=vehicle_id,
+            )
+        return text(grant)
+
+    def info(self, grant_id: str) -> GrantInfo | None:
+        raw = text_map(self.redis.hgetall(self._grant_key(grant_id)))
+        if "data" not in raw:
+            return None
+        fields = {key: value for key, value in raw.items() if key != "data"}
+        return GrantInfo(
+            grant_id=grant_id,
+            user_id=fields.get("user_id") or None,
+            vehicles=[item for item in fields.get("vehicles", "").split(",") if item],
+            expires_at=float(fields.get("expires_at") or 0),
+            refresh_expires_at=float(fields.get("refresh_expires_at") or 0),
+            generation=int(fields.get("generation") or 0),
+            updated_at=float(fields.get("updated_at") or 0),
+        )
+
+    def _read(self, grant_id: str) -> tuple[AccessToken, str]:
+        raw = self.redis.hmget(self._grant_key(grant_id), ["data", "expires_at", "generation"])
+        data, expires_at, generation = raw
+        if data is None:
+            raise TokenError(f"grant {grant_id} has no tokens", grant_id=grant_id)
+        tokens = self._decrypt(grant_id, as_bytes(data))
+        access = AccessToken(grant_id, tokens["access_token"], int(generation or 0), float(expires_at or 0))
+        return access, tokens["refresh_token"]
+
+    def access_token(self, vehicle_id: str, *, now: float | None = None) -> AccessToken:
+        """A token for `vehicle_id`, refreshed first when it expires within the margin."""
+        grant = self.grant_of(vehicle_id)
+        access, _ = self._read(grant)
+        now = time.time() if now is None else now
+        if access.expires_at - now > self.refresh_margin:
+            return access
+        return self.refresh(grant, stale=access)
+
+    def refresh(self, grant_id: str, *, stale: AccessToken | None = None) -> AccessToken:
+        """A fresh token for the grant; exchanges the refresh token only if nobody else just did.
+
+        `stale` is the token the caller found expiring or saw refused. If the stored pair has moved on
+        since, the new one is returned without a call. Otherwise one worker, holding the grant's lock,
+        exchanges the refresh token; the others wait for its result.
+        """
+        if self.refresher is None:
+            raise TokenError("no refresher configured (SMARTCAR_CLIENT_ID/SECRET)", grant_id=grant_id)
+        lock = Lock(
+            self.redis,
+            f"{self.prefix}grant-lock:{grant_id}",
+            timeout=self.lock_lease,
+            sleep=_POLL_SECONDS,
+            thread_local=False,
+        )
+        deadline = time.monotonic() + self.lock_wait
+        while not lock.acquire(blocking=False):
+            current, _ = self._read(grant_id)
+            if self._moved_on(current, stale):
+                return current
+            if time.monotonic() >= deadline:
+                raise TokenRefreshBusyError(
+                    f"grant {grant_id} is being refreshed by another worker", grant_id=grant_id
+                )
+            time.sleep(_POLL_SECONDS)
+        try:
+            current, refresh_token = self._read(grant_id)
+            if self._moved_on(current, stale):
+                return current
+            access = self._exchange(grant_id, refresh_token)
+            expires_at = access.expiration.timestamp()
+            generation = self._swap(
+                keys=[self._grant_key(grant_id), self.expiry_key],
+                args=[
+                    grant_id,
+                    str(current.generation),
+                    self._encrypt(access.access_token, access.refresh_token),
+                    repr(expires_at),
+                    repr(access.refresh_expiration.timestamp()),
+                    repr(time.time()),
+                ],
+            )
+            if not generation:  # someone put a new pair by hand meanwhile: theirs wins
+                return self._read(grant_id)[0]
+            return AccessToken(grant_id, access.access_token, int(generation), expires_at)
+        finally:
+            # If the lease ran out there is nothing to release; the generation check kept the store right.
+            with contextlib.suppress(redis.exceptions.LockError):
+                lock.release()
+
+    def refresh_if_expiring(self, grant_id: str, *, now: float | None = None) -> bool:
+        """Refresh the grant when its access token expires within the margin; True if it was refreshed."""
+        current, _ = self._read(grant_id)
+        now = time.time() if now is None else now
+        if current.expires_at - now > self.refresh_margin:
+            return False
+        return self.refresh(grant_id, stale=current).generation != current.generation
+
+    def _moved_on(self, current: AccessToken, stale: AccessToken | None) -> bool:
+        if stale is None:
+            return False
+        return (
+            current.generation != stale.generation and current.expires_at - time.time() > self.refresh_margin
+        )
+
+    def _exchange(self, grant_id: str, refresh_token: str) -> Access:
+        assert self.refresher is not None  # noqa: S101 - checked by refresh()
+        try:
+            return self.refresher(refresh_token)
+        except OAuthError as error:
+            # invalid_grant: the refresh token is spent or revoked; the user must reconnect.
+            raise TokenError(
+                f"Smartcar refused to refresh grant {grant_id} ({error.type}): the user must reconnect",
+                grant_id=grant_id,
+            ) from None
+
+    def expiring(self, within: float, *, limit: int = 100, now: float | None = None) -> list[str]:
+        """Grants whose access token expires within `within` seconds (for the beat refresher)."""
+        now = time.time() if now is None else now
+        found = self.redis.zrangebyscore(self.expiry_key, "-inf", now + within, start=0, num=limit)
+        return texts(found)
