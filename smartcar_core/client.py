@@ -21,6 +21,8 @@ from smartcar_core.protocol import Call, Parser, flags_param, invalid_response, 
 from smartcar_core.vehicle import AsyncVehicle, UnitSystem, Vehicle, _segment
 from smartcar_core.webhooks import get_management_token
 
+_FILTER_KEYS = ("user_id", "vehicle_id")
+
 
 class ConnectionFilter(TypedDict, total=False):
     user_id: str
@@ -76,6 +78,14 @@ def _mode_params(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     return params
 
 
+def _filter_params(filter: Mapping[str, Any]) -> list[tuple[str, str]]:  # noqa: A002 - the SDKs' name
+    """`user_id` then `vehicle_id`, the set ones; an unknown key (say `userId`) would filter nothing."""
+    unknown = sorted(set(filter) - set(_FILTER_KEYS))
+    if unknown:
+        raise ValueError(f"Filter keys are user_id and vehicle_id, got {', '.join(unknown)}")
+    return [(key, str(filter[key])) for key in _FILTER_KEYS if filter.get(key)]
+
+
 def _join(value: str | Sequence[str]) -> str:
     return value if isinstance(value, str) else " ".join(value)
 
@@ -115,12 +125,18 @@ class ClientAPI:
         self,
         vin: str,
         scope: Sequence[str],
-        country: str = "US",
+        country: str | CompatibilityOptions | None = "US",
         options: CompatibilityOptions | None = None,
     ) -> Call[r.CompatibilityV1 | r.CompatibilityV2]:
-        """Whether a VIN can grant `scope`; the v1 or v2 result shape by the API version used."""
+        """Whether a VIN can grant `scope`; the v1 or v2 result shape by the API version used.
+
+        As in the Node SDK, the options may take the place of `country` (which is then "US").
+        """
         if isinstance(scope, str):
             raise TypeError("scope must be a list of permission names, not a string")
+        if isinstance(country, Mapping):
+            options = country
+            country = "US"
         options = options or {}
         client_id, secret = client_credentials(options.get("client_id"), options.get("client_secret"))
         version = validate_version(options["version"]) if "version" in options else self.version
@@ -169,14 +185,14 @@ class ClientAPI:
         paging: Mapping[str, Any] | None = None,
     ) -> Call[r.GetConnections]:
         """One page of connections, newest first; pass `paging={"cursor": ...}` for the next."""
-        params = [(key, str(value)) for key, value in (filter or {}).items() if value]
+        params = _filter_params(filter or {})
         params += [(key, str(paging[key])) for key in ("limit", "cursor") if paging and paging.get(key)]
         return self._management("GET", amt, params, _GET_CONNECTIONS)
 
     @endpoint
     def delete_connections(self, amt: str, filter: ConnectionFilter) -> Call[r.DeleteConnections]:  # noqa: A002
         """Delete every connection of one user or one vehicle (exactly one filter, never neither)."""
-        chosen = [(key, str(filter[key])) for key in ("user_id", "vehicle_id") if filter.get(key)]
+        chosen = _filter_params(filter)
         if len(chosen) != 1:
             raise ValueError("Filter must contain exactly one of user_id or vehicle_id")
         return self._management("DELETE", amt, chosen, _DELETE_CONNECTIONS)
@@ -253,7 +269,10 @@ def get_vehicle(access_token: str, vehicle_id: str) -> v3.VehicleResponse:
 
 
 def get_compatibility(
-    vin: str, scope: Sequence[str], country: str = "US", options: CompatibilityOptions | None = None
+    vin: str,
+    scope: Sequence[str],
+    country: str | CompatibilityOptions | None = "US",
+    options: CompatibilityOptions | None = None,
 ) -> r.CompatibilityV1 | r.CompatibilityV2:
     return Smartcar().get_compatibility(vin, scope, country, options)
 
