@@ -118,7 +118,7 @@ async def test_auth_url_mode_comes_from_the_client_unless_the_option_says(harnes
 
 async def test_auth_url_refuses_an_unknown_mode_option(harness: Harness) -> None:
     with pytest.raises(ValueError, match="mode must be one of test, live, simulated"):
-        harness.auth().get_auth_url(None, {"mode": "sandbox"})  # type: ignore[typeddict-item]
+        harness.auth().get_auth_url(None, {"mode": "sandbox"})  # type: ignore[arg-type]
 
 
 async def test_auth_url_refuses_a_string_scope(harness: Harness) -> None:
@@ -177,7 +177,7 @@ def test_missing_credentials_are_refused_id_first(monkeypatch: pytest.MonkeyPatc
 
 def assert_token_request(harness: Harness, body: bytes) -> None:
     request = harness.last_request()
-    assert (request.method, request.url.copy_with(query=None)) == ("POST", TOKEN_URL)
+    assert (request.method, str(request.url.copy_with(query=None))) == ("POST", TOKEN_URL)
     assert request.headers["authorization"] == basic(CLIENT_ID, CLIENT_SECRET)
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
     assert_user_agent(request)
