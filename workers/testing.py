@@ -8,15 +8,26 @@ wait_until(lambda: event_status(client, "sc:", event_id) == "done")
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
+from celery import Celery
+from pydantic import AliasChoices, SecretStr
 
 from receiver.store import ACCEPT_SCRIPT, DEFAULT_DEDUPE_SECONDS, KeySpace
 from smartcar_core.events import parse_envelope
+from workers.app import celery_config
 from workers.codec import text
+from workers.settings import WorkerSettings
 
 T = TypeVar("T")
 
@@ -68,3 +79,142 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+def settings_environment(settings: WorkerSettings) -> dict[str, str]:
+    """The environment variables that reproduce `settings` in a worker process."""
+    env: dict[str, str] = {}
+    for name, field in WorkerSettings.model_fields.items():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        alias = field.validation_alias
+        key = alias.choices[0] if isinstance(alias, AliasChoices) else f"WORKERS_{name.upper()}"
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[str(key)] = json.dumps(value) if isinstance(value, dict | list | bool) else str(value)
+    return env
+
+
+def publisher(settings: WorkerSettings) -> Celery:
+    """A Celery app that publishes to the broker, prefix and queue of `settings` (for tests and tools)."""
+    celery = Celery("smartcar-publisher", set_as_current=False)
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+@dataclass
+class WorkerProcess:
+    """A `celery -A workers.app worker` subprocess; its output goes to `log_path`."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    private_queue: str
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the worker dies as if the machine lost it (no ack, no requeue)."""
+        if self.alive():
+            self.process.kill()
+        self.process.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (warm shutdown), then SIGKILL if it does not go in time."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+class WorkerLauncher:
+    """Starts worker (and beat) subprocesses for one settings object, and waits until they consume."""
+
+    def __init__(
+        self, settings: WorkerSettings, log_dir: Path, *, extra_env: Mapping[str, str] | None = None
+    ) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.env = {**os.environ, **settings_environment(settings), **(extra_env or {})}
+        self.app = publisher(settings)
+        self.client = redis.Redis.from_url(settings.redis_url)
+        self.processes: list[WorkerProcess] = []
+
+    def start(
+        self,
+        name: str,
+        *,
+        pool: str | None = None,
+        concurrency: int | None = None,
+        env: Mapping[str, str] | None = None,
+        wait: bool = True,
+        timeout: float = 30.0,
+    ) -> WorkerProcess:
+        private = f"{self.settings.queue}.{name}"
+        command = [
+            sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-n", f"{name}@%h",
+            "-Q", f"{self.settings.queue},{private}", "--without-mingle", "--without-gossip",
+            "--without-heartbeat", "-l", "INFO",
+        ]  # fmt: skip
+        if pool is not None:
+            command += ["-P", pool]
+        if concurrency is not None:
+            command += ["-c", str(concurrency)]
+        worker = self._spawn(name, command, env, private)
+        if wait:
+            self.wait_ready(worker, timeout=timeout)
+        return worker
+
+    def start_beat(self, name: str = "beat", *, env: Mapping[str, str] | None = None) -> WorkerProcess:
+        schedule = self.log_dir / f"{name}-schedule"
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "beat",
+            "-s",
+            str(schedule),
+            "-l",
+            "INFO",
+        ]
+        return self._spawn(name, command, env, "")
+
+    def _spawn(
+        self, name: str, command: list[str], env: Mapping[str, str] | None, private: str
+    ) -> WorkerProcess:
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(  # noqa: S603 - our own command line
+                command, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+            )
+        worker = WorkerProcess(name, process, log_path, private)
+        self.processes.append(worker)
+        return worker
+
+    def wait_ready(self, worker: WorkerProcess, *, timeout: float = 30.0) -> None:
+        """Until the worker runs a ping task sent to its private queue (or fails if it exits)."""
+        token = uuid.uuid4().hex
+        key = f"{self.settings.event_key_prefix}ping:{token}"
+        self.app.send_task("workers.ping", args=[token], queue=worker.private_queue)
+
+        def answered() -> bool:
+            if not worker.alive():
+                raise AssertionError(f"worker {worker.name} exited:\n{worker.output()[-3000:]}")
+            return bool(self.client.exists(key))
+
+        wait_until(answered, timeout=timeout, interval=0.1, what=f"worker {worker.name} to answer a ping")
+
+    def close(self) -> None:
+        for worker in self.processes:
+            worker.stop()
+        self.client.close()

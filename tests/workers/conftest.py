@@ -15,6 +15,7 @@ from smartcar_core.simulator import payloads
 from workers.registry import HandlerRegistry
 from workers.runtime import Runtime
 from workers.settings import WorkerSettings
+from workers.testing import WorkerLauncher
 
 FERNET_KEY = Fernet.generate_key().decode()
 WEBHOOK_ID = "wh-test"
@@ -150,3 +151,50 @@ def car() -> Callable[..., dict[str, Any]]:
 def state_event() -> Callable[..., dict[str, Any]]:
     """`state_event(car, {code: value}, triggers=None, mode="LIVE", oem_ms=None)`: a VEHICLE_STATE."""
     return _state_event
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(connection.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            connection.delete(*keys)
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def module_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix for a test module's workers (events, tokens and kombu's keys); deleted afterwards."""
+    prefix = f"test:wk:{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    delete_prefix(redis_url, prefix)
+
+
+@pytest.fixture(scope="module")
+def launch(
+    redis_url: str, module_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., WorkerLauncher]]:
+    """`launch(origins=None, **settings)` -> a `WorkerLauncher`; every process it started is stopped after."""
+    launchers: list[WorkerLauncher] = []
+
+    def make(*, origins: Origins | None = None, **overrides: Any) -> WorkerLauncher:
+        settings = WorkerSettings(**settings_values(redis_url, module_prefix, **overrides))
+        extra = origin_environment(origins or NOWHERE)
+        launcher = WorkerLauncher(settings, tmp_path_factory.mktemp("workers"), extra_env=extra)
+        launchers.append(launcher)
+        return launcher
+
+    yield make
+    for launcher in launchers:
+        launcher.close()
+
+
+def origin_environment(origins: Origins) -> dict[str, str]:
+    return {
+        "SMARTCAR_API_ORIGIN": origins.api,
+        "SMARTCAR_AUTH_ORIGIN": origins.auth,
+        "SMARTCAR_CONNECT_ORIGIN": origins.connect,
+        "SMARTCAR_MANAGEMENT_API_ORIGIN": origins.management,
+        "SMARTCAR_VEHICLE_API_V3_ORIGIN": origins.vehicle_v3,
+    }

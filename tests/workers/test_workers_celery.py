@@ -1,0 +1,101 @@
+"""Real Celery worker processes on real Redis: relay, processing, start-up refusals, beat, kills."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from workers.testing import WorkerLauncher, accept_event, event_status, settings_environment, wait_until
+
+
+@pytest.fixture(scope="module")
+def cluster(launch: Callable[..., WorkerLauncher]) -> WorkerLauncher:
+    launcher = launch()
+    launcher.start("main", concurrency=8)
+    return launcher
+
+
+def test_events_accepted_like_the_receiver_does_are_processed(
+    cluster: WorkerLauncher,
+    module_prefix: str,
+    car: Callable[..., dict[str, Any]],
+    state_event: Callable[..., dict[str, Any]],
+) -> None:
+    client = cluster.client
+    vehicle = car()
+    ids = [
+        accept_event(
+            client, module_prefix, state_event(vehicle, {"tractionbattery-stateofcharge": soc}, oem_ms=soc)
+        )
+        for soc in (10, 30, 20)
+    ]
+    wait_until(
+        lambda: all(event_status(client, module_prefix, e) == "done" for e in ids), what="every event done"
+    )
+    signals = client.hget(f"{module_prefix}vehicle:{vehicle['id']}:signals", "tractionbattery-stateofcharge")
+    assert signals is not None
+    assert b'"value":30' in signals
+
+
+def _refusal(cluster: WorkerLauncher, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, **settings_environment(cluster.settings), **env}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "worker",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_a_worker_without_an_encryption_key_refuses_to_start(cluster: WorkerLauncher) -> None:
+    result = _refusal(cluster, TOKEN_ENCRYPTION_KEY="")
+    assert result.returncode != 0
+    assert "TOKEN_ENCRYPTION_KEY" in result.stderr
+
+
+def test_a_worker_with_a_short_visibility_timeout_refuses_to_start(cluster: WorkerLauncher) -> None:
+    result = _refusal(cluster, WORKERS_VISIBILITY_TIMEOUT="10")
+    assert result.returncode != 0
+    assert "must exceed the longest countdown plus the hard time limit" in result.stderr
+
+
+def test_beat_runs_the_sweeper_which_recovers_a_lost_hand_off(
+    launch: Callable[..., WorkerLauncher],
+    cluster: WorkerLauncher,
+    module_prefix: str,
+    car: Callable[..., dict[str, Any]],
+    state_event: Callable[..., dict[str, Any]],
+) -> None:
+    client: redis.Redis = cluster.client
+    # A relay popped this id and died before publishing: it is queued, with no task anywhere.
+    body = state_event(car(), {"charge-ischarging": True})
+    event_id = body["eventId"]
+    client.eval("return 1", 0)  # keep the connection warm
+    cluster.client.lpush(f"{module_prefix}hold", "x")
+    accept_event(client, module_prefix, body, received_at=0.0)
+    client.lrem(f"{module_prefix}inbox", 0, event_id)
+    client.hset(f"{module_prefix}event:{event_id}", "status", "queued")
+    beat = cluster.start_beat(env={"WORKERS_SWEEP_INTERVAL": "0.5", "WORKERS_SWEEP_AFTER": "1"})
+    try:
+        wait_until(
+            lambda: event_status(client, module_prefix, event_id) == "done", what="the sweeper to recover it"
+        )
+    finally:
+        beat.stop()
