@@ -9,8 +9,10 @@ caller (or `RetryPolicy`) can decide on `type`, `code`, `status_code` and `retry
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -212,10 +214,13 @@ def parse_retry_after(raw: str | None, *, now: float | None = None) -> float | N
         number = float(text)
     except ValueError:
         try:
-            return max(0.0, parsedate_to_datetime(text).timestamp() - now)
+            moment = parsedate_to_datetime(text)
         except (TypeError, ValueError):
             return None
-    if number != number or number < 0:  # NaN or negative: not a usable delay  # noqa: PLR0124
+        if moment.tzinfo is None:  # "-0000" is UTC with no zone stated; naive would read as local time
+            moment = moment.replace(tzinfo=UTC)
+        return max(0.0, moment.timestamp() - now)
+    if not math.isfinite(number) or number < 0:  # NaN, infinite or negative: not a usable delay
         return None
     if number >= _EPOCH_MILLIS_FLOOR:
         return max(0.0, number / 1000 - now)
