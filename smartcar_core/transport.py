@@ -75,8 +75,8 @@ def shared_async_client() -> httpx.AsyncClient:
     return client
 
 
-def network_error(error: httpx.TransportError) -> SmartcarError:
-    """A typed error for a failure below HTTP.
+def network_error(error: httpx.RequestError) -> SmartcarError:
+    """A typed error for a failure below HTTP, or an answer that could not be read (bad gzip).
 
     `request_sent` is False only when the failure happened before any byte could reach Smartcar
     (connect errors, a full pool); then even a command is safe to send again.
@@ -139,7 +139,7 @@ def send(client: httpx.Client, call: Call[R], timeout: httpx.Timeout) -> R:
     request = call.to_request(timeout)
     try:
         response = _send_direct(client, request) if _is_plain(client) else client.send(request)
-    except httpx.TransportError as error:
+    except httpx.RequestError as error:
         raise network_error(error) from error
     return call.handle(response)
 
@@ -151,6 +151,6 @@ async def send_async(client: httpx.AsyncClient, call: Call[R], time_limits: http
             response = await _send_direct_async(client, request)
         else:
             response = await client.send(request)
-    except httpx.TransportError as error:
+    except httpx.RequestError as error:
         raise network_error(error) from error
     return call.handle(response)
