@@ -155,3 +155,16 @@ class VehicleStateStore:
             record.pop("_s", None)
             out[field] = record
         return dict(sorted(out.items()))
+
+
+def vehicle_state(vehicle_id: str, *, client: redis.Redis | None = None) -> dict[str, SignalState]:
+    """The latest known signals of a vehicle, read with the process's settings."""
+    from workers.settings import get_settings  # noqa: PLC0415 - settings are read only when called
+
+    settings = get_settings()
+    connection = client or redis.Redis.from_url(settings.redis_url)
+    try:
+        return VehicleStateStore(connection, prefix=settings.event_key_prefix).signals(vehicle_id)
+    finally:
+        if client is None:
+            connection.close()

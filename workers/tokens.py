@@ -306,3 +306,31 @@ class TokenStore:
         now = time.time() if now is None else now
         found = self.redis.zrangebyscore(self.expiry_key, "-inf", now + within, start=0, num=limit)
         return texts(found)
+
+
+def put_tokens(
+    *,
+    vehicle_ids: Sequence[str],
+    access_token: str,
+    refresh_token: str,
+    expires_in: float,
+    user_id: str | None = None,
+    client: redis.Redis | None = None,
+) -> str:
+    """Store a token pair with the process's settings (the OAuth callback and the CLI use this)."""
+    from workers.settings import get_settings  # noqa: PLC0415 - settings are read only when called
+
+    settings = get_settings()
+    connection = client or redis.Redis.from_url(settings.redis_url)
+    try:
+        store = TokenStore(connection, settings.fernet(), prefix=settings.event_key_prefix)
+        return store.put(
+            vehicle_ids=vehicle_ids,
+            access_token=access_token,
+            refresh_token=refresh_token,
+            expires_at=time.time() + expires_in,
+            user_id=user_id,
+        )
+    finally:
+        if client is None:
+            connection.close()

@@ -1,0 +1,230 @@
+"""`smartcar-events`: the operator's command line (tokens, vehicle state, the relay, a configuration check).
+
+Every command reads the same settings as the workers (environment). Tokens are read from stdin or from
+environment variables, never from arguments that would land in the shell history or the process list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import redis
+import typer
+from cryptography.fernet import Fernet
+from rich.console import Console
+from rich.table import Table
+
+from workers.settings import SettingsError, WorkerSettings, load_settings
+from workers.state import VehicleStateStore
+from workers.tokens import TokenStore
+
+app = typer.Typer(help="Operate the Smartcar webhook workers.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Smartcar OAuth tokens (encrypted in Redis).", no_args_is_help=True)
+vehicle_app = typer.Typer(help="What the workers know about a vehicle.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(vehicle_app, name="vehicle")
+
+_SHOWN = (
+    "queue",
+    "pool",
+    "concurrency",
+    "prefetch_multiplier",
+    "visibility_timeout",
+    "task_time_limit",
+    "max_countdown",
+    "event_key_prefix",
+    "signals_api",
+    "charging_rule_enabled",
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+def _settings() -> WorkerSettings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        errors.print(f"[red]{error}[/red]")
+        raise typer.Exit(78) from None
+
+
+def _time(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+@tokens_app.command("new-key")
+def new_key() -> None:
+    """Print a new Fernet key for TOKEN_ENCRYPTION_KEY (keep the old one after it while rotating)."""
+    typer.echo(Fernet.generate_key().decode())
+
+
+@tokens_app.command("put")
+def put(
+    vehicle: Annotated[
+        list[str] | None, typer.Option("--vehicle", "-v", help="A vehicle the tokens cover.")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="The Smartcar user id (the grant's key).")] = None,
+    expires_in: Annotated[float | None, typer.Option(help="Seconds the access token is valid.")] = None,
+    from_json: Annotated[
+        bool, typer.Option("--json", help="Read Smartcar's token answer (JSON) from stdin.")
+    ] = False,
+) -> None:
+    """Store an access and refresh token pair for one or more vehicles.
+
+    With --json, stdin holds `{"access_token", "refresh_token", "expires_in"}` (Smartcar's token answer;
+    `user_id` and `vehicle_ids` are read too when present, as the simulator's /_sim/tokens gives them).
+    Otherwise the tokens come from SMARTCAR_ACCESS_TOKEN and SMARTCAR_REFRESH_TOKEN.
+    """
+    settings = _settings()
+    given: dict[str, Any] = {}
+    if from_json:
+        try:
+            given = json.loads(sys.stdin.read())
+        except ValueError:
+            errors.print("[red]stdin is not JSON[/red]")
+            raise typer.Exit(2) from None
+    access = given.get("access_token") or os.environ.get("SMARTCAR_ACCESS_TOKEN")
+    refresh = given.get("refresh_token") or os.environ.get("SMARTCAR_REFRESH_TOKEN")
+    vehicles = list(vehicle or given.get("vehicle_ids") or [])
+    if not access or not refresh:
+        errors.print(
+            "[red]no tokens: pipe Smartcar's token JSON with --json, or set SMARTCAR_ACCESS_TOKEN/…[/red]"
+        )
+        raise typer.Exit(2)
+    if not vehicles:
+        errors.print("[red]name at least one vehicle with --vehicle[/red]")
+        raise typer.Exit(2)
+    lifetime = expires_in if expires_in is not None else float(given.get("expires_in") or 7200)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        store = TokenStore(client, settings.fernet(), prefix=settings.event_key_prefix)
+        grant = store.put(
+            vehicle_ids=vehicles,
+            access_token=str(access),
+            refresh_token=str(refresh),
+            expires_at=time.time() + lifetime,
+            user_id=user or given.get("user_id"),
+        )
+    finally:
+        client.close()
+    console.print(f"stored tokens of grant [bold]{grant}[/bold] for {', '.join(vehicles)}")
+
+
+@tokens_app.command("show")
+def show(vehicle_id: str) -> None:
+    """Show which grant covers a vehicle and when its tokens expire (never the tokens)."""
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        store = TokenStore(client, settings.fernet(), prefix=settings.event_key_prefix)
+        grant = client.get(f"{settings.event_key_prefix}grant-of:{vehicle_id}")
+        info = store.info(grant.decode()) if isinstance(grant, bytes) else None
+    finally:
+        client.close()
+    if info is None:
+        errors.print(f"[red]no tokens stored for vehicle {vehicle_id}[/red]")
+        raise typer.Exit(1)
+    table = Table(show_header=False)
+    for name, value in (
+        ("grant", info.grant_id),
+        ("user", info.user_id or "-"),
+        ("vehicles", ", ".join(info.vehicles)),
+        ("access token expires", _time(info.expires_at)),
+        ("refresh token expires", _time(info.refresh_expires_at)),
+        ("generation", str(info.generation)),
+        ("updated", _time(info.updated_at)),
+    ):
+        table.add_row(name, value)
+    console.print(table)
+
+
+@vehicle_app.command("state")
+def state(
+    vehicle_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """The latest value of every signal of a vehicle (newest oemUpdatedAt wins) and its errors."""
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        store = VehicleStateStore(client, prefix=settings.event_key_prefix)
+        signals, vehicle_errors = store.signals(vehicle_id), store.errors(vehicle_id)
+    finally:
+        client.close()
+    if as_json:
+        out = {
+            "vehicle_id": vehicle_id,
+            "signals": {code: s.body for code, s in signals.items()},
+            "updated": {code: s.oem_updated_at for code, s in signals.items()},
+            "errors": vehicle_errors,
+        }
+        typer.echo(json.dumps(out, indent=2, sort_keys=True))
+        return
+    if not signals and not vehicle_errors:
+        errors.print(f"nothing known about vehicle {vehicle_id}")
+        raise typer.Exit(1)
+    table = Table(title=f"vehicle {vehicle_id}")
+    table.add_column("signal", no_wrap=True, min_width=max(len(code) for code in signals) if signals else 6)
+    for column in ("value", "OEM updated (UTC)", "source", "event"):
+        table.add_column(column)
+    for code, item in signals.items():
+        oem = _time(item.oem_updated_at / 1000) if item.oem_updated_at else "-"
+        value = json.dumps(item.value) if not isinstance(item.value, str) else item.value
+        table.add_row(code, value, oem, item.source, (item.event_id or "-")[:8])
+    console.print(table)
+    if vehicle_errors:
+        failures = Table(title="errors")
+        for column in ("error", "state", "since (UTC)", "user message"):
+            failures.add_column(column)
+        for key, error in vehicle_errors.items():
+            failures.add_row(
+                key, error["state"], _time(error["at"] / 1000), error.get("suggested_user_message") or ""
+            )
+        console.print(failures)
+
+
+@app.command()
+def relay() -> None:
+    """Run a relay (inbox -> process_event tasks) in the foreground, for workers run with the relay off."""
+    settings = _settings()
+    from workers.tasks import build_relay  # noqa: PLC0415 - imports Celery only for this command
+
+    thread = build_relay(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    thread.start()
+    console.print(f"relaying {settings.event_key_prefix}inbox to queue {settings.queue}; Ctrl-C stops")
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    thread.stop()
+    console.print(f"published {thread.relay.published} events")
+
+
+@app.command()
+def check() -> None:
+    """Check the settings and the Celery configuration the workers would run with."""
+    settings = _settings()
+    from workers.app import app as celery_app  # noqa: PLC0415 - Celery only for this command
+    from workers.app import check_configuration  # noqa: PLC0415 - Celery only for this command
+
+    problems = check_configuration(celery_app.conf, settings)
+    for problem in problems:
+        errors.print(f"[red]{problem}[/red]")
+    table = Table(show_header=False, title="workers")
+    for name in _SHOWN:
+        table.add_row(name, str(getattr(settings, name)))
+    console.print(table)
+    if problems:
+        raise typer.Exit(78)
