@@ -1,0 +1,491 @@
+"""`events.parse_envelope` for every webhook generation in smartcar-webhooks.md, and each way to fail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from smartcar_core.events import Envelope, EnvelopeError, SignalValue, parse_envelope
+
+VEHICLE = "9af13248-3b73-4c9d-9a4b-d937ce6bc8e2"
+USER = "93b3ea96-ca37-43a9-9073-f4334719iok7"
+
+VERIFY_4 = {
+    "eventId": "52f6e0bb-1369-45da-a61c-9e67d092d6db",
+    "eventType": "VERIFY",
+    "data": {"challenge": "3a5c8f72-e6d9-4b1a-9f2e-8c7d6a5b4e3f"},
+    "meta": {
+        "version": "4.0",
+        "webhookId": "5a8e5e38-1e12-4011-a36d-56f120053f9e",
+        "webhookName": "Example Webhook",
+        "deliveryId": "5d569643-3a47-4cd1-a3ec-db5fc1f6f03b",
+        "deliveredAt": 1761896351529,
+    },
+}
+STATE_A = {
+    "eventId": "550e8400-e29b-41d4-a716-446655440000",
+    "eventType": "VEHICLE_STATE",
+    "vehicleId": VEHICLE,
+    "data": {
+        "user": {"id": USER},
+        "vehicle": {"id": VEHICLE, "make": "TESLA", "model": "Model 3", "year": 2020},
+        "triggers": [
+            {"code": "tractionbattery-stateofcharge", "name": "StateOfCharge", "group": "TractionBattery"}
+        ],
+        "signals": [
+            {
+                "code": "tractionbattery-stateofcharge",
+                "name": "StateOfCharge",
+                "group": "TractionBattery",
+                "body": {"unit": "percent", "value": 78},
+                "meta": {"oemUpdatedAt": 1731940328000, "fetchedAt": 1731940330000},
+            },
+            {
+                "code": "charge-ischarging",
+                "name": "IsCharging",
+                "group": "Charge",
+                "body": {"value": True},
+                "meta": {"oemUpdatedAt": 1731940328000, "fetchedAt": 1731940330000},
+            },
+        ],
+    },
+    "meta": {
+        "version": "4.0",
+        "deliveryId": "48b25f8f-9fea-42e1-9085-81043682cbb8",
+        "deliveredAt": 1731940328000,
+        "webhookId": "abde94ff-d57d-43b9-8d09-6020db2d977a",
+        "webhookName": "Battery Monitoring",
+        "signalCount": 2,
+        "mode": "LIVE",
+    },
+}
+STATE_B = {
+    "eventId": "b15e1ada-1163-49f6-a714-bc05d8b74067",
+    "eventType": "VEHICLE_STATE",
+    "data": {
+        "user": {"id": "f3fc39e5-408d-4a5e-9488-441a6299e9b4", "externalId": "user-external-id-123"},
+        "vehicle": {
+            "id": "bd77cd6e-20ce-4c46-8cb6-00aca8d1da51",
+            "make": "Tesla",
+            "model": "Model 3",
+            "year": 2020,
+            "mode": "test",
+            "powertrainType": "BEV",
+        },
+        "signals": [
+            {
+                "code": "closure-islocked",
+                "name": "IsLocked",
+                "group": "Closure",
+                "body": {"value": True},
+                "status": {"value": "SUCCESS"},
+                "meta": {"oemUpdatedAt": 1790080005073, "retrievedAt": 1790080005073},
+            },
+            {
+                "code": "location-isathome",
+                "name": "IsAtHome",
+                "group": "Location",
+                "status": {
+                    "value": "ERROR",
+                    "error": {"type": "COMPATIBILITY", "code": "VEHICLE_NOT_CAPABLE"},
+                },
+            },
+            {
+                "code": "vehicleidentification-vin",
+                "name": "Vin",
+                "group": "VehicleIdentification",
+                "body": {"value": "5YJ3E1EA7KF317000"},
+                "meta": {"oemUpdatedAt": 0, "retrievedAt": 1790080005},
+            },
+        ],
+    },
+    "triggers": [
+        {
+            "type": "SIGNAL_UPDATED",
+            "signal": {"name": "IsLocked", "code": "closure-islocked", "group": "Closure"},
+        },
+        {"type": "FIRST_DELIVERY"},
+    ],
+    "meta": {
+        "version": "4.0",
+        "applicationId": "app_1",
+        "webhookId": "wh_1",
+        "webhookName": "Home Assistant",
+        "deliveryId": "958fd776-24eb-41bf-beca-6a2ef3b5a6c1",
+        "deliveredAt": 1790080005074,
+        "mode": "TEST",
+        "sequence": 1790080005044,
+        "signalCount": 3,
+    },
+}
+ERROR_EVENT = {
+    "eventId": "5a537912-9ad3-424b-ba33-65a1704567e9",
+    "eventType": "VEHICLE_ERROR",
+    "vehicleId": "123e4567-e89b-12d3-a456-426614174000",
+    "data": {
+        "user": {"id": USER},
+        "vehicle": {
+            "id": "123e4567-e89b-12d3-a456-426614174000",
+            "make": "TESLA",
+            "model": "Model 3",
+            "year": 2020,
+        },
+        "errors": [
+            {
+                "type": "COMPATIBILITY",
+                "code": "VEHICLE_NOT_CAPABLE",
+                "state": "ERROR",
+                "description": "The vehicle cannot do this.",
+                "suggestedUserMessage": "Your car cannot share its location.",
+                "docURL": "https://smartcar.com/docs/errors/api-errors/compatibility-errors#vehicle-not-capable",
+                "resolution": {"type": "CONTACT_SUPPORT"},
+                "signals": [
+                    {"code": "location-preciselocation", "name": "PreciseLocation", "group": "Location"}
+                ],
+            },
+            {"type": "VEHICLE_STATE", "code": "ASLEEP", "state": "RESOLVED"},
+            "junk",
+        ],
+    },
+    "meta": {
+        "version": "4.0",
+        "deliveryId": "48b25f8f-9fea-42e1-9085-81043682cbb8",
+        "deliveredAt": 1761896351529,
+        "webhookId": "123e4567-e89b-12d3-a456-426614174000",
+        "webhookName": "Battery Monitoring",
+        "mode": "LIVE",
+    },
+}
+STATE_3 = {
+    "eventId": "3f0c2f7e-0000-4000-8000-000000000003",
+    "eventType": "VEHICLE_STATE",
+    "data": {
+        "vehicle": {"id": VEHICLE, "vin": "5YJ3E1EA7KF317000"},
+        "signals": [
+            {
+                "code": "odometer-traveleddistance",
+                "body": {"unit": "km", "value": 1200},
+                "meta": {"oemUpdatedAt": 1731940328},
+            }
+        ],
+    },
+    "triggers": [{"type": "SIGNAL_UPDATED", "signal": {"code": "odometer-traveleddistance"}}],
+    "meta": {"version": "3.0", "deliveryId": "d-3", "deliveredAt": 1731940328, "webhookId": "wh-3"},
+}
+LEGACY_VERIFY = {
+    "version": "2.0",
+    "webhookId": "5a8e5e38-1e12-4011-a36d-56f120053f9e",
+    "eventName": "verify",
+    "payload": {"challenge": "3a5c8f72-e6d9-4b1a-9f2e-8c7d6a5b4e3f"},
+}
+LEGACY_EVENT_BASED = {
+    "version": "2.0",
+    "webhookId": "wh-legacy",
+    "eventName": "eventBased",
+    "mode": "live",
+    "payload": {
+        "eventId": "e-legacy-1",
+        "vehicleId": VEHICLE,
+        "eventType": "CHARGING_STARTED",
+        "eventTime": "2022-04-13T10:00:00.000Z",
+    },
+}
+
+
+def legacy_delivery(name: str, mode: str = "live") -> dict[str, Any]:
+    return {
+        "version": "2.0",
+        "webhookId": "865ca68d-a9b6-4d74-856e-605db0209eca",
+        "eventName": name,
+        "mode": mode,
+        "payload": {
+            "vehicles": [
+                {
+                    "vehicleId": "00000000-0000-4000-A000-000000000000",
+                    "requestId": "25d743b8-14cf-4744-b067-bd8d7daf3f1a",
+                    "data": [
+                        {
+                            "path": "/battery",
+                            "code": 200,
+                            "body": {"range": 283.24, "percentRemaining": 0.58},
+                            "headers": {
+                                "sc-data-age": "2023-01-01T00:00:00.000Z",
+                                "sc-unit-system": "metric",
+                            },
+                        }
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def raw(body: Any) -> bytes:
+    return json.dumps(body).encode()
+
+
+def test_verify_4() -> None:
+    envelope = parse_envelope(raw(VERIFY_4))
+
+    assert envelope == Envelope(
+        event_id="52f6e0bb-1369-45da-a61c-9e67d092d6db",
+        event_type="VERIFY",
+        version="4.0",
+        body=VERIFY_4,
+        webhook_id="5a8e5e38-1e12-4011-a36d-56f120053f9e",
+        delivery_id="5d569643-3a47-4cd1-a3ec-db5fc1f6f03b",
+        challenge="3a5c8f72-e6d9-4b1a-9f2e-8c7d6a5b4e3f",
+    )
+    assert envelope.is_verify
+    assert not envelope.is_test
+    assert (envelope.signals, envelope.trigger_codes, envelope.errors) == ([], [], [])
+    assert "body" not in repr(envelope)
+
+
+def test_vehicle_state_variant_a() -> None:
+    envelope = parse_envelope(raw(STATE_A))
+
+    assert (envelope.event_type, envelope.version, envelope.vehicle_id, envelope.user_id) == (
+        "VEHICLE_STATE",
+        "4.0",
+        VEHICLE,
+        USER,
+    )
+    assert (envelope.webhook_id, envelope.delivery_id, envelope.mode) == (
+        "abde94ff-d57d-43b9-8d09-6020db2d977a",
+        "48b25f8f-9fea-42e1-9085-81043682cbb8",
+        "LIVE",
+    )
+    assert not envelope.is_verify
+    assert not envelope.is_test
+    assert envelope.challenge is None
+    assert envelope.trigger_codes == ["tractionbattery-stateofcharge"]
+    assert envelope.signals == [
+        SignalValue(
+            code="tractionbattery-stateofcharge",
+            name="StateOfCharge",
+            group="TractionBattery",
+            body={"unit": "percent", "value": 78},
+            oem_updated_at=1731940328000,
+            retrieved_at=1731940330000,
+        ),
+        SignalValue(
+            code="charge-ischarging",
+            name="IsCharging",
+            group="Charge",
+            body={"value": True},
+            oem_updated_at=1731940328000,
+            retrieved_at=1731940330000,
+        ),
+    ]
+    assert [signal.value for signal in envelope.signals] == [78, True]
+    assert all(signal.ok for signal in envelope.signals)
+
+
+def test_vehicle_state_variant_a_first_delivery() -> None:
+    body = {**STATE_A, "data": {**STATE_A["data"], "triggers": [{"code": "FIRST_DELIVERY"}]}}  # type: ignore[dict-item]
+
+    assert parse_envelope(raw(body)).trigger_codes == ["FIRST_DELIVERY"]
+
+
+def test_vehicle_state_variant_b() -> None:
+    envelope = parse_envelope(raw(STATE_B))
+
+    assert envelope.vehicle_id == "bd77cd6e-20ce-4c46-8cb6-00aca8d1da51"  # no top-level vehicleId
+    assert envelope.user_id == "f3fc39e5-408d-4a5e-9488-441a6299e9b4"
+    assert (envelope.webhook_id, envelope.mode) == ("wh_1", "TEST")
+    assert envelope.is_test
+    assert envelope.trigger_codes == ["closure-islocked", "FIRST_DELIVERY"]
+    locked, at_home, vin = envelope.signals
+    assert (locked.status, locked.value, locked.ok) == ("SUCCESS", True, True)
+    assert (locked.oem_updated_at, locked.retrieved_at) == (1790080005073, 1790080005073)
+    assert (at_home.status, at_home.body, at_home.value, at_home.ok) == ("ERROR", None, None, False)
+    assert at_home.error == {"type": "COMPATIBILITY", "code": "VEHICLE_NOT_CAPABLE"}
+    assert (at_home.oem_updated_at, at_home.retrieved_at) == (None, None)
+    assert vin.oem_updated_at is None  # 0 means "no timestamp", not 1970
+    assert vin.retrieved_at == 1790080005000  # seconds, read as such
+
+
+def test_vehicle_error() -> None:
+    envelope = parse_envelope(raw(ERROR_EVENT))
+
+    assert (envelope.event_type, envelope.vehicle_id, envelope.mode) == (
+        "VEHICLE_ERROR",
+        "123e4567-e89b-12d3-a456-426614174000",
+        "LIVE",
+    )
+    assert [(item["code"], item["state"]) for item in envelope.errors] == [
+        ("VEHICLE_NOT_CAPABLE", "ERROR"),
+        ("ASLEEP", "RESOLVED"),
+    ]
+    assert envelope.trigger_codes == []
+    assert envelope.signals == []
+
+
+def test_version_3() -> None:
+    envelope = parse_envelope(raw(STATE_3))
+
+    assert (envelope.version, envelope.vehicle_id, envelope.user_id) == ("3.0", VEHICLE, None)
+    assert envelope.trigger_codes == ["odometer-traveleddistance"]
+    assert envelope.signals[0].oem_updated_at == 1731940328000
+    assert envelope.signals[0].value == 1200
+
+
+def test_legacy_verify_gets_an_id_from_its_bytes() -> None:
+    data = raw(LEGACY_VERIFY)
+
+    envelope = parse_envelope(data)
+
+    assert envelope == Envelope(
+        event_id="legacy-verify-" + hashlib.sha256(data).hexdigest()[:32],
+        event_type="VERIFY",
+        version="2.0",
+        body=LEGACY_VERIFY,
+        webhook_id="5a8e5e38-1e12-4011-a36d-56f120053f9e",
+        challenge="3a5c8f72-e6d9-4b1a-9f2e-8c7d6a5b4e3f",
+    )
+    assert envelope.is_verify
+    assert parse_envelope(data).event_id == envelope.event_id
+
+
+def test_legacy_event_based() -> None:
+    envelope = parse_envelope(raw(LEGACY_EVENT_BASED))
+
+    assert (envelope.event_id, envelope.event_type, envelope.version) == (
+        "e-legacy-1",
+        "LEGACY_EVENTBASED",
+        "2.0",
+    )
+    assert (envelope.vehicle_id, envelope.webhook_id, envelope.mode) == (VEHICLE, "wh-legacy", "live")
+    assert envelope.challenge is None
+
+
+@pytest.mark.parametrize(
+    ("name", "event_type"), [("scheduled", "LEGACY_SCHEDULED"), ("dynamic", "LEGACY_DYNAMIC")]
+)
+def test_legacy_scheduled_and_dynamic(name: str, event_type: str) -> None:
+    data = raw(legacy_delivery(name, mode="test"))
+
+    envelope = parse_envelope(data)
+
+    assert envelope.event_id == "legacy-" + hashlib.sha256(data).hexdigest()[:32]
+    assert (envelope.event_type, envelope.vehicle_id, envelope.mode) == (
+        event_type,
+        "00000000-0000-4000-A000-000000000000",
+        "test",
+    )
+    assert envelope.is_test
+    assert parse_envelope(raw(legacy_delivery(name, mode="live"))).event_id != envelope.event_id
+
+
+def test_legacy_delivery_without_vehicles() -> None:
+    body = {"eventName": "scheduled", "version": None, "payload": {"vehicles": ["not an object"]}}
+
+    envelope = parse_envelope(raw(body))
+
+    assert (envelope.vehicle_id, envelope.version, envelope.mode) == (None, "2.0", None)
+
+
+def test_an_unknown_event_type_is_accepted_without_a_vehicle() -> None:
+    envelope = parse_envelope(raw({"eventId": "e1", "eventType": "VEHICLE_CONNECTED", "meta": None}))
+
+    assert (envelope.event_type, envelope.version, envelope.vehicle_id, envelope.mode) == (
+        "VEHICLE_CONNECTED",
+        "4.0",
+        None,
+        None,
+    )
+
+
+def test_signal_and_trigger_accessors_skip_what_they_cannot_read() -> None:
+    body = {
+        "eventId": "e1",
+        "eventType": "VEHICLE_STATE",
+        "vehicleId": 42,
+        "data": {
+            "signals": [
+                {"name": "no code"},
+                "junk",
+                {"code": "a", "body": "not an object", "status": "SUCCESS", "meta": []},
+                {"code": "b", "body": {"unit": "km"}, "status": {"value": "SUCCESS", "error": "x"}},
+                {"code": "c", "meta": {"oemUpdatedAt": True, "retrievedAt": -1}},
+                {"code": "d", "meta": {"oemUpdatedAt": "1731940328000", "fetchedAt": 1.5}},
+            ],
+            "triggers": ["junk", {"name": "nothing to name it"}, {"signal": "not an object", "code": "x"}],
+        },
+    }
+
+    envelope = parse_envelope(raw(body))
+
+    assert envelope.vehicle_id == "42"
+    signals = envelope.signals
+    assert [signal.code for signal in signals] == ["a", "b", "c", "d"]
+    assert (signals[0].body, signals[0].status, signals[0].ok) == (None, None, False)
+    assert (signals[1].value, signals[1].error, signals[1].ok) == ({"unit": "km"}, None, True)
+    assert (signals[2].oem_updated_at, signals[2].retrieved_at) == (None, None)
+    assert (signals[3].oem_updated_at, signals[3].retrieved_at) == (None, 1500)
+    assert envelope.trigger_codes == ["x"]
+
+
+def test_top_level_triggers_win_over_data_triggers() -> None:
+    body = {**STATE_A, "triggers": [{"type": "SIGNAL_UPDATED", "signal": {"code": "charge-ischarging"}}]}
+
+    assert parse_envelope(raw(body)).trigger_codes == ["charge-ischarging"]
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "problem"),
+    [
+        (b"not json", "body", "not valid JSON"),
+        (b"\xff\xfe\x00", "body", "not valid JSON"),
+        (b"", "body", "not valid JSON"),
+        (b"[1]", "body", "a webhook payload is a JSON object"),
+        (b"{}", "eventType", "missing (and no legacy eventName)"),
+        (b'{"eventType": ""}', "eventType", "must be a non-empty string"),
+        (b'{"eventType": {"a": 1}}', "eventType", "must be a non-empty string"),
+        (b'{"eventType": "VERIFY"}', "eventId", "missing or empty"),
+        (b'{"eventType": "VERIFY", "eventId": ""}', "eventId", "missing or empty"),
+        (b'{"eventType": "VERIFY", "eventId": "e", "data": [1]}', "data", "must be an object"),
+        (
+            b'{"eventType": "VERIFY", "eventId": "e", "data": {}}',
+            "data.challenge",
+            "a VERIFY carries a challenge",
+        ),
+        (
+            b'{"eventType": "VEHICLE_STATE", "eventId": "e"}',
+            "vehicleId",
+            "missing: neither vehicleId nor data.vehicle.id",
+        ),
+        (
+            b'{"eventType": "VEHICLE_ERROR", "eventId": "e", "data": {"vehicle": {"id": "v"}, "errors": {}}}',
+            "data.errors",
+            "a VEHICLE_ERROR carries a list of errors",
+        ),
+        (b'{"eventName": "", "payload": {}}', "eventName", "must be a non-empty string"),
+        (b'{"eventName": null, "payload": {}}', "eventName", "must be a non-empty string"),
+        (b'{"eventName": "verify"}', "payload", "a legacy webhook carries a payload object"),
+        (
+            b'{"eventName": "scheduled", "payload": []}',
+            "payload",
+            "a legacy webhook carries a payload object",
+        ),
+        (
+            b'{"eventName": "verify", "payload": {"challenge": ""}}',
+            "payload.challenge",
+            "a verify event carries a challenge",
+        ),
+    ],
+)
+def test_every_envelope_error(data: bytes, field: str, problem: str) -> None:
+    with pytest.raises(EnvelopeError) as caught:
+        parse_envelope(data)
+
+    error = caught.value
+    assert error.field == field
+    assert error.problem.startswith(problem)
+    assert str(error).startswith(f"{field}: {problem}")
+    assert isinstance(error, ValueError)
+    assert error.__cause__ is None
