@@ -39,15 +39,18 @@ _parsed_url = functools.lru_cache(maxsize=2048)(httpx.URL)
 
 @dataclass(frozen=True, slots=True)
 class Call(Generic[R]):
-    """One HTTP exchange: method, URL, query, headers, body, and the parser for a 2xx answer."""
+    """One HTTP exchange: method, URL, query, headers, body, and the parser for a 2xx answer.
+
+    The headers (Authorization) and the form (a code or refresh token) stay out of the repr.
+    """
 
     method: str
     url: str
     parse: Parser[R]
     params: Sequence[tuple[str, str]] = ()
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     json: Any = NO_BODY
-    form: Sequence[tuple[str, str]] | None = None
+    form: Sequence[tuple[str, str]] | None = field(default=None, repr=False)
 
     def to_request(self, timeout: httpx.Timeout) -> httpx.Request:
         headers = {"user-agent": USER_AGENT, "accept": "application/json", **self.headers}
