@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import traceback
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -73,7 +74,7 @@ def test_calls_hide_their_authorization_and_form() -> None:
     auth = AuthClient("client-id", CLIENT_SECRET, origins=ORIGINS)
     smartcar = Smartcar(origins=ORIGINS)
 
-    calls: list[Call[object]] = [
+    calls: list[Call[Any]] = [
         type(vehicle).odometer.build(vehicle),
         type(vehicle).unsubscribe.build(vehicle, AMT, "wh"),
         type(auth).exchange_refresh_token.build(auth, REFRESH),
