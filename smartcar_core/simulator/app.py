@@ -16,10 +16,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from smartcar_core.simulator import api_v2, api_v3, auth, compatibility, control, control_webhooks, management
+from smartcar_core.simulator.api_v2 import ROUTES as V2_ROUTES
+from smartcar_core.simulator.api_v3 import ROUTES as V3_ROUTES
+from smartcar_core.simulator.auth import ROUTES as AUTH_ROUTES
 from smartcar_core.simulator.clock import SimClock
+from smartcar_core.simulator.compatibility import ROUTES as COMPATIBILITY_ROUTES
+from smartcar_core.simulator.control import ROUTES as CONTROL_ROUTES
+from smartcar_core.simulator.control_webhooks import ROUTES as WEBHOOK_CONTROL_ROUTES
 from smartcar_core.simulator.errors import not_found
 from smartcar_core.simulator.gateway import Ctx, api
+from smartcar_core.simulator.management import ROUTES as MANAGEMENT_ROUTES
 from smartcar_core.simulator.settings import SimulatorSettings
 from smartcar_core.simulator.state import Simulator
 from smartcar_core.simulator.webhooks import WebhookHub
@@ -50,13 +56,13 @@ class SimulatorApp(Starlette):
 
 def routes() -> list[BaseRoute]:
     return [
-        *control.ROUTES,
-        *control_webhooks.ROUTES,
-        *auth.ROUTES,
-        *api_v3.ROUTES,
-        *compatibility.ROUTES,
-        *management.ROUTES,
-        *api_v2.ROUTES,
+        *CONTROL_ROUTES,
+        *WEBHOOK_CONTROL_ROUTES,
+        *AUTH_ROUTES,
+        *V3_ROUTES,
+        *COMPATIBILITY_ROUTES,
+        *MANAGEMENT_ROUTES,
+        *V2_ROUTES,
         Route("/{path:path}", api(_unknown_path, auth="none", rate_limited=False), methods=ALL_METHODS),
     ]
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from smartcar_core.config import Origins
 from smartcar_core.simulator.app import SimulatorApp, create_app
@@ -113,6 +114,33 @@ def _running(app: SimulatorApp, sock: socket.socket, settings: SimulatorSettings
 
 
 @contextlib.contextmanager
+def _served(server: uvicorn.Server, sock: socket.socket) -> Iterator[None]:
+    """`server` running in a thread on `sock` until the block ends."""
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=START_TIMEOUT)
+        sock.close()
+
+
+@contextlib.contextmanager
+def serve_asgi(app: ASGIApp, *, host: str = "127.0.0.1") -> Iterator[str]:
+    """Any ASGI app (a tiny webhook receiver in a test) served on a free port; yields its URL."""
+    sock = _bind(host)
+    config = uvicorn.Config(app, lifespan="auto", access_log=False, log_level="warning", ws="none")
+    with _served(uvicorn.Server(config), sock):
+        yield "http://{}:{}".format(*sock.getsockname()[:2])
+
+
+@contextlib.contextmanager
 def run_simulator(
     settings: SimulatorSettings | None = None, *, clock: SimClock | None = None, **overrides: Any
 ) -> Iterator[RunningSimulator]:
@@ -123,24 +151,12 @@ def run_simulator(
     chosen = _settings(settings, {"host": "127.0.0.1", "port": 0, **overrides})
     app = create_app(chosen, clock=clock)
     sock = _bind(chosen.host)
-    server = _server(app, chosen)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="smartcar-simulator", daemon=True
-    )
-    thread.start()
     running = _running(app, sock, chosen)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the simulator did not start")
-            time.sleep(0.01)
-        yield running
+        with _served(_server(app, chosen), sock):
+            yield running
     finally:
-        server.should_exit = True
-        thread.join(timeout=START_TIMEOUT)
         running.control.close()
-        sock.close()
 
 
 @contextlib.asynccontextmanager
