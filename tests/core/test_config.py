@@ -235,3 +235,24 @@ def test_make_client_builds_pooled_clients_with_our_defaults() -> None:
         assert client._transport._pool._max_connections == 3  # type: ignore[attr-defined]
     async_client = make_async_client()
     assert async_client.timeout == DEFAULT_TIMEOUT
+
+
+def test_a_thread_that_waited_for_the_lock_takes_the_client_another_thread_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made_meanwhile = httpx.Client()
+
+    class LockWonByAnotherThread:
+        """Entering it plays the other thread: it creates the shared client while we wait."""
+
+        def __enter__(self) -> None:
+            transport_module._shared_client = made_meanwhile
+
+        def __exit__(self, *exc_info: object) -> None:
+            return None
+
+    monkeypatch.setattr(transport_module, "_shared_client", None)
+    monkeypatch.setattr(transport_module, "_shared_lock", LockWonByAnotherThread())
+
+    assert shared_client() is made_meanwhile
+    made_meanwhile.close()

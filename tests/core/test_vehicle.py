@@ -810,3 +810,24 @@ def test_the_call_of_an_endpoint_can_be_built_without_sending() -> None:
 def test_async_and_sync_vehicles_share_one_description() -> None:
     assert AsyncVehicle.odometer is Vehicle.odometer
     assert AsyncVehicle.batch is Vehicle.batch
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2018-05-04T07:20:50.844Z", datetime(2018, 5, 4, 7, 20, 50, 844000, tzinfo=UTC)),
+        ("2018-05-04T09:20:50+02:00", datetime(2018, 5, 4, 7, 20, 50, tzinfo=UTC)),
+        ("2018-05-04T07:20:50", datetime(2018, 5, 4, 7, 20, 50, tzinfo=UTC)),  # no zone: UTC
+        ("yesterday", None),
+        ("", None),
+    ],
+)
+async def test_meta_times_are_aware_utc_or_none(
+    harness: Harness, value: str, expected: datetime | None
+) -> None:
+    headers = {"sc-data-age": value, "sc-fetched-at": value}
+    harness.router.get(f"{BASE}/odometer").respond(json={"distance": 1.0}, headers=headers)
+
+    result = await settle(harness.vehicle().odometer())
+
+    assert (result.meta.data_age, result.meta.fetched_at) == (expected, expected)
