@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -12,6 +13,7 @@ from cryptography.fernet import Fernet
 
 from smartcar_core.config import Origins
 from smartcar_core.simulator import payloads
+from smartcar_core.simulator.testing import RunningSimulator, run_simulator
 from workers.registry import HandlerRegistry
 from workers.runtime import Runtime
 from workers.settings import WorkerSettings
@@ -198,3 +200,53 @@ def origin_environment(origins: Origins) -> dict[str, str]:
         "SMARTCAR_MANAGEMENT_API_ORIGIN": origins.management,
         "SMARTCAR_VEHICLE_API_V3_ORIGIN": origins.vehicle_v3,
     }
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[RunningSimulator]:
+    """One simulator per test module (uvicorn in a thread); `sim` resets it for each test."""
+    with run_simulator(vehicles=12, seed=7) as running:
+        yield running
+
+
+@pytest.fixture
+def sim(simulator: RunningSimulator) -> RunningSimulator:
+    simulator.control.reset()
+    return simulator
+
+
+@pytest.fixture
+def sim_runtime(make_runtime: Callable[..., Runtime], sim: RunningSimulator) -> Callable[..., Runtime]:
+    """`sim_runtime(**settings)`: a runtime whose Smartcar is the simulator (its client id and secret)."""
+
+    def build(**overrides: Any) -> Runtime:
+        values = {
+            "smartcar_client_id": sim.client_id,
+            "smartcar_client_secret": sim.client_secret,
+            **overrides,
+        }
+        return make_runtime(origins=sim.origins, **values)
+
+    return build
+
+
+def _connect(runtime: Runtime, sim: RunningSimulator, index: int = 0, **state: Any) -> dict[str, Any]:
+    vehicle = sim.control.vehicles()[index]
+    if state:
+        sim.control.patch_vehicle(vehicle["id"], **state)
+    # A grant covers every vehicle of its user, as Connect's (non single-select) flow does.
+    tokens = sim.control.mint_tokens(user_id=vehicle["user_id"])
+    runtime.tokens.put(
+        vehicle_ids=tokens.vehicle_ids,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_at=time.time() + tokens.expires_in,
+        user_id=tokens.user_id,
+    )
+    return {**vehicle, "user_id": tokens.user_id}
+
+
+@pytest.fixture
+def connect(sim: RunningSimulator) -> Callable[..., dict[str, Any]]:
+    """`connect(runtime, index=0, **state)`: tokens for the simulator's vehicle `index`, state patched."""
+    return lambda runtime, index=0, **state: _connect(runtime, sim, index, **state)
