@@ -64,13 +64,17 @@ class KeySpace:
 # ARGV: event_id, delivery_id, dedupe_seconds, received_at, raw, type, vehicle_id, user_id, webhook_id,
 #       mode, version, test
 # Returns 1 for a new event (stored, queued in the inbox, listed as pending), 0 for a duplicate (its
-# delivery id appended to the record when the record still exists).
+# delivery id appended to the record when the record still exists, unless the record has it already: a
+# replayed body carries the same delivery id, and must not grow the record; the list is capped too).
 ACCEPT_SCRIPT = """
 if not redis.call('SET', KEYS[1], ARGV[4], 'NX', 'EX', ARGV[3]) then
   if ARGV[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then
     local seen = redis.call('HGET', KEYS[2], 'deliveries')
-    if seen and seen ~= '' then seen = seen .. ',' .. ARGV[2] else seen = ARGV[2] end
-    redis.call('HSET', KEYS[2], 'deliveries', seen)
+    if not seen or seen == '' then
+      redis.call('HSET', KEYS[2], 'deliveries', ARGV[2])
+    elseif #seen < 4096 and not string.find(',' .. seen .. ',', ',' .. ARGV[2] .. ',', 1, true) then
+      redis.call('HSET', KEYS[2], 'deliveries', seen .. ',' .. ARGV[2])
+    end
   end
   return 0
 end

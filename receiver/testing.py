@@ -1,0 +1,143 @@
+"""Helpers for testing the receiver, and for testing against it: run the app in-process (httpx's ASGI
+transport, lifespan included) or under a real uvicorn in a thread, post signed deliveries, read the event
+store back with a plain Redis client.
+
+    async with asgi_client(create_app(settings)) as http:
+        response = await deliver(http, event, amt=amt)
+    with serve(create_app(settings)) as live:      # live.webhook_url for an emitter
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import redis
+import uvicorn
+from starlette.applications import Starlette
+
+from receiver.app import WEBHOOK_PATH
+from receiver.store import KeySpace, decode_record
+from smartcar_core.webhooks import signature_of
+
+SERVER_START_SECONDS = 10.0
+
+
+def body_of(event: Mapping[str, Any] | bytes) -> bytes:
+    """The bytes Smartcar would send for `event`: compact JSON (bytes are kept as they are)."""
+    return event if isinstance(event, bytes) else json.dumps(event, separators=(",", ":")).encode()
+
+
+def signed_headers(body: bytes, amt: str | None) -> dict[str, str]:
+    """A delivery's headers; `amt=None` leaves `SC-Signature` out."""
+    headers = {"Content-Type": "application/json"}
+    if amt is not None:
+        headers["SC-Signature"] = signature_of(amt, body)
+    return headers
+
+
+async def deliver(
+    http: httpx.AsyncClient, event: Mapping[str, Any] | bytes, *, amt: str | None
+) -> httpx.Response:
+    """POST `event` to the webhook path as Smartcar does: compact JSON signed with `amt` (None: unsigned)."""
+    body = body_of(event)
+    return await http.post(WEBHOOK_PATH, content=body, headers=signed_headers(body, amt))
+
+
+def read_record(client: redis.Redis, keyspace: KeySpace, event_id: str) -> dict[str, Any]:
+    """The stored event (text fields decoded, `raw` as bytes); empty when there is none."""
+    return decode_record(client.hgetall(keyspace.event(event_id)))  # type: ignore[arg-type] # - a sync client
+
+
+def read_inbox(client: redis.Redis, keyspace: KeySpace) -> list[str]:
+    """The ids waiting for the relay, oldest last (the receiver pushes on the left)."""
+    return [item.decode() for item in client.lrange(keyspace.inbox, 0, -1)]  # type: ignore[union-attr] # - sync
+
+
+@dataclass(frozen=True, slots=True)
+class Harness:
+    """A client on a receiver plus what its deliveries are checked against: the store, the keys, the AMT."""
+
+    http: httpx.AsyncClient
+    redis: redis.Redis
+    keys: KeySpace
+    amt: str
+
+    async def deliver(
+        self, event: Mapping[str, Any] | bytes, *, amt: str | None = None, unsigned: bool = False
+    ) -> httpx.Response:
+        """POST `event` signed with `amt` (default: the harness's), or with no signature at all."""
+        return await deliver(self.http, event, amt=None if unsigned else amt or self.amt)
+
+    def record(self, event_id: str) -> dict[str, Any]:
+        return read_record(self.redis, self.keys, event_id)
+
+    def inbox(self) -> list[str]:
+        return read_inbox(self.redis, self.keys)
+
+
+@asynccontextmanager
+async def asgi_client(
+    app: Starlette, *, client_address: str = "203.0.113.9"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app in-process, with the app's lifespan run around it as uvicorn would."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=(client_address, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://receiver.test") as client:
+            yield client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True)
+class LiveReceiver:
+    url: str
+    app: Starlette
+
+    @property
+    def webhook_url(self) -> str:
+        return self.url + WEBHOOK_PATH
+
+
+@contextmanager
+def serve(app: Starlette, **config: Any) -> Iterator[LiveReceiver]:
+    """The app under a real uvicorn (httptools, lifespan on) in a thread, until the block ends."""
+    port = free_port()
+    options: dict[str, Any] = {"http": "httptools", "lifespan": "on", "access_log": False, **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
+    thread = threading.Thread(target=server.run, name=f"receiver-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("the receiver did not start (see its log)")
+        time.sleep(0.01)
+    try:
+        yield LiveReceiver(f"http://127.0.0.1:{port}", app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=SERVER_START_SECONDS)
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll `condition` until it holds; AssertionError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)

@@ -1,0 +1,128 @@
+"""The receiver's side of the event store: one EVALSHA per event that deduplicates, stores and enqueues it.
+
+The script (`receiver.store.ACCEPT_SCRIPT`) is loaded at start-up and then called by its SHA; a Redis that
+lost its script cache (restart, SCRIPT FLUSH, failover) gets it again on the NOSCRIPT reply.
+
+Deliveries that arrive together share their round trip: `accept` queues its call and awaits its own reply,
+and a flush scheduled on the next turn of the event loop sends everything queued by then as one pipeline
+(no waiting is added; under load a flush carries a few to a few dozen events). Each event still gets its
+own script run and its own answer. redis-py's per-command cost is most of a receiver's CPU at thousands of
+requests a second; sharing it is what keeps the receiver near the floor of "HMAC + one Redis write".
+
+A retried pipeline (after a connection error) is safe: an event the first attempt stored is a duplicate the
+second time, not a second copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, RedisError
+
+from receiver.store import ACCEPT_SCRIPT, KeySpace
+from smartcar_core.events import Envelope
+
+MAX_BATCH = 256
+_Call = tuple[tuple[bytes | str, ...], "asyncio.Future[int]"]
+
+
+class EventWriter:
+    def __init__(self, redis: Redis, keyspace: KeySpace, *, dedupe_seconds: int) -> None:
+        self._redis = redis
+        self.keyspace = keyspace
+        self._dedupe = str(dedupe_seconds)
+        self._sha = hashlib.sha1(ACCEPT_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+        self._queue: list[_Call] = []
+        self._flush_scheduled = False
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def load_script(self) -> None:
+        self._sha = await self._redis.script_load(ACCEPT_SCRIPT)
+
+    async def accept(self, envelope: Envelope, raw: bytes, received_at: float) -> bool:
+        """Store and enqueue `envelope` unless its eventId is known: True when new, False for a duplicate.
+
+        Raises `redis.RedisError` when Redis cannot be reached or refuses the write (nothing is acknowledged).
+        """
+        event_id = envelope.event_id
+        keyspace = self.keyspace
+        args = (
+            keyspace.seen(event_id),
+            keyspace.event(event_id),
+            keyspace.inbox,
+            keyspace.pending,
+            event_id,
+            envelope.delivery_id or "",
+            self._dedupe,
+            f"{received_at:.6f}",
+            raw,
+            envelope.event_type,
+            envelope.vehicle_id or "",
+            envelope.user_id or "",
+            envelope.webhook_id or "",
+            envelope.mode or "",
+            envelope.version,
+            "1" if envelope.is_test else "0",
+        )
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append((args, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._start_flush()
+        return await future == 1
+
+    async def drain(self) -> None:
+        """Wait for the flushes in flight (at shutdown, so that no stored event goes unanswered)."""
+        while self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+    def _start_flush(self) -> None:
+        task = asyncio.create_task(self._flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self) -> None:
+        batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        if self._queue:  # more than one batch's worth waits: the next flush takes it
+            self._start_flush()
+        else:
+            self._flush_scheduled = False
+        try:
+            results = await self._results(batch)
+        except (RedisError, OSError) as error:
+            _fail(batch, error)
+            return
+        except BaseException as error:  # cancelled at shutdown, or a bug: never leave a caller hanging
+            _fail(batch, RedisError(f"event store call interrupted ({type(error).__name__})"))
+            raise
+        for (_args, future), result in zip(batch, results, strict=True):
+            if future.done():  # the caller went away (its request was cancelled)
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(int(result))  # type: ignore[call-overload] # - EVALSHA answers an integer
+
+    async def _results(self, batch: list[_Call]) -> list[object]:
+        results = await self._run(batch)
+        missing = [index for index, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:
+            await self.load_script()
+            rerun = await self._run([batch[index] for index in missing])
+            for index, result in zip(missing, rerun, strict=True):
+                results[index] = result
+        return results
+
+    async def _run(self, batch: list[_Call]) -> list[object]:
+        pipe = self._redis.pipeline(transaction=False)
+        for args, _future in batch:
+            pipe.execute_command("EVALSHA", self._sha, 4, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+def _fail(batch: list[_Call], error: BaseException) -> None:
+    for _args, future in batch:
+        if not future.done():
+            future.set_exception(error)
