@@ -259,19 +259,29 @@ async def test_get_compatibility_refuses_an_unknown_mode_before_any_request(harn
     assert harness.router.calls.call_count == 0
 
 
+ENV_AUTH = basic("env-id", "env-secret")
+ARG_AUTH = basic(CLIENT_ID, CLIENT_SECRET)
+TESTING = {**CREDENTIALS, "mode": "test"}
+
+
 @pytest.mark.parametrize(
-    ("args", "country"),
+    ("args", "expected"),
     [
-        ((), "US"),
-        (("CA",), "CA"),
-        ((None, CREDENTIALS), "US"),
-        ((CREDENTIALS,), "US"),  # the options in the place of the country, as in the Node SDK
-        (({**CREDENTIALS, "mode": "test"}, {"mode": "live"}), "US"),  # which then replace the fourth argument
+        ((), ("US", [], ENV_AUTH)),
+        (("CA",), ("CA", [], ENV_AUTH)),
+        ((None, CREDENTIALS), ("US", [], ARG_AUTH)),
+        ((CREDENTIALS,), ("US", [], ARG_AUTH)),  # the options in the place of the country, as in the Node SDK
+        ((TESTING, {"mode": "live"}), ("US", [("mode", "test")], ARG_AUTH)),  # and then the fourth is ignored
     ],
+    ids=["defaults", "country", "none-country", "options-as-country", "options-replace-fourth"],
 )
 async def test_get_compatibility_country_juggling(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch, args: tuple[Any, ...], country: str
+    harness: Harness,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[Any, ...],
+    expected: tuple[str, list[tuple[str, str]], str],
 ) -> None:
+    country, modes, authorization = expected
     monkeypatch.setenv("SMARTCAR_CLIENT_ID", "env-id")
     monkeypatch.setenv("SMARTCAR_CLIENT_SECRET", "env-secret")
     route = harness.router.get(f"{API}/v2.0/compatibility").respond(json={"compatible": True})
@@ -279,13 +289,8 @@ async def test_get_compatibility_country_juggling(
     await settle(harness.smartcar().get_compatibility(VIN, ["read_vin"], *args))
 
     request = route.calls.last.request
-    assert ("country", country) in query(request)
-    uses_options = bool(args) and isinstance(args[0], dict)
-    expected_mode = [("mode", "test")] if uses_options and "mode" in args[0] else []
-    assert [item for item in query(request) if item[0] == "mode"] == expected_mode
-    uses_credentials = any(isinstance(arg, dict) and "client_id" in arg for arg in args)
-    expected_auth = basic(CLIENT_ID, CLIENT_SECRET) if uses_credentials else basic("env-id", "env-secret")
-    assert request.headers["authorization"] == expected_auth
+    assert query(request) == [*modes, ("scope", "read_vin"), ("country", country), ("vin", VIN)]
+    assert request.headers["authorization"] == authorization
 
 
 async def test_compatibility_needs_credentials_before_any_request(harness: Harness) -> None:
