@@ -27,6 +27,9 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
             # Kombu's keys (queues, unacked hash) under a prefix of their own: several deployments or
             # test sessions can share one Redis.
             "global_keyprefix": settings.broker_key_prefix,
+            # Scan for messages of dead workers every `restore_interval` s (kombu: every 10th of 10 s ticks).
+            "unacked_restore_interval": settings.restore_interval,
+            "unacked_restore_throttle": 1,
             "socket_timeout": 10.0,
             "socket_connect_timeout": 10.0,
             "retry_on_timeout": True,

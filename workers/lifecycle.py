@@ -25,7 +25,7 @@ from typing import Any
 import redis
 
 from receiver.store import KeySpace, Status
-from workers.codec import bytes_map, dumps, texts
+from workers.codec import bytes_map, dumps, text, texts
 
 # Appends one JSON entry to the `history` array without decoding it (cjson would turn [] into {}).
 _APPEND = """
@@ -37,18 +37,23 @@ local function append_history(key, entry)
 end
 """
 
-# KEYS: event, pending, scheduled; ARGV: now, lease_until, run_id, event_id
+# KEYS: event, pending, scheduled; ARGV: now, lease_until, run_id, event_id, task_id
+# A live lease refuses the run (busy, with the lease's end) unless the run comes from the very message
+# that holds it: Celery delivers a message again only when its first delivery was lost with its worker.
 _BEGIN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'done' or status == 'failed' then return {'finished', status} end
 if status == 'processing' then
-  local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0') or 0
-  if lease > tonumber(ARGV[1]) then return {'busy'} end
+  local lease = redis.call('HGET', KEYS[1], 'lease_until') or '0'
+  local holder = redis.call('HGET', KEYS[1], 'task_id') or ''
+  if (tonumber(lease) or 0) > tonumber(ARGV[1]) and (ARGV[5] == '' or holder ~= ARGV[5]) then
+    return {'busy', lease}
+  end
 end
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'processing', 'started_at', ARGV[1], 'updated_at', ARGV[1],
-  'lease_until', ARGV[2], 'run_id', ARGV[3])
+  'lease_until', ARGV[2], 'run_id', ARGV[3], 'task_id', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('ZREM', KEYS[3], ARGV[4])
 return {'ok', redis.call('HGETALL', KEYS[1])}
@@ -183,6 +188,7 @@ class Begin:
     state: BeginState
     record: EventRecord | None = None
     status: str | None = None
+    lease_until: float | None = None
 
 
 def _json_field(value: str | None, default: Any) -> Any:
@@ -222,16 +228,27 @@ class EventStore:
         raw = self.redis.hgetall(self.keys.event(event_id))
         return EventRecord.from_hash(bytes_map(raw)) if raw else None
 
-    def begin(self, event_id: str, *, lease: float, now: float | None = None) -> Begin:
-        """Take the event for one run: status processing, attempts + 1, a lease of `lease` seconds."""
+    def begin(
+        self, event_id: str, *, lease: float, task_id: str | None = None, now: float | None = None
+    ) -> Begin:
+        """Take the event for one run: status processing, attempts + 1, a lease of `lease` seconds.
+
+        `task_id` is the Celery task's id: a redelivery of the message holding a live lease takes over.
+        """
         now = time.time() if now is None else now
         run_id = uuid.uuid4().hex
         keys = [self.keys.event(event_id), self.keys.pending, self.scheduled]
-        answer = self._begin(keys=keys, args=[repr(now), repr(now + lease), run_id, event_id])
-        state = BeginState(answer[0].decode())
+        answer = self._begin(keys=keys, args=[repr(now), repr(now + lease), run_id, event_id, task_id or ""])
+        state = BeginState(text(answer[0]))
         if state is BeginState.OK:
             return Begin(state, EventRecord.from_hash(_pairs(answer[1])))
-        return Begin(state, status=answer[1].decode() if len(answer) > 1 else None)
+        if state is BeginState.BUSY:
+            return Begin(state, lease_until=float(text(answer[1])))
+        return Begin(state, status=text(answer[1]) if len(answer) > 1 else None)
+
+    def park(self, event_id: str, due: float) -> None:
+        """Run the event again at `due` (the relay publishes it then)."""
+        self.redis.zadd(self.scheduled, {event_id: due})
 
     def save_results(self, record: EventRecord, results: dict[str, Any]) -> bool:
         return bool(self._save(keys=[self.keys.event(record.id)], args=[record.run_id or "", dumps(results)]))

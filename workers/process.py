@@ -89,9 +89,13 @@ def _needs_person(error: BaseException) -> dict[str, Any]:
     return advice
 
 
-def process_event(runtime: Runtime, event_id: str) -> RunResult:
+def process_event(runtime: Runtime, event_id: str, *, task_id: str | None = None) -> RunResult:
+    """Run the stored event `event_id` once; `task_id` is the Celery task's (see `EventStore.begin`)."""
     settings = runtime.settings
-    begin = runtime.store.begin(event_id, lease=settings.task_time_limit)
+    begin = runtime.store.begin(event_id, lease=settings.task_time_limit, task_id=task_id)
+    if begin.state is BeginState.BUSY and begin.lease_until is not None:
+        # Another run holds it. Look again when its lease ends: done by then, or its worker died.
+        runtime.store.park(event_id, begin.lease_until + 1.0)
     if begin.state is not BeginState.OK or begin.record is None:
         log.info("event skipped", event_id=event_id, reason=begin.state.value, status=begin.status)
         return RunResult(event_id, Outcome.SKIPPED, {"reason": begin.state.value, "status": begin.status})

@@ -57,6 +57,8 @@ class WorkerSettings(BaseSettings):
     """Retries due sooner than this are Celery countdowns; later ones are parked in Redis."""
     visibility_timeout: float = Field(3600.0, gt=0)
     soft_shutdown_timeout: float = Field(60.0, ge=0)
+    restore_interval: float = Field(10.0, gt=0)
+    """How often each worker gives back the messages of dead workers (unacked past the visibility timeout)."""
 
     # --- relay and sweeper ---
     relay_enabled: bool = True

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import structlog
+from celery import Task
 
 from receiver.store import KeySpace
 from workers.app import app
@@ -22,10 +23,10 @@ _PING_TTL = 300
 _BEAT_PERIOD = 60.0
 
 
-@app.task(name="workers.process_event", ignore_result=True)
-def process_event(event_id: str) -> str:
+@app.task(name="workers.process_event", ignore_result=True, bind=True)
+def process_event(self: Task[Any, Any], event_id: str) -> str:
     """Run one stored event (see `workers.process`). Returns the outcome's name (for logs)."""
-    return run_event(get_runtime(), event_id).outcome.value
+    return run_event(get_runtime(), event_id, task_id=self.request.id).outcome.value
 
 
 @app.task(name="workers.sweep", ignore_result=True)
