@@ -15,7 +15,7 @@ import redis
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
 from receiver.store import KeySpace
-from receiver.testing import Harness, LiveReceiver, asgi_client, serve
+from receiver.testing import Harness, LiveReceiver, asgi_client, free_port, serve
 from smartcar_core.simulator import payloads
 
 AMT = "amt-test-current-0123456789"
@@ -139,3 +139,9 @@ def error_event() -> Callable[..., dict[str, Any]]:
         return payloads.vehicle_error_event(VEHICLE, errors, webhook_id=WEBHOOK_ID, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def dead_redis_url() -> str:
+    """A Redis URL where nothing listens (a port just taken from the OS and given back)."""
+    return f"redis://127.0.0.1:{free_port()}/0"

@@ -1,0 +1,113 @@
+"""`python -m receiver`: the receiver's operator commands (settings from the same environment as the app).
+
+python -m receiver check                   # settings valid? Redis answers? (prints no secret)
+python -m receiver arm-verify --minutes 15 # answer VERIFY for 15 minutes (RECEIVER_VERIFY_REQUIRE_ARMED)
+python -m receiver disarm-verify
+python -m receiver verify-status
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import redis
+import typer
+from rich.console import Console
+
+from receiver.settings import ReceiverSettings, SettingsError, load_settings
+from receiver.verify import armed_key
+
+MAX_ARM_MINUTES = 24 * 60
+
+cli = typer.Typer(help="Operator commands of the Smartcar webhook receiver.", no_args_is_help=True)
+console = Console()
+
+
+def _settings() -> ReceiverSettings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        console.print(f"[red]configuration error:[/red] {error}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _redis(settings: ReceiverSettings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
+
+
+@cli.command()
+def check() -> None:
+    """Validate the settings and reach Redis; exit 1 when Redis does not answer."""
+    settings = _settings()
+    client = _redis(settings)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        console.print(f"[red]Redis does not answer:[/red] {type(error).__name__}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+    verify = "needs arming" if settings.verify_require_armed else "answered when well-formed"
+    console.print(
+        f"settings ok: {len(settings.amts)} AMT(s), key prefix {settings.event_key_prefix!r}, "
+        f"max body {settings.max_body_bytes} bytes, dedupe {settings.event_dedupe_seconds} s, "
+        f"VERIFY {verify}; Redis answers",
+        highlight=False,
+    )
+
+
+@cli.command("arm-verify")
+def arm_verify(
+    minutes: int = typer.Option(15, min=1, max=MAX_ARM_MINUTES, help="How long VERIFY is answered."),
+) -> None:
+    """Answer VERIFY challenges for a while: do it just before creating the webhook or changing its URL."""
+    settings = _settings()
+    client = _redis(settings)
+    try:
+        client.set(armed_key(settings.event_key_prefix), str(int(time.time())), ex=minutes * 60)
+    finally:
+        client.close()
+    until = datetime.now(UTC) + timedelta(minutes=minutes)
+    console.print(f"VERIFY armed until {until:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+    if not settings.verify_require_armed:
+        console.print("note: RECEIVER_VERIFY_REQUIRE_ARMED is off here, so VERIFY is answered anyway")
+
+
+@cli.command("disarm-verify")
+def disarm_verify() -> None:
+    """Stop answering VERIFY now (when arming is required)."""
+    settings = _settings()
+    client = _redis(settings)
+    try:
+        removed = client.delete(armed_key(settings.event_key_prefix))
+    finally:
+        client.close()
+    console.print("VERIFY disarmed" if removed else "VERIFY was not armed")
+
+
+@cli.command("verify-status")
+def verify_status() -> None:
+    """Say whether VERIFY is answered now, and for how long."""
+    settings = _settings()
+    client = _redis(settings)
+    try:
+        ttl = int(client.ttl(armed_key(settings.event_key_prefix)))
+    finally:
+        client.close()
+    if not settings.verify_require_armed:
+        console.print("VERIFY is answered whenever it is well-formed (RECEIVER_VERIFY_REQUIRE_ARMED is off)")
+    elif ttl > 0:
+        console.print(f"VERIFY armed for {ttl} more seconds")
+    elif settings.verify_window_open():
+        console.print(f"VERIFY answered until {settings.verify_window_until} (RECEIVER_VERIFY_WINDOW_UNTIL)")
+    else:
+        console.print("VERIFY refused: not armed (python -m receiver arm-verify)")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,297 @@
+"""Whatever is not a genuine, well-formed delivery is refused with a clear status, and nothing is stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from receiver.app import WEBHOOK_PATH, create_app
+from receiver.settings import ReceiverSettings
+from receiver.testing import Harness, LiveReceiver, body_of, signed_headers
+from smartcar_core.webhooks import signature_of
+
+EventMaker = Callable[..., dict[str, Any]]
+OTHER_AMT = "amt-of-another-application-00"
+
+pytestmark = pytest.mark.anyio
+
+
+async def metric(http: httpx.AsyncClient, name: str, **labels: str) -> float:
+    text = (await http.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+def assert_nothing_stored(harness: Harness) -> None:
+    assert harness.inbox() == []
+    assert harness.redis.zcard(harness.keys.pending) == 0
+    assert list(harness.redis.scan_iter(match=f"{harness.keys.prefix}event:*")) == []
+
+
+@pytest.mark.parametrize(
+    ("signature", "reason"),
+    [
+        pytest.param(None, "missing", id="no signature"),
+        pytest.param("", "missing", id="empty signature"),
+        pytest.param("0" * 64, "mismatch", id="wrong signature"),
+        pytest.param("not-hex-at-all", "malformed", id="malformed signature"),
+        pytest.param("a" * 63, "malformed", id="short signature"),
+    ],
+)
+async def test_unsigned_or_wrongly_signed_deliveries_get_401(
+    harness: Harness, state_event: EventMaker, signature: str | None, reason: str
+) -> None:
+    body = body_of(state_event())
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["SC-Signature"] = signature
+    response = await harness.http.post(WEBHOOK_PATH, content=body, headers=headers)
+    assert response.status_code == 401
+    assert response.json() == {"error": f"SC-Signature {reason}"}
+    assert await metric(harness.http, "smartcar_webhook_signature_failures_total", reason=reason) == 1
+    assert await metric(harness.http, "smartcar_webhook_requests_total", outcome="unauthorized") == 1
+    assert_nothing_stored(harness)
+
+
+async def test_a_signature_made_with_another_amt_is_refused(
+    harness: Harness, state_event: EventMaker
+) -> None:
+    response = await harness.deliver(state_event(), amt=OTHER_AMT)
+    assert response.status_code == 401
+    assert_nothing_stored(harness)
+
+
+async def test_a_body_changed_after_signing_is_refused(harness: Harness, state_event: EventMaker) -> None:
+    body = body_of(state_event())
+    headers = signed_headers(body, harness.amt)
+    tampered = body.replace(b'"value":78', b'"value":79')
+    assert tampered != body
+    response = await harness.http.post(WEBHOOK_PATH, content=tampered, headers=headers)
+    assert response.status_code == 401
+    assert_nothing_stored(harness)
+
+
+async def test_the_signature_header_is_read_case_and_space_insensitively(
+    harness: Harness, state_event: EventMaker
+) -> None:
+    body = body_of(state_event())
+    headers = {
+        "content-type": "Application/JSON; charset=utf-8",
+        "sc-signature": f" {signature_of(harness.amt, body).upper()} ",
+    }
+    response = await harness.http.post(WEBHOOK_PATH, content=body, headers=headers)
+    assert response.json()["status"] == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        pytest.param(b'{"eventId": "x", "eventType": ', "body", "not valid JSON", id="malformed JSON"),
+        pytest.param(b"\xff\xfe not utf-8", "body", "not valid JSON", id="not UTF-8"),
+        pytest.param(b"[1, 2]", "body", "JSON object", id="a JSON array"),
+        pytest.param(
+            b'{"eventType": "VEHICLE_STATE", "vehicleId": "v"}', "eventId", "missing", id="no eventId"
+        ),
+        pytest.param(b'{"eventId": "e1", "vehicleId": "v"}', "eventType", "missing", id="no eventType"),
+        pytest.param(
+            b'{"eventId": "e1", "eventType": "VEHICLE_STATE"}', "vehicleId", "missing", id="no vehicle"
+        ),
+        pytest.param(
+            b'{"eventId": "e1", "eventType": "VEHICLE_ERROR", "vehicleId": "v"}',
+            "data.errors",
+            "list",
+            id="no errors",
+        ),
+        pytest.param(
+            b'{"eventName": "eventBased", "payload": 3}', "payload", "payload object", id="legacy no payload"
+        ),
+    ],
+)
+async def test_malformed_payloads_get_400_saying_what_is_wrong(
+    harness: Harness, body: bytes, field: str, words: str
+) -> None:
+    response = await harness.deliver(body)
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert words in response.json()["error"]
+    assert await metric(harness.http, "smartcar_webhook_requests_total", outcome="invalid") == 1
+    assert_nothing_stored(harness)
+
+
+async def test_an_unsigned_body_that_only_mentions_verify_is_refused_as_unsigned(
+    harness: Harness, state_event: EventMaker
+) -> None:
+    event = state_event(webhook_name="verify")  # names VERIFY, is not one
+    response = await harness.deliver(event, unsigned=True)
+    assert response.status_code == 401
+    unparsable = await harness.deliver(b'{"eventType": "VERIFY", ', unsigned=True)
+    assert unparsable.status_code == 401  # an unsigned caller learns nothing about its content
+    assert_nothing_stored(harness)
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/jsonx"]
+)
+async def test_other_content_types_get_415(
+    harness: Harness, state_event: EventMaker, content_type: str | None
+) -> None:
+    body = body_of(state_event())
+    headers = {"SC-Signature": signature_of(harness.amt, body)}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    response = await harness.http.post(WEBHOOK_PATH, content=body, headers=headers)
+    assert response.status_code == 415
+    assert_nothing_stored(harness)
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+async def test_other_methods_get_405(harness: Harness, method: str) -> None:
+    response = await harness.http.request(method, WEBHOOK_PATH)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+@pytest.fixture
+async def small_live(make_settings: Callable[..., ReceiverSettings]) -> AsyncIterator[LiveReceiver]:
+    from receiver.testing import serve  # noqa: PLC0415 - only these tests need a server of their own
+
+    with serve(create_app(make_settings(max_body_bytes=4096)), log_level="warning") as live:
+        yield live
+
+
+@pytest.fixture
+async def live_http(small_live: LiveReceiver) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=small_live.url) as http:
+        yield http
+
+
+async def test_an_oversized_body_is_refused_on_its_content_length(
+    live_http: httpx.AsyncClient, harness: Harness
+) -> None:
+    body = json.dumps({"eventId": "big", "eventType": "VEHICLE_STATE", "pad": "x" * 10_000}).encode()
+    response = await live_http.post(WEBHOOK_PATH, content=body, headers=signed_headers(body, harness.amt))
+    assert response.status_code == 413
+    assert response.json() == {"error": "body over 4096 bytes"}
+    assert await metric(live_http, "smartcar_webhook_requests_total", outcome="too_large") == 1
+    assert_nothing_stored(harness)
+
+
+def _chunks(total: int, size: int = 1000) -> Iterator[bytes]:
+    yield b'{"eventId": "streamed", "pad": "'
+    for _ in range(total // size):
+        yield b"x" * size
+    yield b'"}'
+
+
+async def test_an_oversized_body_without_content_length_is_cut_off_while_streaming(
+    live_http: httpx.AsyncClient, harness: Harness
+) -> None:
+    async def stream() -> AsyncIterator[bytes]:
+        for chunk in _chunks(20_000):
+            yield chunk
+
+    headers = {"Content-Type": "application/json", "SC-Signature": "0" * 64}
+    response = await live_http.post(WEBHOOK_PATH, content=stream(), headers=headers)
+    assert response.status_code == 413
+    assert response.request.headers.get("transfer-encoding") == "chunked"
+    assert "content-length" not in response.request.headers
+    assert_nothing_stored(harness)
+
+
+async def test_a_streamed_body_under_the_cap_is_accepted(
+    live_http: httpx.AsyncClient, harness: Harness, state_event: EventMaker
+) -> None:
+    body = body_of(state_event())
+    assert len(body) < 4096
+
+    async def stream() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 100):
+            yield body[start : start + 100]
+
+    response = await live_http.post(WEBHOOK_PATH, content=stream(), headers=signed_headers(body, harness.amt))
+    assert response.json()["status"] == "accepted"
+    assert len(harness.inbox()) == 1
+
+
+async def call_asgi(
+    app: Any, headers: list[tuple[bytes, bytes]], messages: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Drive the app with hand-made ASGI messages (what no HTTP client would send), return what it sent."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": WEBHOOK_PATH,
+        "raw_path": WEBHOOK_PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("203.0.113.9", 50000),
+        "server": ("receiver.test", 80),
+    }
+    pending = list(messages)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return pending.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_an_invalid_content_length_gets_400(
+    make_settings: Callable[..., ReceiverSettings], harness: Harness
+) -> None:
+    app = create_app(make_settings())
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"12abc")]
+    sent = await call_asgi(app, headers, [{"type": "http.request", "body": b"{}", "more_body": False}])
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"]) == {"error": "invalid Content-Length"}
+
+
+async def test_a_client_that_leaves_mid_body_gets_no_answer_and_nothing_is_stored(
+    make_settings: Callable[..., ReceiverSettings], harness: Harness, state_event: EventMaker
+) -> None:
+    app = create_app(make_settings())
+    body = body_of(state_event())
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"sc-signature", signature_of(harness.amt, body).encode()),
+    ]
+    first = {"type": "http.request", "body": body[:100], "more_body": True}
+    sent = await call_asgi(app, headers, [first, {"type": "http.disconnect"}])
+    assert sent == []
+    assert await call_asgi(app, headers, [{"type": "http.disconnect"}]) == []
+    assert_nothing_stored(harness)
+
+
+async def test_a_body_in_many_chunks_is_put_together(
+    make_settings: Callable[..., ReceiverSettings], harness: Harness, state_event: EventMaker
+) -> None:
+    app = create_app(make_settings())
+    event = state_event()
+    body = body_of(event)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"sc-signature", signature_of(harness.amt, body).encode()),
+    ]
+    parts = [body[start : start + 50] for start in range(0, len(body), 50)]
+    messages = [{"type": "http.request", "body": part, "more_body": True} for part in parts]
+    messages.append({"type": "http.request", "body": b"", "more_body": False})
+    async with app.router.lifespan_context(app):
+        sent = await call_asgi(app, headers, messages)
+    assert sent[0]["status"] == 200
+    assert harness.record(event["eventId"])["raw"] == body
