@@ -115,10 +115,10 @@ def load_settings(**overrides: object) -> ReceiverSettings:
     except ValidationError as error:
         problems = []
         for item in error.errors(include_input=False, include_url=False):
-            name = str(item["loc"][0]) if item["loc"] else "?"
-            if name == "smartcar_amt" and item["type"] == "missing":
+            name = _env_name(str(item["loc"][0]) if item["loc"] else "?")
+            if name == "SMARTCAR_AMT" and item["type"] == "missing":
                 raise SettingsError(_MISSING_AMT) from None
-            problems.append(f"{_env_name(name)}: {item['msg']}")
+            problems.append(f"{name}: {item['msg']}")
         raise SettingsError("invalid receiver settings: " + "; ".join(problems)) from None
     amts = settings.amts
     if not amts:
@@ -146,4 +146,7 @@ _CONTRACT_NAMES = {
 
 
 def _env_name(field: str) -> str:
+    """The environment name of a field (pydantic reports aliased fields by their alias already)."""
+    if field in _CONTRACT_NAMES.values():
+        return field
     return _CONTRACT_NAMES.get(field, "RECEIVER_" + field.upper())

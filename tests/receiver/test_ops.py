@@ -1,0 +1,231 @@
+"""What operators rely on: health, readiness, metrics, settings that fail loudly at start-up, the CLI."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from typer.testing import CliRunner
+
+import receiver.app
+from receiver.app import create_app
+from receiver.cli import cli
+from receiver.settings import ReceiverSettings, SettingsError, load_settings
+from receiver.testing import Harness, asgi_client, free_port
+
+EventMaker = Callable[..., dict[str, Any]]
+
+pytestmark = pytest.mark.anyio
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+
+
+async def test_metrics_count_outcomes_reasons_duplicates_latency_and_sizes(
+    harness: Harness, state_event: EventMaker
+) -> None:
+    event = state_event()
+    await harness.deliver(event)
+    await harness.deliver(event)
+    await harness.deliver(state_event(), unsigned=True)
+    await harness.deliver(b"{", amt=harness.amt)
+    response = await harness.http.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    values = samples(response.text)
+    outcome = "smartcar_webhook_requests_total"
+    assert values[outcome, (("outcome", "accepted"),)] == 1
+    assert values[outcome, (("outcome", "duplicate"),)] == 1
+    assert values[outcome, (("outcome", "unauthorized"),)] == 1
+    assert values[outcome, (("outcome", "invalid"),)] == 1
+    assert values[outcome, (("outcome", "unavailable"),)] == 0
+    assert values["smartcar_webhook_signature_failures_total", (("reason", "missing"),)] == 1
+    assert values["smartcar_webhook_duplicates_total", ()] == 1
+    assert values["smartcar_webhook_store_seconds_count", ()] == 2
+    assert values["smartcar_webhook_body_bytes_count", ()] == 4
+    assert values["smartcar_webhook_body_bytes_sum", ()] > 2 * 500
+
+
+def test_with_several_workers_metrics_add_up_across_processes(tmp_path: Path) -> None:
+    """uvicorn --workers N: every process counts into PROMETHEUS_MULTIPROC_DIR, /metrics shows the sums."""
+    count = (
+        "from receiver.metrics import ReceiverMetrics, Outcome\n"
+        "m = ReceiverMetrics(); m.outcomes[Outcome.ACCEPTED].inc(); m.store_seconds.observe(0.002)\n"
+    )
+    show = (
+        "import sys; from receiver.metrics import ReceiverMetrics\n"
+        "sys.stdout.write(ReceiverMetrics().exposition().decode())\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", count], env=env, check=True, timeout=30)  # noqa: S603 - our code
+    done = subprocess.run(  # noqa: S603 - our own code
+        [sys.executable, "-c", show], env=env, check=True, timeout=30, capture_output=True, text=True
+    )
+    values = samples(done.stdout)
+    assert values["smartcar_webhook_requests_total", (("outcome", "accepted"),)] == 2
+    assert values["smartcar_webhook_store_seconds_count", ()] == 2
+
+
+def test_load_settings_reads_the_contract_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMARTCAR_AMT", " amt-new-123456 , amt-old-654321 ,")
+    monkeypatch.setenv("REDIS_URL", "redis://redis.internal:6380/2")
+    monkeypatch.setenv("EVENT_KEY_PREFIX", "fleet:")
+    monkeypatch.setenv("EVENT_DEDUPE_SECONDS", str(14 * 24 * 3600))
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("LOG_FORMAT", "Console")
+    monkeypatch.setenv("RECEIVER_MAX_BODY_BYTES", "65536")
+    monkeypatch.setenv("RECEIVER_VERIFY_WINDOW_UNTIL", "2030-01-31T12:00:00Z")
+    settings = load_settings()
+    assert settings.amts == ("amt-new-123456", "amt-old-654321")
+    assert (settings.redis_url, settings.event_key_prefix) == ("redis://redis.internal:6380/2", "fleet:")
+    assert (settings.log_level, settings.log_format, settings.max_body_bytes) == ("warning", "console", 65536)
+    assert settings.delivery_age_limit == 13 * 24 * 3600
+    assert settings.verify_window_until is not None
+    assert settings.verify_window_open(datetime.fromisoformat("2029-12-31T00:00:00+00:00"))
+    assert "amt-new" not in repr(settings)
+
+
+@pytest.mark.parametrize("value", [None, "", " , "])
+def test_a_missing_amt_fails_with_a_message_that_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    if value is None:
+        monkeypatch.delenv("SMARTCAR_AMT", raising=False)
+    else:
+        monkeypatch.setenv("SMARTCAR_AMT", value)
+    with pytest.raises(SettingsError, match=r"SMARTCAR_AMT is not set.*Application Management Token"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("RECEIVER_MAX_BODY_BYTES", "lots", "RECEIVER_MAX_BODY_BYTES"),
+        ("EVENT_DEDUPE_SECONDS", "3600", "EVENT_DEDUPE_SECONDS"),
+        ("LOG_LEVEL", "chatty", "LOG_LEVEL"),
+        ("RECEIVER_VERIFY_WINDOW_UNTIL", "2030-01-31T12:00:00", "timezone"),
+        ("SMARTCAR_AMT", "short", "at least 8 characters"),
+    ],
+)
+def test_invalid_settings_fail_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, words: str
+) -> None:
+    monkeypatch.setenv("SMARTCAR_AMT", "amt-valid-0123456789")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=words) as caught:
+        load_settings()
+    assert "amt-valid" not in str(caught.value)
+
+
+def test_uvicorn_refuses_to_start_without_an_amt() -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SMARTCAR_", "RECEIVER_"))}
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "uvicorn", "receiver.app:app", "--port", str(free_port()), "--no-access-log"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "SMARTCAR_AMT is not set" in done.stderr
+
+
+def test_the_module_app_is_built_once_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    monkeypatch.setenv("SMARTCAR_AMT", "amt-from-env-0123456789")
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.delitem(vars(receiver.app), "app", raising=False)
+    try:
+        built = receiver.app.app
+        assert isinstance(built, Starlette)
+        assert receiver.app.app is built
+        assert built.state.receiver.settings.amts == ("amt-from-env-0123456789",)
+    finally:
+        vars(receiver.app).pop("app", None)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = receiver.app.nothing
+
+
+async def test_gc_freeze_at_start_up(make_settings: Callable[..., ReceiverSettings]) -> None:
+    try:
+        async with asgi_client(create_app(make_settings(gc_freeze=True))) as http:
+            assert gc.get_freeze_count() > 0
+            assert (await http.get("/healthz")).status_code == 200
+    finally:
+        gc.unfreeze()
+
+
+@pytest.fixture
+def operator_env(monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str) -> None:
+    monkeypatch.setenv("SMARTCAR_AMT", "amt-cli-0123456789")
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("EVENT_KEY_PREFIX", key_prefix)
+    monkeypatch.delenv("RECEIVER_VERIFY_REQUIRE_ARMED", raising=False)
+
+
+def test_cli_check_reports_the_settings_and_redis(operator_env: None) -> None:
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "1 AMT(s)" in result.output
+    assert "Redis answers" in result.output
+    assert "amt-cli" not in result.output
+
+
+def test_cli_check_fails_when_redis_does_not_answer(
+    operator_env: None, monkeypatch: pytest.MonkeyPatch, dead_redis_url: str
+) -> None:
+    monkeypatch.setenv("REDIS_URL", dead_redis_url)
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 1
+    assert "Redis does not answer" in result.output
+
+
+def test_cli_without_an_amt_says_what_to_set(operator_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SMARTCAR_AMT")
+    result = CliRunner().invoke(cli, ["arm-verify"])
+    assert result.exit_code == 2
+    assert "SMARTCAR_AMT is not set" in result.output
+
+
+def test_cli_verify_status_without_arming_required(operator_env: None) -> None:
+    runner = CliRunner()
+    assert "answered whenever it is well-formed" in runner.invoke(cli, ["verify-status"]).output
+    armed = runner.invoke(cli, ["arm-verify", "--minutes", "1"])
+    assert "RECEIVER_VERIFY_REQUIRE_ARMED is off" in armed.output
+
+
+def test_cli_verify_status_with_a_fixed_window(operator_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECEIVER_VERIFY_REQUIRE_ARMED", "1")
+    monkeypatch.setenv("RECEIVER_VERIFY_WINDOW_UNTIL", "2999-01-01T00:00:00Z")
+    assert "RECEIVER_VERIFY_WINDOW_UNTIL" in CliRunner().invoke(cli, ["verify-status"]).output
+
+
+def test_python_dash_m_receiver_runs_the_cli() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "receiver", "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0
+    assert "arm-verify" in done.stdout
