@@ -66,8 +66,10 @@ class KeySpace:
 # Returns 1 for a new event (stored, queued in the inbox, listed as pending), 0 for a duplicate (its
 # delivery id appended to the record when the record still exists, unless the record has it already: a
 # replayed body carries the same delivery id, and must not grow the record; the list is capped too).
+# The id is marked seen last: a script that fails half-way (a Redis error between two writes) leaves the
+# id unseen, so Smartcar's retry stores it again instead of being taken for a duplicate of nothing.
 ACCEPT_SCRIPT = """
-if not redis.call('SET', KEYS[1], ARGV[4], 'NX', 'EX', ARGV[3]) then
+if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then
     local seen = redis.call('HGET', KEYS[2], 'deliveries')
     if not seen or seen == '' then
@@ -83,6 +85,7 @@ redis.call('HSET', KEYS[2], 'id', ARGV[1], 'raw', ARGV[5], 'type', ARGV[6], 'veh
   'deliveries', ARGV[2], 'received_at', ARGV[4], 'status', 'received', 'attempts', 0)
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 redis.call('LPUSH', KEYS[3], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[3])
 return 1
 """
 
