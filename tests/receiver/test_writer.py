@@ -100,7 +100,7 @@ async def test_a_flush_interrupted_at_shutdown_answers_its_callers(writer: Event
         await asyncio.Event().wait()
         return []
 
-    writer._run = hang  # type: ignore[method-assign] # - a Redis that never answers
+    writer._run = hang  # type: ignore[method-assign, assignment] # - a Redis that never answers
     caller = asyncio.create_task(accept(writer, "in-flight"))
     await started.wait()
     for flush in list(writer._flushes):
