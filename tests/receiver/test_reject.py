@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.app import WEBHOOK_PATH, create_app
 from receiver.settings import ReceiverSettings
-from receiver.testing import Harness, LiveReceiver, body_of, signed_headers
+from receiver.testing import Harness, LiveReceiver, asgi_client, body_of, signed_headers
 from smartcar_core.webhooks import signature_of
 
 EventMaker = Callable[..., dict[str, Any]]
@@ -295,3 +296,24 @@ async def test_a_body_in_many_chunks_is_put_together(
         sent = await call_asgi(app, headers, messages)
     assert sent[0]["status"] == 200
     assert harness.record(event["eventId"])["raw"] == body
+
+
+async def test_one_oversized_chunk_without_content_length_gets_413(
+    make_settings: Callable[..., ReceiverSettings], harness: Harness
+) -> None:
+    app = create_app(make_settings(max_body_bytes=2048))
+    headers = [(b"content-type", b"application/json"), (b"sc-signature", b"0" * 64)]
+    sent = await call_asgi(app, headers, [{"type": "http.request", "body": b"x" * 4096, "more_body": False}])
+    assert sent[0]["status"] == 413
+    assert_nothing_stored(harness)
+
+
+async def test_the_replay_age_limit_can_be_set(
+    make_settings: Callable[..., ReceiverSettings], harness: Harness, state_event: EventMaker
+) -> None:
+    event = state_event()
+    event["meta"]["deliveredAt"] = int((time.time() - 3600) * 1000)  # an hour old
+    async with asgi_client(create_app(make_settings(max_delivery_age_seconds=600))) as http:
+        strict = Harness(http, harness.redis, harness.keys, harness.amt)
+        assert (await strict.deliver(event)).status_code == 400
+    assert (await harness.deliver(event)).status_code == 200  # the default allows days
