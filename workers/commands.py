@@ -3,13 +3,16 @@
 Each command belongs to a step of an event (`event_id`, `step`), recorded in `{p}cmd:{event_id}:{step}`
 (hash: `state`, `command`, `params`, `sends`, `result`, `updated_at`). States:
 
-- `sending`: a send started and its outcome is unknown (it is in flight, it failed ambiguously, or the
-  worker died during it). The next run first re-reads the vehicle: if the command took effect it is
-  done, without a second command;
+- `sending`: a send started at `sent_at` and has not ended (it is in flight, or its worker died during
+  it). Until `sent_at + command_timeout` the call may still be running: nobody sends, the run is
+  deferred. After that, the next run re-reads the vehicle: if the command took effect it is done;
+- `unknown`: the send ended ambiguously (timeout, connection reset, 504, UPSTREAM:NO_RESPONSE) and a
+  read showed no effect yet. The next run reads again first, and sends only if there is still none;
 - `not_sent`: the last send failed in a way that proves the vehicle did not act (safe to send again);
 - `done`: finished (by Smartcar's answer, by a benign error code, or by the re-read state).
 
-Sends are serialised per vehicle by a Redis lock with a lease, so two events for one car never race.
+Sends are serialised per vehicle by a Redis lock with a lease longer than a command call, so two events
+for one car never race (a worker that dies holding it blocks that car's commands until the lease ends).
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from workers.gateway import SmartcarGateway
 from workers.limits import DeferredError, vehicle_lock
 
 SENDING = "sending"
+UNKNOWN = "unknown"
 NOT_SENT = "not_sent"
 DONE = "done"
-_LOCK_RETRY_SECONDS = 2.0
+_MIN_DEFER = 0.5
+_MAX_DEFER = 30.0
 
 
 def _charging(vehicle: Vehicle) -> bool:
@@ -95,7 +100,11 @@ class CommandRunner:
         lock_lease: float,
         lock_wait: float,
         retention: int,
+        command_timeout: float,
     ) -> None:
+        if lock_lease <= command_timeout:
+            raise ValueError("the vehicle lock's lease must outlast a command call (command_timeout)")
+        self.command_timeout = command_timeout
         self.redis = client
         self.gateway = gateway
         self.prefix = prefix
@@ -129,7 +138,9 @@ class CommandRunner:
             return self._recorded(command, key)
         lock = vehicle_lock(self.redis, self.prefix, vehicle_id, lease=self.lock_lease)
         if not lock.acquire(blocking=True, blocking_timeout=self.lock_wait):
-            raise DeferredError(f"vehicle {vehicle_id} is busy with another command", _LOCK_RETRY_SECONDS)
+            left = max(0, int(self.redis.pttl(str(lock.name)))) / 1000
+            delay = min(_MAX_DEFER, max(_MIN_DEFER, left))
+            raise DeferredError(f"vehicle {vehicle_id} is busy with another command", delay)
         try:
             return self._run_locked(spec, key, vehicle_id, params, deadline)
         finally:
@@ -139,10 +150,16 @@ class CommandRunner:
     def _run_locked(
         self, spec: CommandSpec, key: str, vehicle_id: str, params: dict[str, Any], deadline: float | None
     ) -> CommandOutcome:
-        state = self.redis.hget(key, "state")
-        if state == DONE.encode():
+        record = text_map(self.redis.hgetall(key))
+        state = record.get("state")
+        if state == DONE:
             return self._recorded(spec.name, key)
-        if state == SENDING.encode() and self._took_effect(spec, vehicle_id, params, deadline):
+        if state == SENDING:
+            in_flight_until = float(record.get("sent_at") or 0) + self.command_timeout
+            if time.time() < in_flight_until:
+                wait = min(_MAX_DEFER, max(_MIN_DEFER, in_flight_until - time.time()))
+                raise DeferredError(f"{spec.name} may still be in flight", wait)
+        if state in (SENDING, UNKNOWN) and self._took_effect(spec, vehicle_id, params, deadline):
             return self._finish(key, spec.name, "confirmed", {"reason": "an earlier send took effect"})
         self._mark(key, SENDING, spec.name, params, sends=1)
         try:
@@ -160,6 +177,7 @@ class CommandRunner:
                 return self._finish(
                     key, spec.name, "confirmed", {"reason": f"state shows it took effect after {error.code}"}
                 )
+            self._mark(key, UNKNOWN, spec.name, params)
             raise
         status = getattr(answer, "status", None)
         return self._finish(key, spec.name, "sent", {"status": status})
@@ -171,16 +189,17 @@ class CommandRunner:
         return verdict is True
 
     def _mark(self, key: str, state: str, command: str, params: dict[str, Any], *, sends: int = 0) -> None:
+        now = repr(time.time())
+        fields: dict[Any, Any] = {
+            "state": state,
+            "command": command,
+            "params": json.dumps(params),
+            "updated_at": now,
+        }
+        if sends:
+            fields["sent_at"] = now
         with self.redis.pipeline() as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "state": state,
-                    "command": command,
-                    "params": json.dumps(params),
-                    "updated_at": repr(time.time()),
-                },
-            )
+            pipe.hset(key, mapping=fields)
             if sends:
                 pipe.hincrby(key, "sends", sends)
             pipe.expire(key, self.retention)

@@ -151,6 +151,7 @@ class Runtime:
                 lock_lease=settings.vehicle_lock_lease,
                 lock_wait=settings.vehicle_lock_wait,
                 retention=settings.done_retention,
+                command_timeout=settings.command_timeout,
             ),
             registry=handlers,
             policy=policy or settings.retry_policy(),

@@ -131,6 +131,10 @@ class WorkerSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _limits_fit(self) -> WorkerSettings:
+        if self.vehicle_lock_lease <= self.command_timeout:
+            raise ValueError(
+                "WORKERS_VEHICLE_LOCK_LEASE must exceed WORKERS_COMMAND_TIMEOUT (a command call)"
+            )
         if self.task_soft_time_limit >= self.task_time_limit:
             raise ValueError("WORKERS_TASK_SOFT_TIME_LIMIT must be below WORKERS_TASK_TIME_LIMIT")
         needed = self.max_countdown + self.task_time_limit

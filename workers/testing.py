@@ -164,11 +164,14 @@ class WorkerLauncher:
             "-Q", f"{self.settings.queue},{private}", "--without-mingle", "--without-gossip",
             "--without-heartbeat", "-l", "INFO",
         ]  # fmt: skip
+        # The pool goes through the settings: Celery takes `-P prefork` for "no choice made" and keeps
+        # the configured pool instead.
+        chosen = dict(env or {})
         if pool is not None:
-            command += ["-P", pool]
+            chosen["WORKERS_POOL"] = pool
         if concurrency is not None:
-            command += ["-c", str(concurrency)]
-        worker = self._spawn(name, command, env, private)
+            chosen["WORKERS_CONCURRENCY"] = str(concurrency)
+        worker = self._spawn(name, command, chosen, private)
         if wait:
             self.wait_ready(worker, timeout=timeout)
         return worker

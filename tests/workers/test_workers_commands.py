@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -186,3 +187,36 @@ def test_commands_for_one_vehicle_are_serialised(
     spans = [(call.time - call.duration, call.time) for call in posts]
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.01, f"commands overlapped: {spans}"
+
+
+def test_a_send_that_may_still_be_in_flight_is_waited_for_then_checked(
+    client: redis.Redis,
+    key_prefix: str,
+    *,
+    sim: RunningSimulator,
+    sim_runtime: Callable[..., Runtime],
+    connect: Maker,
+    state_event: Maker,
+) -> None:
+    runtime = sim_runtime(charging_rule_enabled=True, max_countdown=0)
+    vehicle = connect(runtime, soc=0.9, charging=True, plugged_in=True, charge_limit=1.0)
+    body = state_event(vehicle, {SOC: 90, "charge-ischarging": True})
+    event_id = accept_event(client, key_prefix, body)
+    # A worker died while sending this event's stop command a moment ago; the car has since stopped.
+    key = runtime.commands.key(event_id, "charging-rule:stop")
+    client.hset(key, mapping={"state": "sending", "sent_at": repr(time.time()), "command": "stop_charge"})
+    sim.control.patch_vehicle(vehicle["id"], charging=False)
+    result = process_event(runtime, event_id)
+    assert result.outcome is Outcome.RETRY
+    assert result.detail["entry"]["outcome"] == "deferred"
+    assert 5 < result.detail["delay"] <= 10  # until the call's timeout has surely passed
+    assert [c for c in sim.control.requests(vehicle_id=vehicle["id"]) if c.sub_path == "charge"] == []
+    client.hset(key, "sent_at", repr(time.time() - 60))
+    client.hset(runtime.keys.event(event_id), "status", "retrying")
+    result = process_event(runtime, event_id)
+    assert result.outcome is Outcome.DONE
+    command = result.detail["results"]["charging-rule"]["result"]
+    # The state read shows the earlier send took effect: it is never repeated.
+    assert command["command"]["how"] == "confirmed"
+    calls = [c.method for c in sim.control.requests(vehicle_id=vehicle["id"]) if c.sub_path == "charge"]
+    assert calls == ["GET"]

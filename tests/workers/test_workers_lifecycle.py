@@ -158,3 +158,19 @@ def test_dead_letter_keeps_the_record_and_lists_it(
     assert client.zscore(store.keys.dead, event_id) is not None
     assert client.zscore(store.keys.pending, event_id) is None
     assert client.ttl(store.keys.event(event_id)) == -1
+
+
+def test_a_redelivered_message_takes_over_its_own_lease(
+    client: redis.Redis, key_prefix: str, new_event: Callable[[], str]
+) -> None:
+    store = _store(client, key_prefix)
+    event_id = new_event()
+    assert store.begin(event_id, lease=30, task_id="task-1", now=1000.0).state is BeginState.OK
+    busy = store.begin(event_id, lease=30, task_id="task-2", now=1001.0)
+    assert busy.state is BeginState.BUSY
+    assert busy.lease_until == 1030.0
+    # The same message again: its first delivery died with its worker (a prefork child was killed).
+    again = store.begin(event_id, lease=30, task_id="task-1", now=1002.0)
+    assert again.state is BeginState.OK
+    assert again.record is not None
+    assert again.record.attempts == 2

@@ -249,3 +249,21 @@ def test_countdown_retries_are_published_through_enqueue(
     assert result.detail["parked"] is False
     assert published == [(event_id, result.detail["delay"])]
     assert client.zscore(runtime.store.scheduled, event_id) is None
+
+
+def test_a_busy_event_is_parked_until_the_lease_ends(
+    client: redis.Redis,
+    key_prefix: str,
+    make_runtime: Callable[..., Runtime],
+    new_event: Callable[..., str],
+) -> None:
+    runtime = make_runtime(handlers=_registry())
+    event_id = new_event()
+    holder = runtime.store.begin(event_id, lease=30, task_id="first")
+    assert holder.record is not None
+    result = process_event(runtime, event_id, task_id="second")
+    assert result.outcome is Outcome.SKIPPED
+    assert result.detail["reason"] == "busy"
+    due = client.zscore(runtime.store.scheduled, event_id)
+    assert due is not None
+    assert due == pytest.approx(float(holder.record.fields["lease_until"]) + 1.0)

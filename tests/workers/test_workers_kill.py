@@ -1,0 +1,130 @@
+"""Workers killed with SIGKILL in the middle of a command: the event still completes, with one command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smartcar_core.simulator.testing import RunningSimulator
+from workers.testing import WorkerLauncher, WorkerProcess, accept_event, event_status, wait_until
+from workers.tokens import TokenStore
+
+SOC = "tractionbattery-stateofcharge"
+Launch = Callable[..., WorkerLauncher]
+
+
+def _launcher(launch: Launch, sim: RunningSimulator, name: str, module_prefix: str) -> WorkerLauncher:
+    prefix = f"{module_prefix}{name}:"
+    return launch(
+        event_key_prefix=prefix,
+        queue=f"{prefix}queue",
+        broker_key_prefix=prefix,
+        origins=sim.origins,
+        smartcar_client_id=sim.client_id,
+        smartcar_client_secret=sim.client_secret,
+        charging_rule_enabled=True,
+        # Small limits so that the test waits seconds, not minutes: a command call may last 3 s, the
+        # lock outlives it, a run lasts at most 6 s, a lost message comes back after 8 s.
+        command_timeout=3.0,
+        vehicle_lock_lease=4.0,
+        task_soft_time_limit=5.0,
+        task_time_limit=6.0,
+        max_countdown=1.0,
+        visibility_timeout=8.0,
+        restore_interval=1.0,
+    )
+
+
+def _charging_event(
+    launcher: WorkerLauncher, sim: RunningSimulator, index: int, make: Callable[..., Any]
+) -> tuple[str, str]:
+    vehicle = sim.control.vehicles()[index]
+    sim.control.patch_vehicle(vehicle["id"], soc=0.9, charging=True, plugged_in=True, charge_limit=1.0)
+    tokens = sim.control.mint_tokens(user_id=vehicle["user_id"])
+    settings = launcher.settings
+    TokenStore(launcher.client, settings.fernet(), prefix=settings.event_key_prefix).put(
+        vehicle_ids=tokens.vehicle_ids,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_at=time.time() + tokens.expires_in,
+        user_id=tokens.user_id,
+    )
+    # The stop command answers after 2 s: long enough to kill its worker in the middle of it.
+    sim.control.add_fault(
+        vehicle_id=vehicle["id"], path="charge", method="POST", count=1, kind="slow", seconds=2.0
+    )
+    body = make({**vehicle, "user_id": tokens.user_id}, {SOC: 90, "charge-ischarging": True})
+    return vehicle["id"], accept_event(launcher.client, settings.event_key_prefix, body)
+
+
+def _in_flight(launcher: WorkerLauncher, event_id: str) -> None:
+    key = f"{launcher.settings.event_key_prefix}cmd:{event_id}:charging-rule:stop"
+    wait_until(
+        lambda: launcher.client.hget(key, "state") == b"sending", what="the stop command to be in flight"
+    )
+
+
+def _children(worker: WorkerProcess) -> list[int]:
+    """The pool's child processes (from /proc: field 4 of /proc/<pid>/stat is the parent's pid)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == worker.process.pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _completes_with_one_command(
+    launcher: WorkerLauncher, sim: RunningSimulator, vehicle_id: str, event_id: str
+) -> None:
+    prefix = launcher.settings.event_key_prefix
+    wait_until(
+        lambda: event_status(launcher.client, prefix, event_id) == "done", timeout=40, what="the event done"
+    )
+    posts = sim.control.requests(vehicle_id=vehicle_id, method="POST")
+    assert len(posts) == 1
+    assert sim.control.vehicle(vehicle_id)["state"]["charging"] is False
+    attempts = launcher.client.hget(f"{prefix}event:{event_id}", "attempts")
+    assert int(attempts or 0) >= 2  # the killed run, and the one that finished it
+
+
+def test_whole_worker_killed_mid_command(
+    launch: Launch, simulator: RunningSimulator, module_prefix: str, state_event: Callable[..., Any]
+) -> None:
+    simulator.control.reset()
+    launcher = _launcher(launch, simulator, "threads", module_prefix)
+    victim = launcher.start("victim", concurrency=4)
+    vehicle_id, event_id = _charging_event(launcher, simulator, 0, state_event)
+    _in_flight(launcher, event_id)
+    victim.kill()  # no ack, no requeue: the message stays unacknowledged in Redis
+    launcher.start("rescuer", concurrency=4)
+    _completes_with_one_command(launcher, simulator, vehicle_id, event_id)
+
+
+def test_prefork_child_killed_mid_command(
+    launch: Launch, simulator: RunningSimulator, module_prefix: str, state_event: Callable[..., Any]
+) -> None:
+    simulator.control.reset()
+    launcher = _launcher(launch, simulator, "prefork", module_prefix)
+    parent = launcher.start("parent", pool="prefork", concurrency=1)
+    vehicle_id, event_id = _charging_event(launcher, simulator, 2, state_event)
+    _in_flight(launcher, event_id)
+    (child,) = _children(parent)
+    os.kill(child, signal.SIGKILL)  # reject on worker lost: the message goes back to the queue at once
+    _completes_with_one_command(launcher, simulator, vehicle_id, event_id)
+    assert "WorkerLostError" in parent.output()
+    assert parent.alive()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_faults(simulator: RunningSimulator) -> None:
+    simulator.control.clear_faults()
