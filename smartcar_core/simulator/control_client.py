@@ -309,6 +309,10 @@ class SimulatorControl:
         result: dict[str, Any] = self._call("PUT", f"webhooks/{webhook_id}", json=body)
         return result
 
+    def webhooks(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "webhooks")["webhooks"]
+        return result
+
     def webhook(self, webhook_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"webhooks/{webhook_id}")
         return result

@@ -7,10 +7,10 @@ simulator, the receiver, the workers and any Smartcar SDK. Everything else is `S
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from smartcar_core.simulator.latency import LatencyModel, parse_latency
 
@@ -28,19 +28,17 @@ class SimulatorSettings(BaseSettings):
     )
 
     # The application, as Smartcar knows it.
-    client_id: str = Field(
-        DEFAULT_CLIENT_ID, validation_alias=AliasChoices("client_id", "SMARTCAR_CLIENT_ID")
-    )
+    client_id: str = Field(DEFAULT_CLIENT_ID, validation_alias="SMARTCAR_CLIENT_ID")
     client_secret: SecretStr = Field(
         SecretStr(DEFAULT_CLIENT_SECRET),
-        validation_alias=AliasChoices("client_secret", "SMARTCAR_CLIENT_SECRET"),
+        validation_alias="SMARTCAR_CLIENT_SECRET",
     )
     amt: SecretStr = Field(
         SecretStr(DEFAULT_AMT),
-        validation_alias=AliasChoices("amt", "SMARTCAR_AMT"),
+        validation_alias="SMARTCAR_AMT",
         description="The AMT; a comma-separated list accepts each and signs with the first.",
     )
-    webhook_id: str | None = Field(None, validation_alias=AliasChoices("webhook_id", "SMARTCAR_WEBHOOK_ID"))
+    webhook_id: str | None = Field(None, validation_alias="SMARTCAR_WEBHOOK_ID")
 
     # Where it listens (the names uvicorn uses).
     host: str = "127.0.0.1"
@@ -56,7 +54,8 @@ class SimulatorSettings(BaseSettings):
     charge_per_hour: float = Field(0.25, gt=0, le=10, description="State of charge gained per charging hour.")
 
     # Answers.
-    latency: LatencyModel = Field(default_factory=LatencyModel)
+    # NoDecode: the environment holds the command line's form (`uniform:0.1,0.5`), not JSON.
+    latency: Annotated[LatencyModel, NoDecode] = Field(default_factory=LatencyModel)
 
     # Tokens.
     access_token_ttl: float = Field(7200.0, gt=0, description="Seconds an access token lives.")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -16,12 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import smartcar_core as sc
-from simulator.support import first
+from simulator.support import first, wait_for
 from smartcar_core.events import Envelope, parse_envelope
 from smartcar_core.simulator.control_client import Delivery
 from smartcar_core.simulator.testing import RunningSimulator, run_simulator, serve_asgi
 
-T = TypeVar("T")
 WEBHOOK = "wh-test"
 
 
@@ -52,18 +50,6 @@ class Receiver:
     def of_type(self, event_type: str) -> list[Received]:
         with self.lock:
             return [item for item in self.received if item.envelope.event_type == event_type]
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float = 10.0) -> T:
-    """Poll `probe` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -140,7 +126,7 @@ def test_a_command_that_changes_a_trigger_signal_sends_vehicle_state(
     client.unlock()
     # An event would have been handed to the emitter before unlock() was answered: once nothing is
     # pending, every event sent has a recorded attempt.
-    wait_for(lambda: simulator.control.webhook(WEBHOOK)["pending"] == 0 or None)
+    wait_for(lambda: simulator.control.webhook(WEBHOOK)["pending"] == 0)
     assert len(simulator.control.deliveries(webhook_id=WEBHOOK)) == 3
     assert len(target.of_type("VEHICLE_STATE")) == 3
 
@@ -212,9 +198,9 @@ def test_failed_deliveries_are_retried_with_the_same_event_id(
     target.failures = 2
     event_id = simulator.control.emit(WEBHOOK, "VEHICLE_STATE", shape="B")
 
-    def attempts_when_delivered() -> list[Delivery] | None:
+    def attempts_when_delivered() -> list[Delivery]:
         attempts = simulator.control.deliveries(event_id=event_id)
-        return attempts if any(attempt.ok for attempt in attempts) else None
+        return attempts if any(attempt.ok for attempt in attempts) else []
 
     attempts = wait_for(attempts_when_delivered)
     assert [(a.attempt, a.status_code) for a in attempts] == [(1, 500), (2, 500), (3, 200)]
