@@ -6,6 +6,7 @@ Flags override the environment (`SIMULATOR_*`, and `SMARTCAR_CLIENT_ID` / `SMART
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
@@ -43,6 +44,10 @@ def serve(  # noqa: PLR0917 - typer maps one parameter to each flag
     subscribe_all: Annotated[
         bool | None, Opt(help="Subscribe every vehicle to the webhook at start.")
     ] = None,
+    rate_limits: Annotated[
+        str | None, Opt(help='JSON, e.g. {"per_vehicle": {"limit": 5, "window_seconds": 60}}.')
+    ] = None,
+    faults: Annotated[str | None, Opt(help="JSON list of fault rules, as POST /_sim/faults takes.")] = None,
     access_log: Annotated[bool | None, Opt(help="Log every request (off: the benchmark's hot path).")] = None,
     log_level: Annotated[str | None, Opt(help="critical, error, warning (default), info, debug.")] = None,
 ) -> None:
@@ -63,6 +68,8 @@ def serve(  # noqa: PLR0917 - typer maps one parameter to each flag
             "webhook_url": webhook_url,
             "webhook_id": webhook_id,
             "subscribe_all": subscribe_all,
+            "rate_limits": _json(rate_limits, "--rate-limits"),
+            "faults": _json(faults, "--faults"),
             "access_log": access_log,
             "log_level": log_level,
         }.items()
@@ -91,6 +98,16 @@ def serve(  # noqa: PLR0917 - typer maps one parameter to each flag
         ws="none",
         timeout_keep_alive=30,
     )
+
+
+def _json(value: str | None, flag: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError as error:
+        console.print(f"[red]{flag} is not JSON:[/red] {error}")
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

@@ -275,7 +275,8 @@ class SimulatorControl:
         return now
 
     def reset(self) -> None:
-        """Back to the seeded fleet; tokens, faults, limits, latency, requests and subscriptions cleared."""
+        """Back to the start (seeded fleet, configured latency, limits, faults); tokens, record and
+        subscriptions cleared."""
         self._call("POST", "reset")
 
     # Webhooks

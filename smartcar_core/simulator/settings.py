@@ -12,7 +12,9 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from smartcar_core.simulator.faults import FaultSpec
 from smartcar_core.simulator.latency import LatencyModel, parse_latency
+from smartcar_core.simulator.limits import RateLimitSettings
 
 DEFAULT_CLIENT_ID = "simulator-client-id"
 DEFAULT_CLIENT_SECRET = "simulator-client-secret"  # noqa: S105 - the local simulator's well-known default
@@ -56,6 +58,11 @@ class SimulatorSettings(BaseSettings):
     # Answers.
     # NoDecode: the environment holds the command line's form (`uniform:0.1,0.5`), not JSON.
     latency: Annotated[LatencyModel, NoDecode] = Field(default_factory=LatencyModel)
+
+    rate_limits: RateLimitSettings = Field(
+        default_factory=RateLimitSettings, description='JSON: {"per_vehicle": {...}, "app": {...}}.'
+    )
+    faults: list[FaultSpec] = Field(default_factory=list, description="JSON: a list of fault rules.")
 
     # Tokens.
     access_token_ttl: float = Field(7200.0, gt=0, description="Seconds an access token lives.")

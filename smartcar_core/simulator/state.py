@@ -65,6 +65,7 @@ class Simulator:
         self.faults = FaultBook(self.rng)
         self.limits = RateLimiter(self.clock)
         self.latency: LatencyModel = settings.latency
+        self._configure_from_settings()
         self.requests: deque[RecordedRequest] = deque(maxlen=settings.max_recorded_requests or None)
         self.record_requests = settings.max_recorded_requests > 0
         self.change_listeners: list[ChangeListener] = []
@@ -83,13 +84,19 @@ class Simulator:
             speed=settings.clock_speed,
         )
 
+    def _configure_from_settings(self) -> None:
+        self.latency = self.settings.latency
+        self.limits.configure(self.settings.rate_limits)
+        self.faults.clear()
+        for spec in self.settings.faults:
+            self.faults.add(spec)
+
     def reset(self) -> None:
-        """Back to the seeded fleet with no tokens, faults, limits, latency or recorded requests."""
+        """Back to the start: the seeded fleet, the configured latency, limits and faults; no tokens,
+        recorded requests or subscriptions."""
         self.fleet = self._new_fleet()
         self.tokens.clear()
-        self.faults.clear()
-        self.limits.configure(self.limits.config.__class__())
-        self.latency = self.settings.latency
+        self._configure_from_settings()
         self.requests.clear()
         self.subscriptions.clear()
 

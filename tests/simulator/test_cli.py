@@ -28,6 +28,12 @@ def test_bad_settings_are_refused_with_a_clear_message() -> None:
     result = CliRunner().invoke(cli, ["--latency", "gauss:1"])
     assert result.exit_code == 2
     assert "latency" in result.output
+    result = CliRunner().invoke(cli, ["--faults", "[{not json"])
+    assert result.exit_code == 2
+    assert "--faults is not JSON" in result.output
+    result = CliRunner().invoke(cli, ["--rate-limits", '{"per_vehicle": {"limit": 0}}'])
+    assert result.exit_code == 2
+    assert "per_vehicle" in result.output
 
 
 def test_the_module_serves_with_flags_over_the_environment() -> None:

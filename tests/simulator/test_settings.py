@@ -114,3 +114,22 @@ async def test_the_simulator_runs_in_the_test_event_loop() -> None:
         assert (await vehicle.attributes()).id == vehicle_id
         health = await asyncio.to_thread(simulator.control.health)
         assert health["vehicles"] == 2
+
+
+def test_faults_and_rate_limits_can_be_set_at_start_and_reset_restores_them() -> None:
+    settings = SimulatorSettings(
+        vehicles=2,
+        faults=[{"path": "odometer", "count": 1, "error": {"type": "UPSTREAM", "code": "NO_RESPONSE"}}],
+        rate_limits={"per_vehicle": {"limit": 1, "window_seconds": 3600}},
+    )
+    with run_simulator(settings) as simulator:
+        for _ in range(2):
+            vehicle_ids = simulator.vehicle_ids
+            tokens = simulator.control.mint_tokens(vehicle_ids[:1])
+            vehicle = sc.Vehicle(vehicle_ids[0], tokens.access_token, origins=simulator.origins)
+            with pytest.raises(sc.UpstreamError):
+                vehicle.odometer()
+            with pytest.raises(sc.RateLimitError) as limited:
+                vehicle.odometer()
+            assert limited.value.code == "VEHICLE"
+            simulator.control.reset()
