@@ -165,3 +165,42 @@ async def test_async_functions_and_auth(simulator: RunningSimulator) -> None:
         assert {c.user_id for c in connections.connections} == {user["id"]}
         deleted = await client.delete_connections(simulator.amt, {"user_id": user["id"]})
         assert {c.vehicle_id for c in deleted.connections} == set(user["vehicle_ids"])
+
+
+def test_client_objects_hand_out_vehicles_and_follow_the_api_version(simulator: RunningSimulator) -> None:
+    vehicle_id = first(simulator, "BEV")["id"]
+    vin = next(v["vin"] for v in simulator.control.vehicles() if v["id"] == vehicle_id)
+    token = simulator.control.mint_tokens([vehicle_id]).access_token
+    with httpx.Client() as http:
+        smartcar = sc.Smartcar(origins=simulator.origins, http=http, timeout=5)
+        vehicle = smartcar.vehicle(vehicle_id, token, "imperial")
+        assert vehicle.odometer().meta.unit_system == "imperial"
+        assert vehicle.with_timeout(2).vin().vin == vin
+        before = sc.get_api_version()
+        sc.set_api_version("1.0")
+        try:
+            options: sc.client.CompatibilityOptions = {
+                "client_id": simulator.client_id,
+                "client_secret": simulator.client_secret,
+            }
+            assert isinstance(
+                smartcar.get_compatibility(vin, ["read_odometer"], "US", options), sc.CompatibilityV1
+            )
+            assert (
+                sc.Vehicle(vehicle_id, token, origins=simulator.origins, http=http)
+                .base_url()
+                .endswith(f"/v1.0/vehicles/{vehicle_id}")
+            )
+        finally:
+            sc.set_api_version(before)
+
+
+@pytest.mark.anyio
+async def test_the_async_client_hands_out_async_vehicles(simulator: RunningSimulator) -> None:
+    vehicle_id = first(simulator, "PHEV")["id"]
+    token = simulator.control.mint_tokens([vehicle_id]).access_token
+    async with httpx.AsyncClient() as http:
+        vehicle = sc.AsyncSmartcar(origins=simulator.origins, http=http).vehicle(vehicle_id, token)
+        fuel, battery = await vehicle.fuel(), await vehicle.with_timeout(5).battery()
+    assert 0 <= fuel.percent_remaining <= 1
+    assert 0 <= battery.percent_remaining <= 1
