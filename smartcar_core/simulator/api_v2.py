@@ -18,6 +18,7 @@ from smartcar_core.simulator.readings import READS, SERVICE_HISTORY_PERMISSION, 
 ACTION_OK = {"status": "success", "message": "Successfully sent request to vehicle"}
 MAX_PAGE = 50
 DEFAULT_PAGE = 10
+PERMISSIONS_PAGE = 25
 BATCH_LIMIT = 50
 
 
@@ -34,20 +35,18 @@ def _int_param(ctx: Ctx, name: str, default: int, *, low: int = 0, high: int = 1
     return value
 
 
-def paging(ctx: Ctx, items: list[Any]) -> tuple[list[Any], dict[str, int]]:
-    limit = _int_param(ctx, "limit", DEFAULT_PAGE, low=1, high=MAX_PAGE)
+def paging(ctx: Ctx, items: list[Any], *, default: int = DEFAULT_PAGE) -> tuple[list[Any], dict[str, int]]:
+    limit = _int_param(ctx, "limit", default, low=1, high=MAX_PAGE)
     offset = _int_param(ctx, "offset", 0)
     return items[offset : offset + limit], {"count": len(items), "offset": offset}
 
 
 async def user(ctx: Ctx) -> Response:
-    assert ctx.grant is not None  # noqa: S101 - the bearer gate set it
-    return ctx.json({"id": ctx.grant.user_id})
+    return ctx.json({"id": ctx.token.user_id})
 
 
 async def vehicles(ctx: Ctx) -> Response:
-    grant = ctx.grant
-    assert grant is not None  # noqa: S101
+    grant = ctx.token
     connected = [vid for vid in grant.vehicle_ids if ctx.sim.fleet.is_connected(grant.user_id, vid)]
     page, page_info = paging(ctx, connected)
     return ctx.json({"vehicles": page, "paging": page_info})
@@ -56,8 +55,7 @@ async def vehicles(ctx: Ctx) -> Response:
 def _read_body(ctx: Ctx, vehicle: Vehicle, sub_path: str) -> tuple[Any, tuple[str, ...]]:
     """The body of a GET of a vehicle path and the state fields its data age comes from."""
     if sub_path == "permissions":
-        assert ctx.grant is not None  # noqa: S101 - the bearer gate set it
-        page, page_info = paging(ctx, sorted(ctx.grant.scope))
+        page, page_info = paging(ctx, sorted(ctx.token.scope), default=PERMISSIONS_PAGE)
         return {"permissions": page, "paging": page_info}, ()
     if sub_path == "service/history":
         ctx.require(SERVICE_HISTORY_PERMISSION)
@@ -194,8 +192,7 @@ async def vehicle_endpoint(ctx: Ctx) -> Response:
     if method == "POST":
         return await _command(ctx, vehicle, sub_path)
     if method == "DELETE" and sub_path == "application":
-        assert ctx.grant is not None  # noqa: S101
-        ctx.sim.fleet.disconnect(user_id=ctx.grant.user_id, vehicle_id=vehicle.id)
+        ctx.sim.fleet.disconnect(user_id=ctx.token.user_id, vehicle_id=vehicle.id)
         return ctx.json({"status": "success"})
     raise not_found()
 

@@ -93,6 +93,13 @@ class Ctx:
         except ValueError:
             raise validation("request body is not valid JSON", code=None) from None
 
+    @property
+    def token(self) -> Grant:
+        """The caller's grant (routes behind the bearer gate always have one)."""
+        if self.grant is None:
+            raise ApiError("AUTHENTICATION", None, description="An access token is required.")
+        return self.grant
+
     def require(self, permission: str | None) -> None:
         if permission is not None and self.grant is not None and permission not in self.grant.scope:
             raise ApiError("PERMISSION", None, description=f"This request needs the {permission} permission.")
