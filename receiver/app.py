@@ -70,7 +70,10 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
     metrics = ReceiverMetrics()
     log = get_logger()
     writer = EventWriter(
-        redis, KeySpace(settings.event_key_prefix), dedupe_seconds=settings.event_dedupe_seconds
+        redis,
+        KeySpace(settings.event_key_prefix),
+        dedupe_seconds=settings.event_dedupe_seconds,
+        retries=settings.redis_retries,
     )
     receiver = Receiver(settings, redis, pool, writer, metrics, log)
     endpoint = WebhookEndpoint(

@@ -145,17 +145,28 @@ async def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
 
 class TcpProxy:
     """A TCP relay to `target` on a fixed local port that a test can cut (`stop`) and restore (`start`):
-    a Redis outage as the receiver's connections see it (refused connections, broken pooled ones)."""
+    a Redis outage as the receiver's connections see it (refused connections, broken pooled ones).
+
+    `fail_next(marker, mode)` breaks the next connection whose request contains `marker`, once: `"cut"`
+    closes it before the request reaches Redis; `"mute"` lets the request through and drops the replies
+    (the command ran, its answer never comes: a timeout).
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._failure: tuple[bytes, str] | None = None
 
     @property
     def running(self) -> bool:
         return self._server is not None
+
+    def fail_next(self, marker: bytes, mode: str) -> None:
+        if mode not in {"cut", "mute"}:
+            raise ValueError("mode is 'cut' or 'mute'")
+        self._failure = (marker, mode)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
@@ -175,15 +186,31 @@ class TcpProxy:
             client_writer.close()
             return
         self._writers.update((client_writer, upstream_writer))
+        muted = asyncio.Event()
         await asyncio.gather(
-            self._pipe(client_reader, upstream_writer),
-            self._pipe(upstream_reader, client_writer),
+            self._pipe(client_reader, upstream_writer, muted, inspect=True),
+            self._pipe(upstream_reader, client_writer, muted, inspect=False),
             return_exceptions=True,
         )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        muted: asyncio.Event,
+        *,
+        inspect: bool,
+    ) -> None:
         try:
             while chunk := await reader.read(65536):
+                if inspect and self._failure is not None and self._failure[0] in chunk:
+                    _marker, mode = self._failure
+                    self._failure = None
+                    if mode == "cut":
+                        return
+                    muted.set()
+                if not inspect and muted.is_set():
+                    continue
                 writer.write(chunk)
                 await writer.drain()
         finally:

@@ -101,3 +101,44 @@ async def test_a_dead_port_answers_503(
     async with asgi_client(create_app(settings)) as http:
         response = await Harness(http, None, None, amt).deliver(state_event())  # type: ignore[arg-type] # - unread
     assert response.status_code == 503
+
+
+async def test_a_connection_cut_mid_request_is_retried_on_a_new_one(
+    via_proxy: Harness, proxy: TcpProxy, state_event: EventMaker
+) -> None:
+    await via_proxy.deliver(state_event())  # a pooled connection exists
+    proxy.fail_next(b"EVALSHA", "cut")
+    event = state_event()
+    response = await via_proxy.deliver(event)
+    assert response.json() == {"status": "accepted", "eventId": event["eventId"]}
+    assert via_proxy.inbox().count(event["eventId"]) == 1
+
+
+async def test_a_reply_lost_after_the_store_ran_is_retried_and_found_stored(
+    via_proxy: Harness, proxy: TcpProxy, state_event: EventMaker
+) -> None:
+    event = state_event()
+    proxy.fail_next(b"EVALSHA", "mute")  # the script runs, its answer never comes: a timeout
+    response = await via_proxy.deliver(event)
+    assert response.status_code == 200  # the retry meets the stored event: acknowledged, not stored twice
+    assert response.json() == {"status": "duplicate", "eventId": event["eventId"]}
+    assert via_proxy.inbox() == [event["eventId"]]
+
+
+async def test_with_no_retries_a_cut_connection_answers_503(
+    make_settings: Callable[..., ReceiverSettings],
+    proxy: TcpProxy,
+    redis_url: str,
+    harness: Harness,
+    state_event: EventMaker,
+) -> None:
+    database = urlsplit(redis_url).path or "/0"
+    settings = make_settings(
+        redis_url=f"redis://127.0.0.1:{proxy.port}{database}", redis_timeout=0.5, redis_retries=0
+    )
+    async with asgi_client(create_app(settings)) as http:
+        strict = Harness(http, harness.redis, harness.keys, harness.amt)
+        proxy.fail_next(b"EVALSHA", "cut")
+        event = state_event()
+        assert (await strict.deliver(event)).status_code == 503
+        assert (await strict.deliver(event)).json()["status"] == "accepted"
