@@ -233,6 +233,15 @@ class SimulatorControl:
         result: dict[str, Any] = self._call("PUT", "latency", json=body)
         return result
 
+    def latency(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "latency")
+        return result
+
+    def rate_limits(self) -> dict[str, Any]:
+        """The limits in force, and `app_tokens_left` in the application's bucket."""
+        result: dict[str, Any] = self._call("GET", "rate-limits")
+        return result
+
     def set_rate_limits(
         self, *, per_vehicle: Mapping[str, Any] | None = None, app: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:

@@ -130,6 +130,7 @@ def test_latency_is_applied_and_reported(simulator: RunningSimulator) -> None:
     assert control.set_latency("longtail", median=0.01, p99=0.05)["distribution"] == "longtail"
     with pytest.raises(ControlCallError):
         control.set_latency("uniform", low=0.5, high=0.1)
+    assert control.latency()["p99"] == 0.05
     control.set_latency(seconds=0)
 
 
@@ -147,6 +148,7 @@ def test_rate_limits_per_vehicle_and_for_the_application(simulator: RunningSimul
     answers = [_get(simulator, f"/v2.0/vehicles/{ice}/odometer", token_ice) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert answers[2].json()["code"] == "SMARTCAR_API"
+    assert control.rate_limits()["app_tokens_left"] < 1
     assert "retry-after" not in answers[2].headers
     control.set_rate_limits()
     assert _get(simulator, f"/v2.0/vehicles/{ice}/odometer", token_ice).status_code == 200
