@@ -1,8 +1,10 @@
 """structlog set-up: JSON lines for machines, a pretty console for terminals, nothing secret in either.
 
 The chain is kept short on purpose (level filter, level, timestamp, redaction, renderer): the receiver writes
-one line per delivery, so every processor is paid thousands of times a second. Loggers are cached on first
-use. Secrets never get passed to a logger in this package; `redact_secrets` is the net under that rule.
+one line per delivery, so every processor is paid thousands of times a second. `get_logger()` returns a
+logger bound once (no lazy proxy to resolve per call); structlog's global cache is left off, so other
+packages' module-level loggers keep following later configuration. Secrets never get passed to a logger in
+this package; `redact_secrets` is the net under that rule.
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ def configure_logging(log_format: str = "auto", level: str = "info", stream: Tex
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=structlog.WriteLoggerFactory(file=out),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,
     )
 
 
 def get_logger() -> Any:
-    return structlog.get_logger(LOGGER_NAME)
+    """A logger bound to the configuration in force now (call it after `configure_logging`)."""
+    return structlog.get_logger(LOGGER_NAME).bind()

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import structlog
 
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
@@ -32,6 +33,14 @@ VEHICLE = {
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _structlog_restored() -> Iterator[None]:
+    """Creating an app configures structlog for the process: give the next test what this one found."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """One log line per delivery with what on-call needs (event, delivery, vehicle, outcome), and never a secret:
-no AMT, no signature, no challenge answer, no payload."""
+no AMT, no signature, no challenge answer, no payload. (conftest restores structlog's configuration.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from receiver.app import create_app
@@ -85,16 +84,13 @@ async def test_rendered_json_lines_hold_no_secret(
     state_event: EventMaker,
     webhook_id: str,
 ) -> None:
-    app = create_app(make_settings(), configure_logs=False)
     out = io.StringIO()
     configure_logging("json", "debug", out)
-    try:
-        async with asgi_client(app) as http:
-            bodies = await every_kind_of_delivery(
-                Harness(http, harness.redis, harness.keys, harness.amt), state_event, webhook_id
-            )
-    finally:
-        structlog.reset_defaults()
+    app = create_app(make_settings(), configure_logs=False)  # its logger is bound to the configuration above
+    async with asgi_client(app) as http:
+        bodies = await every_kind_of_delivery(
+            Harness(http, harness.redis, harness.keys, harness.amt), state_event, webhook_id
+        )
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert lines[0]["event"] == "receiver_started"
     assert {line.get("outcome") for line in lines} >= {
@@ -110,10 +106,7 @@ async def test_rendered_json_lines_hold_no_secret(
 def test_secret_keys_are_redacted_whoever_logs_them() -> None:
     out = io.StringIO()
     configure_logging("json", "info", out)
-    try:
-        get_logger().info("careless", amt="amt-secret-000000", token="tok", raw=b"{}", vehicle_id="v1")
-    finally:
-        structlog.reset_defaults()
+    get_logger().info("careless", amt="amt-secret-000000", token="tok", raw=b"{}", vehicle_id="v1")
     line = json.loads(out.getvalue())
     assert line["amt"] == line["token"] == line["raw"] == "[redacted]"
     assert line["vehicle_id"] == "v1"
@@ -123,12 +116,9 @@ def test_secret_keys_are_redacted_whoever_logs_them() -> None:
 def test_console_format_and_level_filter() -> None:
     out = io.StringIO()
     configure_logging("console", "warning", out)
-    try:
-        log = get_logger()
-        log.info("quiet", event_id="e-1")
-        log.warning("loud", event_id="e-2")
-    finally:
-        structlog.reset_defaults()
+    log = get_logger()
+    log.info("quiet", event_id="e-1")
+    log.warning("loud", event_id="e-2")
     text = out.getvalue()
     assert "quiet" not in text
     assert "loud" in text
@@ -140,8 +130,5 @@ def test_console_format_and_level_filter() -> None:
 def test_auto_format_is_json_off_a_terminal() -> None:
     out = io.StringIO()
     configure_logging("auto", "info", out)
-    try:
-        get_logger().info("hello", event_id="e-3")
-    finally:
-        structlog.reset_defaults()
+    get_logger().info("hello", event_id="e-3")
     assert json.loads(out.getvalue())["event_id"] == "e-3"
