@@ -28,7 +28,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def emitter(live: LiveReceiver, amt: str) -> AsyncIterator[WebhookEmitter]:
-    async with WebhookEmitter(target_url=live.webhook_url, amt=amt, time_scale=FAST, timeout=5.0) as sender:
+    async with WebhookEmitter(target_url=live.webhook_url, amt=amt, time_scale=FAST, timeout=15.0) as sender:
         yield sender
 
 
