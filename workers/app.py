@@ -8,6 +8,7 @@ could deliver a message twice while it is being worked on is refused.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -19,6 +20,8 @@ from workers.settings import SettingsError, WorkerSettings, get_settings
 def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
+        # Kombu's Redis transport, minus a new Redis client object per command (see workers.broker).
+        "broker_transport": "workers.broker:Transport",
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             # A message not acknowledged within this time is given to another worker: it must outlast the
@@ -108,11 +111,38 @@ def _refuse(problem: str) -> None:
 @signals.worker_init.connect
 def _check_worker(**_: Any) -> None:
     _check_startup()
+    settings = get_settings()
+    _configure_logs(settings)
+    if settings.pool == "threads" and settings.switch_interval:
+        # The consumer's loop (one message per Redis round trip) needs the GIL back quickly while dozens
+        # of task threads wake up from I/O: a shorter switch interval than CPython's 5 ms keeps it fed.
+        sys.setswitchinterval(settings.switch_interval)
 
 
 @signals.beat_init.connect
 def _check_beat(**_: Any) -> None:
     _check_startup()
+    _configure_logs(get_settings())
+
+
+@signals.after_setup_logger.connect
+def _quiet_task_lines(**_: Any) -> None:
+    """Celery decides once (when its consumer starts) whether to log each task: decide before that."""
+    try:
+        settings = get_settings()
+    except SettingsError:
+        return  # the start-up check reports it
+    if not settings.log_task_lines:
+        for name in ("celery.worker.strategy", "celery.app.trace"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _configure_logs(settings: WorkerSettings) -> None:
+    """Our structlog lines go straight to the real stderr, one line each: not through Celery's stdout
+    redirection, which would log every line a second time as a WARNING."""
+    from receiver.logs import configure_logging  # noqa: PLC0415 - the project's one structlog set-up
+
+    configure_logging(settings.log_format, settings.log_level, stream=sys.__stderr__)
 
 
 def _check_startup() -> None:

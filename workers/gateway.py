@@ -30,6 +30,7 @@ R = TypeVar("R")
 _APP_PAUSE_DEFAULT = 60.0
 _VEHICLE_PAUSE_DEFAULT = 5.0
 _CONNECT_TIMEOUT = 10.0
+_PER_SIGNAL_ERRORS = frozenset({"COMPATIBILITY", "PERMISSION", "RESOURCE_NOT_FOUND"})
 _MIN_TIMEOUT = 1.0
 
 
@@ -151,11 +152,18 @@ class SmartcarGateway:
         wanted = list(dict.fromkeys(codes))
         if len(wanted) == 1:
             path = f"signals/{wanted[0]}"
-            response = self.call(
-                vehicle_id,
-                lambda v: v.request("GET", path, headers=headers, api_version=V3),
-                deadline=deadline,
-            )
+            try:
+                response = self.call(
+                    vehicle_id,
+                    lambda v: v.request("GET", path, headers=headers, api_version=V3),
+                    deadline=deadline,
+                )
+            except SmartcarError as error:
+                if error.type not in _PER_SIGNAL_ERRORS:
+                    raise
+                # This vehicle cannot give this signal (the list endpoint says so per signal, this one
+                # with an error status): a fact about the signal, not a failure of the event.
+                return FetchedSignals([], {wanted[0]: {"type": error.type, "code": error.code}})
             body = response.body
             resources = [body.get("data", body) if isinstance(body, dict) else {}]
         else:

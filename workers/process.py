@@ -122,7 +122,7 @@ def process_event(runtime: Runtime, event_id: str, *, task_id: str | None = None
             return run.failed(handler.name, error)
         run.results[handler.name] = {"status": "done", "at": round(time.time(), 3), "result": value}
     runtime.store.done(run.record, run.results)
-    log.info("event done", event_id=event_id, type=envelope.event_type, attempt=run.record.attempts)
+    log.debug("event done", event_id=event_id, type=envelope.event_type, attempt=run.record.attempts)
     return RunResult(event_id, Outcome.DONE, {"results": run.results})
 
 

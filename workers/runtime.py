@@ -115,6 +115,7 @@ class Runtime:
             refresh_margin=settings.token_refresh_margin,
             lock_lease=settings.token_refresh_lease,
             lock_wait=settings.token_refresh_wait,
+            cache_seconds=settings.token_cache_seconds,
         )
         limiter = RateLimiter(
             client,

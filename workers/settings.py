@@ -42,14 +42,25 @@ class WorkerSettings(BaseSettings):
     smartcar_client_secret: SecretStr | None = Field(None, validation_alias=_alias("SMARTCAR_CLIENT_SECRET"))
     smartcar_amt: SecretStr | None = Field(None, validation_alias=_alias("SMARTCAR_AMT"))
     smartcar_webhook_id: str | None = Field(None, validation_alias=_alias("SMARTCAR_WEBHOOK_ID"))
+    log_format: Literal["auto", "json", "console"] = Field("auto", validation_alias=_alias("LOG_FORMAT"))
+    """Our own log lines (structlog): JSON, or a pretty console when stderr is a terminal."""
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", validation_alias=_alias("LOG_LEVEL")
+    )
+    """`debug` adds a line per event done; info has retries, dead letters and the relay's state."""
+    log_task_lines: bool = False
+    """Celery's two INFO lines per task (received, succeeded): off, they would be most of the log at
+    fleet rates and cost CPU; retries and dead letters are logged by us either way."""
 
     # --- Celery ---
     queue: str = "smartcar-events"
     """The queue process_event is sent to and the worker consumes."""
     broker_key_prefix: str = ""
     """Prepended by kombu to every broker key (several deployments, or test sessions, on one Redis)."""
-    pool: Literal["threads", "prefork", "solo"] = "threads"
+    pool: Literal["threads", "gevent", "prefork", "solo"] = "threads"
     concurrency: int = Field(64, ge=1)
+    switch_interval: float = Field(0.001, ge=0)
+    """The threads pool's GIL switch interval in seconds (CPython's default 0.005; 0 keeps it)."""
     prefetch_multiplier: int = Field(1, ge=1)
     task_soft_time_limit: float = Field(330.0, gt=0)
     task_time_limit: float = Field(360.0, gt=0)
@@ -67,6 +78,8 @@ class WorkerSettings(BaseSettings):
     relay_high_water: int = Field(256, ge=1)
     """Publish only while the Celery queue holds fewer messages than this: bursts wait in the inbox."""
     relay_idle_wait: float = Field(1.0, gt=0)
+    relay_fast_publish: bool = True
+    """Write Celery's messages directly, a batch per LPUSH (see `workers.publish`); false: `apply_async`."""
     sweep_interval: float = Field(30.0, gt=0)
     sweep_after: float = Field(120.0, gt=0)
     """An event whose state has not moved for this long past its expected time is re-enqueued."""
@@ -100,6 +113,8 @@ class WorkerSettings(BaseSettings):
     token_refresh_margin: float = Field(300.0, ge=0)
     token_refresh_lease: float = Field(60.0, gt=0)
     token_refresh_wait: float = Field(30.0, ge=0)
+    token_cache_seconds: float = Field(60.0, ge=0)
+    """Reuse a token read from Redis this long in the process (saves two round trips per call)."""
 
     # --- handlers ---
     handler_modules: list[str] = Field(default_factory=list)

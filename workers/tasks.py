@@ -12,6 +12,7 @@ from receiver.store import KeySpace
 from workers.app import app
 from workers.lifecycle import EventStore
 from workers.process import process_event as run_event
+from workers.publish import BatchPublisher
 from workers.relay import Relay, RelayThread
 from workers.runtime import get_runtime, redis_client
 from workers.settings import WorkerSettings, get_settings
@@ -73,13 +74,32 @@ def enqueue(event_id: str, countdown: float) -> None:
 
 
 def publish(event_ids: list[str]) -> None:
-    """Publish one process_event per id on one producer (the relay's and the sweeper's hand-off)."""
+    """Publish one process_event per id (the relay's and the sweeper's hand-off)."""
     if not event_ids:
         return
-    queue = get_settings().queue
+    settings = get_settings()
+    if settings.relay_fast_publish:
+        _batch_publisher(settings).publish(event_ids)
+        return
     with app.producer_or_acquire() as producer:
         for event_id in event_ids:
-            process_event.apply_async((event_id,), queue=queue, producer=producer)
+            process_event.apply_async((event_id,), queue=settings.queue, producer=producer)
+
+
+_publishers: dict[int, BatchPublisher] = {}
+
+
+def _batch_publisher(settings: WorkerSettings) -> BatchPublisher:
+    publisher = _publishers.get(id(settings))
+    if publisher is None:
+        publisher = _publishers[id(settings)] = BatchPublisher(
+            redis_client(settings.broker_url),
+            queue=settings.queue,
+            key_prefix=settings.broker_key_prefix,
+            time_limit=settings.task_time_limit,
+            soft_time_limit=settings.task_soft_time_limit,
+        )
+    return publisher
 
 
 def queue_depth(settings: WorkerSettings) -> Any:

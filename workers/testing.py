@@ -169,6 +169,8 @@ class WorkerLauncher:
         chosen = dict(env or {})
         if pool is not None:
             chosen["WORKERS_POOL"] = pool
+        if (pool or chosen.get("WORKERS_POOL") or self.settings.pool) == "gevent":
+            command += ["-P", "gevent"]  # Celery monkey-patches only when it sees the flag
         if concurrency is not None:
             chosen["WORKERS_CONCURRENCY"] = str(concurrency)
         worker = self._spawn(name, command, chosen, private)

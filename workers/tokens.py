@@ -112,6 +112,7 @@ class TokenStore:
         refresh_margin: float = 300.0,
         lock_lease: float = 60.0,
         lock_wait: float = 30.0,
+        cache_seconds: float = 0.0,
     ) -> None:
         self.redis = client
         self.fernet = fernet
@@ -120,6 +121,12 @@ class TokenStore:
         self.refresh_margin = refresh_margin
         self.lock_lease = lock_lease
         self.lock_wait = lock_wait
+        self.cache_seconds = cache_seconds
+        # vehicle -> grant, and grant -> (token, read at): a token read from Redis is reused for
+        # `cache_seconds` while it is not expiring. Refused tokens never come from here twice: `refresh`
+        # compares generations with what is stored.
+        self._grants: dict[str, str] = {}
+        self._tokens: dict[str, tuple[AccessToken, float]] = {}
         self._put = client.register_script(_PUT)
         self._swap = client.register_script(_SWAP)
 
@@ -217,12 +224,33 @@ class TokenStore:
 
     def access_token(self, vehicle_id: str, *, now: float | None = None) -> AccessToken:
         """A token for `vehicle_id`, refreshed first when it expires within the margin."""
+        now = time.time() if now is None else now
+        cached = self._cached(vehicle_id, now)
+        if cached is not None:
+            return cached
         grant = self.grant_of(vehicle_id)
         access, _ = self._read(grant)
-        now = time.time() if now is None else now
-        if access.expires_at - now > self.refresh_margin:
-            return access
-        return self.refresh(grant, stale=access)
+        if access.expires_at - now <= self.refresh_margin:
+            access = self.refresh(grant, stale=access)
+        self._remember(vehicle_id, access)
+        return access
+
+    def _cached(self, vehicle_id: str, now: float) -> AccessToken | None:
+        if not self.cache_seconds:
+            return None
+        grant = self._grants.get(vehicle_id)
+        entry = self._tokens.get(grant) if grant is not None else None
+        if entry is None:
+            return None
+        access, read_at = entry
+        if time.monotonic() - read_at > self.cache_seconds or access.expires_at - now <= self.refresh_margin:
+            return None
+        return access
+
+    def _remember(self, vehicle_id: str, access: AccessToken) -> None:
+        if self.cache_seconds:
+            self._grants[vehicle_id] = access.grant_id
+            self._tokens[access.grant_id] = (access, time.monotonic())
 
     def refresh(self, grant_id: str, *, stale: AccessToken | None = None) -> AccessToken:
         """A fresh token for the grant; exchanges the refresh token only if nobody else just did.
@@ -244,7 +272,7 @@ class TokenStore:
         while not lock.acquire(blocking=False):
             current, _ = self._read(grant_id)
             if self._moved_on(current, stale):
-                return current
+                return self._fresh(current)
             if time.monotonic() >= deadline:
                 raise TokenRefreshBusyError(
                     f"grant {grant_id} is being refreshed by another worker", grant_id=grant_id
@@ -253,7 +281,7 @@ class TokenStore:
         try:
             current, refresh_token = self._read(grant_id)
             if self._moved_on(current, stale):
-                return current
+                return self._fresh(current)
             access = self._exchange(grant_id, refresh_token)
             expires_at = access.expiration.timestamp()
             generation = self._swap(
@@ -268,12 +296,17 @@ class TokenStore:
                 ],
             )
             if not generation:  # someone put a new pair by hand meanwhile: theirs wins
-                return self._read(grant_id)[0]
-            return AccessToken(grant_id, access.access_token, int(generation), expires_at)
+                return self._fresh(self._read(grant_id)[0])
+            return self._fresh(AccessToken(grant_id, access.access_token, int(generation), expires_at))
         finally:
             # If the lease ran out there is nothing to release; the generation check kept the store right.
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
+
+    def _fresh(self, access: AccessToken) -> AccessToken:
+        if self.cache_seconds:
+            self._tokens[access.grant_id] = (access, time.monotonic())
+        return access
 
     def refresh_if_expiring(self, grant_id: str, *, now: float | None = None) -> bool:
         """Refresh the grant when its access token expires within the margin; True if it was refreshed."""

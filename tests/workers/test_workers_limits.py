@@ -123,7 +123,16 @@ def test_relay_claims_inbox_and_due_retries_within_the_high_water_mark(
     ids = [new_event() for _ in range(5)]
     published: list[str] = []
     depth = {"n": 0}
-    relay = Relay(store, published.extend, lambda: depth["n"], batch=10, high_water=3, idle_wait=0.1)
+    relay = Relay(
+        store,
+        published.extend,
+        lambda: depth["n"],
+        batch=10,
+        high_water=3,
+        idle_wait=0.1,
+        due_every=0,
+        depth_every=0,
+    )
     assert relay.run_once() == (3, False)
     assert published == ids[:3]
     assert all(event_status(client, key_prefix, event_id) == "queued" for event_id in ids[:3])
@@ -155,3 +164,25 @@ def test_relay_thread_wakes_on_new_events_and_stops(
     finally:
         thread.stop()
     assert event_status(client, key_prefix, event_id) == "queued"
+
+
+def test_without_a_bucket_pauses_still_reach_every_worker(client: redis.Redis, key_prefix: str) -> None:
+    reader = _limiter(client, key_prefix, capacity=0)
+    assert reader.try_take("v") == 0
+    _limiter(client, key_prefix, capacity=0).pause_vehicle("v", 30)  # another worker saw RATE_LIMIT
+    wait_until(lambda: reader.try_take("v") > 25, timeout=3, what="the pause to be seen")
+    assert reader.try_take("w") == 0
+    reader.resume()
+    assert client.exists(f"{key_prefix}rate:pauses") == 0
+
+
+def test_an_idle_relay_takes_what_arrived_in_one_pop(
+    client: redis.Redis, key_prefix: str, store: EventStore, new_event: Callable[..., str]
+) -> None:
+    ids = [new_event() for _ in range(5)]
+    published: list[str] = []
+    relay = Relay(store, published.extend, lambda: 0, batch=4, high_water=100, idle_wait=0.1)
+    assert relay.wait_for_inbox() == 4  # at most a batch
+    assert relay.wait_for_inbox() == 1
+    assert relay.wait_for_inbox() == 0  # nothing more: waited idle_wait
+    assert published == ids

@@ -154,3 +154,20 @@ def test_expiring_lists_grants_for_the_beat_refresher(client: redis.Redis, key_p
     assert store.refresh_if_expiring("later") is False
     assert store.expiring(400) == []
     assert refresher.calls == ["refresh-0"]
+
+
+def test_tokens_are_cached_in_the_process_until_refreshed(client: redis.Redis, key_prefix: str) -> None:
+    refresher = CountingRefresher()
+    store = _store(client, key_prefix, refresher)
+    store.cache_seconds = 60
+    store.put(
+        vehicle_ids=["v1"], access_token="old", refresh_token="refresh-0", expires_at=time.time() + 7200
+    )
+    first = store.access_token("v1")
+    client.delete(f"{key_prefix}grant-of:v1")  # a cached token needs no Redis read
+    assert store.access_token("v1") is first
+    client.set(f"{key_prefix}grant-of:v1", "v1")
+    fresh = store.refresh("v1", stale=first)  # refused: refreshed, and the cache follows
+    assert fresh.token == "access-1"
+    assert store.access_token("v1").token == "access-1"
+    assert refresher.calls == ["refresh-0"]
