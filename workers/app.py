@@ -113,10 +113,6 @@ def _check_worker(**_: Any) -> None:
     _check_startup()
     settings = get_settings()
     _configure_logs(settings)
-    if settings.pool == "threads" and settings.switch_interval:
-        # The consumer's loop (one message per Redis round trip) needs the GIL back quickly while dozens
-        # of task threads wake up from I/O: a shorter switch interval than CPython's 5 ms keeps it fed.
-        sys.setswitchinterval(settings.switch_interval)
 
 
 @signals.beat_init.connect

@@ -59,8 +59,6 @@ class WorkerSettings(BaseSettings):
     """Prepended by kombu to every broker key (several deployments, or test sessions, on one Redis)."""
     pool: Literal["threads", "gevent", "prefork", "solo"] = "threads"
     concurrency: int = Field(64, ge=1)
-    switch_interval: float = Field(0.001, ge=0)
-    """The threads pool's GIL switch interval in seconds (CPython's default 0.005; 0 keeps it)."""
     prefetch_multiplier: int = Field(1, ge=1)
     task_soft_time_limit: float = Field(330.0, gt=0)
     task_time_limit: float = Field(360.0, gt=0)
