@@ -181,7 +181,9 @@ def get_runtime() -> Runtime:
 
 
 def reset_runtime() -> None:
-    """Forget the process's runtime (after a fork, whose sockets must not be shared)."""
+    """Forget the process's runtime (after a fork, whose sockets must not be shared), closing its clients."""
     global _runtime  # noqa: PLW0603 - one runtime per process
     with _lock:
+        if _runtime is not None:
+            _runtime.close()
         _runtime = None

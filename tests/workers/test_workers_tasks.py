@@ -1,0 +1,147 @@
+"""The Celery tasks and the app's start-up hooks, run in this process with the test's settings.
+
+The tasks are reached through their module: a task imported by name is a lazy proxy that pytest's
+collection would evaluate, configuring the app before any test has set the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from smartcar_core.simulator.testing import RunningSimulator
+from workers import app as app_module
+from workers import tasks
+from workers.app import RelayStep, app, celery_config
+from workers.codec import text
+from workers.runtime import get_runtime, reset_runtime
+from workers.settings import WorkerSettings, get_settings
+from workers.testing import accept_event, event_status, settings_environment, wait_until
+from workers.tokens import TokenStore
+
+Maker = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def configured(
+    settings: WorkerSettings, sim: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[WorkerSettings]:
+    """The process's settings (and runtime) are the test's, and Smartcar is the simulator."""
+    for name, value in {**settings_environment(settings), **sim.env}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    reset_runtime()
+    yield get_settings()
+    reset_runtime()
+    get_settings.cache_clear()
+
+
+def _queue_length(client: redis.Redis, settings: WorkerSettings) -> int:
+    return int(client.llen(settings.broker_key_prefix + settings.queue))
+
+
+def test_process_event_task(
+    configured: WorkerSettings, client: redis.Redis, car: Maker, state_event: Maker
+) -> None:
+    event_id = accept_event(
+        client, configured.event_key_prefix, state_event(car(), {"charge-ischarging": True})
+    )
+    assert tasks.process_event.apply(args=(event_id,)).get() == "done"
+    assert tasks.process_event.apply(args=(event_id,)).get() == "skipped"
+
+
+def test_sweep_task_publishes_what_was_lost(
+    configured: WorkerSettings, client: redis.Redis, car: Maker, state_event: Maker
+) -> None:
+    prefix = configured.event_key_prefix
+    event_id = accept_event(client, prefix, state_event(car(), {"charge-ischarging": True}), received_at=0.0)
+    client.lrem(f"{prefix}inbox", 0, event_id)  # popped by a relay that died
+    assert tasks.sweep.apply().get() == {"requeued": 1, "backlog": 0, "dropped": 0}
+    message = json.loads(text(client.rpop(configured.broker_key_prefix + configured.queue) or b"{}"))
+    assert message["headers"]["argsrepr"] == repr((event_id,))
+    assert tasks.sweep.apply().get()["requeued"] == 0
+
+
+def test_enqueue_publishes_a_countdown(configured: WorkerSettings, client: redis.Redis) -> None:
+    app.conf.update(celery_config(configured))
+    tasks.enqueue("event-x", 1.5)
+    message = json.loads(text(client.rpop(configured.broker_key_prefix + configured.queue) or b"{}"))
+    assert message["headers"]["task"] == "workers.process_event"
+    assert message["headers"]["eta"] is not None
+
+
+def test_ping_task(configured: WorkerSettings, client: redis.Redis) -> None:
+    tasks.ping.apply(args=("hello",)).get()
+    assert client.exists(f"{configured.event_key_prefix}ping:hello")
+
+
+def test_refresh_tokens_task_refreshes_what_expires_soon(
+    configured: WorkerSettings, client: redis.Redis, sim: RunningSimulator
+) -> None:
+    store = TokenStore(client, configured.fernet(), prefix=configured.event_key_prefix)
+    soon, spent = sim.control.users()[:2]
+    for user, expires_in in ((soon, 120.0), (spent, 7200.0)):
+        tokens = sim.control.mint_tokens(user_id=user["id"])
+        store.put(
+            vehicle_ids=tokens.vehicle_ids,
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token if user is soon else "not-a-refresh-token",
+            expires_at=time.time() + expires_in,
+            user_id=user["id"],
+        )
+    # The second grant's token expires soon too, but its refresh token is refused: the user must reconnect.
+    client.zadd(store.expiry_key, {spent["id"]: time.time() + 60})
+    client.hset(f"{configured.event_key_prefix}grant:{spent['id']}", "expires_at", repr(time.time() + 60))
+    assert tasks.refresh_tokens.apply().get() == {"refreshed": 1, "failed": 1}
+    info = store.info(soon["id"])
+    assert info is not None
+    assert info.generation == 2
+    assert info.expires_at > time.time() + 7000
+    # The refused grant is not tried again every minute.
+    assert (client.zscore(store.expiry_key, spent["id"]) or 0) > time.time() + 3000
+    assert tasks.refresh_tokens.apply().get() == {"refreshed": 0, "failed": 0}
+
+
+def test_relay_step_runs_the_relay_in_the_worker(
+    configured: WorkerSettings, client: redis.Redis, car: Maker, state_event: Maker
+) -> None:
+    step = RelayStep(None)
+    step.start(None)
+    try:
+        event_id = accept_event(
+            client, configured.event_key_prefix, state_event(car(), {"charge-ischarging": True})
+        )
+        wait_until(lambda: _queue_length(client, configured) == 1, timeout=5, what="the relay to publish")
+        assert event_status(client, configured.event_key_prefix, event_id) == "queued"
+    finally:
+        step.stop(None)
+    assert step.thread is None
+
+
+def test_start_up_refuses_a_missing_key(
+    configured: WorkerSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TOKEN_ENCRYPTION_KEY")
+    get_settings.cache_clear()
+    with pytest.raises(SystemExit) as exited:
+        app_module._check_worker()
+    assert exited.value.code == 78
+    assert "TOKEN_ENCRYPTION_KEY is not set" in capsys.readouterr().err
+    app_module._quiet_task_lines()  # no settings: leaves logging alone, the check above reports
+
+
+def test_start_up_hooks_with_good_settings(configured: WorkerSettings) -> None:
+    app.conf.update(celery_config(configured))
+    app_module._check_worker()
+    app_module._check_beat()
+    app_module._quiet_task_lines()
+    assert logging.getLogger("celery.app.trace").level == logging.WARNING
+    runtime = get_runtime()
+    app_module._forked()  # a forked child builds its own runtime
+    assert get_runtime() is not runtime
