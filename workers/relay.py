@@ -11,8 +11,9 @@ one on its own). A loop:
    in the inbox, not as thousands of broker messages. The queue's length is read when it may be near
    the mark (and at least every 0.1 s), not on every pass;
 3. with nothing to do, it blocks on the inbox (BLMPOP: whatever has arrived, up to a batch) for up to
-   `relay_idle_wait` seconds. At a steady trickle each pass then costs three round trips, whatever its
-   size: the pop, the claim, the publish.
+   `relay_idle_wait` seconds. When that brings less than a batch, it lingers `relay_linger` seconds
+   (10 ms) and claims what came meanwhile: at a steady trickle a pass costs three round trips (pop,
+   claim, publish) for several events instead of for each.
 
 If the relay dies between popping and publishing, the ids are `queued` (or `received` and out of the
 inbox) with no task: the sweeper re-enqueues them after `sweep_after`.
@@ -51,6 +52,7 @@ class Relay:
         idle_wait: float,
         due_every: float = _DUE_EVERY,
         depth_every: float = _DEPTH_EVERY,
+        linger: float = 0.0,
     ) -> None:
         self.store = store
         self.publish = publish
@@ -59,6 +61,7 @@ class Relay:
         self.high_water = high_water
         self.idle_wait = idle_wait
         self.published = 0
+        self.linger = linger
         self.due_every = due_every
         self.depth_every = depth_every
         self._due_checked = -due_every
@@ -103,7 +106,12 @@ class Relay:
         )
         if not popped:
             return 0
-        return self._sent(self._send(self.store.claim(0, [text(item) for item in popped[1]])))
+        ids = [text(item) for item in popped[1]]
+        if len(ids) < room and self.linger > 0:
+            # A trickle: let a few more arrive, so that one claim and one publish carry several.
+            time.sleep(self.linger)
+            return self._sent(self._send(self.store.claim(room - len(ids), ids)))
+        return self._sent(self._send(self.store.claim(0, ids)))
 
     def run(self, stop: threading.Event) -> None:
         log.info("relay started", inbox=self.store.keys.inbox, high_water=self.high_water)

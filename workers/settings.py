@@ -76,6 +76,8 @@ class WorkerSettings(BaseSettings):
     relay_high_water: int = Field(256, ge=1)
     """Publish only while the Celery queue holds fewer messages than this: bursts wait in the inbox."""
     relay_idle_wait: float = Field(1.0, gt=0)
+    relay_linger: float = Field(0.01, ge=0)
+    """After a pop that brought less than a batch, wait this long for more (batches a trickle)."""
     relay_fast_publish: bool = True
     """Write Celery's messages directly, a batch per LPUSH (see `workers.publish`); false: `apply_async`."""
     sweep_interval: float = Field(30.0, gt=0)

@@ -122,5 +122,6 @@ def build_relay(settings: WorkerSettings) -> RelayThread:
         batch=settings.relay_batch,
         high_water=settings.relay_high_water,
         idle_wait=settings.relay_idle_wait,
+        linger=settings.relay_linger,
     )
     return RelayThread(relay)

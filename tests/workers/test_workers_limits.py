@@ -186,3 +186,17 @@ def test_an_idle_relay_takes_what_arrived_in_one_pop(
     assert relay.wait_for_inbox() == 1
     assert relay.wait_for_inbox() == 0  # nothing more: waited idle_wait
     assert published == ids
+
+
+def test_a_lingering_relay_batches_a_trickle(
+    client: redis.Redis, key_prefix: str, store: EventStore, new_event: Callable[..., str]
+) -> None:
+    first = new_event()
+    published: list[list[str]] = []
+    relay = Relay(store, published.append, lambda: 0, batch=10, high_water=100, idle_wait=0.1, linger=0.3)
+    late = threading.Timer(0.05, new_event)  # arrives while the relay lingers
+    late.start()
+    assert relay.wait_for_inbox() == 2
+    late.join()
+    assert len(published) == 1  # one publish for both
+    assert published[0][0] == first
