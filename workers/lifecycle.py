@@ -132,6 +132,24 @@ end
 return out
 """
 
+# KEYS: event, pending, dead, inbox; ARGV: now, entry, event_id
+# Puts a finished (or stuck) event back through the relay: status replayed, results cleared (every
+# handler runs again; commands already done are not sent again, see workers.commands), history kept.
+_REPLAY = (
+    _APPEND
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+append_history(KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'status', 'replayed', 'updated_at', ARGV[1])
+redis.call('HDEL', KEYS[1], 'results', 'lease_until', 'next_attempt_at', 'dead_reason')
+redis.call('PERSIST', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+redis.call('LPUSH', KEYS[4], ARGV[3])
+return 1
+"""
+)
+
 # KEYS: scheduled; ARGV: now, count -> ids due, removed from the set
 _DUE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -219,6 +237,7 @@ class EventStore:
         self._dead = client.register_script(_DEAD)
         self._claim = client.register_script(_CLAIM)
         self._due = client.register_script(_DUE)
+        self._replay = client.register_script(_REPLAY)
 
     @property
     def scheduled(self) -> str:
@@ -304,6 +323,13 @@ class EventStore:
         now = time.time() if now is None else now
         args: list[str | int] = [repr(now), count, self.keys.prefix, *(popped or [])]
         return texts(self._claim(keys=[self.keys.inbox, self.keys.pending], args=args))
+
+    def replay(self, event_id: str, *, reason: str = "operator", now: float | None = None) -> bool:
+        """Run the event again from its first handler (dead letters included); False if it is gone."""
+        now = time.time() if now is None else now
+        keys = [self.keys.event(event_id), self.keys.pending, self.keys.dead, self.keys.inbox]
+        entry = dumps(history_entry(attempt=0, outcome="replayed", reason=reason, now=now))
+        return bool(self._replay(keys=keys, args=[repr(now), entry, event_id]))
 
     def due(self, count: int, *, now: float | None = None) -> list[str]:
         """Parked retries whose time has come, taken off the schedule."""

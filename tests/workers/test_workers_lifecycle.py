@@ -174,3 +174,25 @@ def test_a_redelivered_message_takes_over_its_own_lease(
     assert again.state is BeginState.OK
     assert again.record is not None
     assert again.record.attempts == 2
+
+
+def test_replay_puts_a_dead_letter_back_through_the_relay(
+    client: redis.Redis, key_prefix: str, new_event: Callable[[], str]
+) -> None:
+    store = _store(client, key_prefix)
+    event_id = new_event()
+    assert store.claim(10) == [event_id]
+    record = store.begin(event_id, lease=30).record
+    assert record is not None
+    store.dead_letter(
+        record, history_entry(attempt=1, outcome="failed"), reason="x", results={"h": {"status": "done"}}
+    )
+    assert store.replay(event_id, reason="user reconnected")
+    assert event_status(client, key_prefix, event_id) == "replayed"
+    assert client.zscore(store.keys.dead, event_id) is None
+    assert store.claim(10) == [event_id]  # the relay hands it to a worker again
+    again = store.begin(event_id, lease=30).record
+    assert again is not None
+    assert again.results == {}  # every handler runs again
+    assert [entry["outcome"] for entry in again.history] == ["failed", "replayed"]
+    assert not store.replay("gone")
