@@ -37,7 +37,7 @@ local function append_history(key, entry)
 end
 """
 
-# KEYS: event, pending, scheduled; ARGV: now, lease_until, run_id, event_id, task_id
+# KEYS: event, pending, scheduled; ARGV: now, lease_until, run_id, event_id, task_id, worker
 # A live lease refuses the run (busy, with the lease's end) unless the run comes from the very message
 # that holds it: Celery delivers a message again only when its first delivery was lost with its worker.
 _BEGIN = """
@@ -53,7 +53,7 @@ if status == 'processing' then
 end
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'processing', 'started_at', ARGV[1], 'updated_at', ARGV[1],
-  'lease_until', ARGV[2], 'run_id', ARGV[3], 'task_id', ARGV[5])
+  'lease_until', ARGV[2], 'run_id', ARGV[3], 'task_id', ARGV[5], 'worker', ARGV[6])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('ZREM', KEYS[3], ARGV[4])
 return {'ok', redis.call('HGETALL', KEYS[1])}
@@ -248,16 +248,24 @@ class EventStore:
         return EventRecord.from_hash(bytes_map(raw)) if raw else None
 
     def begin(
-        self, event_id: str, *, lease: float, task_id: str | None = None, now: float | None = None
+        self,
+        event_id: str,
+        *,
+        lease: float,
+        task_id: str | None = None,
+        worker: str | None = None,
+        now: float | None = None,
     ) -> Begin:
         """Take the event for one run: status processing, attempts + 1, a lease of `lease` seconds.
 
         `task_id` is the Celery task's id: a redelivery of the message holding a live lease takes over.
+        `worker` names the worker running it (Celery's hostname), for operators.
         """
         now = time.time() if now is None else now
         run_id = uuid.uuid4().hex
         keys = [self.keys.event(event_id), self.keys.pending, self.scheduled]
-        answer = self._begin(keys=keys, args=[repr(now), repr(now + lease), run_id, event_id, task_id or ""])
+        args = [repr(now), repr(now + lease), run_id, event_id, task_id or "", worker or ""]
+        answer = self._begin(keys=keys, args=args)
         state = BeginState(text(answer[0]))
         if state is BeginState.OK:
             return Begin(state, EventRecord.from_hash(_pairs(answer[1])))

@@ -89,10 +89,12 @@ def _needs_person(error: BaseException) -> dict[str, Any]:
     return advice
 
 
-def process_event(runtime: Runtime, event_id: str, *, task_id: str | None = None) -> RunResult:
-    """Run the stored event `event_id` once; `task_id` is the Celery task's (see `EventStore.begin`)."""
+def process_event(
+    runtime: Runtime, event_id: str, *, task_id: str | None = None, worker: str | None = None
+) -> RunResult:
+    """Run the stored event `event_id` once; `task_id` and `worker` come from Celery (`EventStore.begin`)."""
     settings = runtime.settings
-    begin = runtime.store.begin(event_id, lease=settings.task_time_limit, task_id=task_id)
+    begin = runtime.store.begin(event_id, lease=settings.task_time_limit, task_id=task_id, worker=worker)
     if begin.state is BeginState.BUSY and begin.lease_until is not None:
         # Another run holds it. Look again when its lease ends: done by then, or its worker died.
         runtime.store.park(event_id, begin.lease_until + 1.0)

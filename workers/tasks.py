@@ -27,7 +27,8 @@ _BEAT_PERIOD = 60.0
 @app.task(name="workers.process_event", ignore_result=True, bind=True)
 def process_event(self: Task[Any, Any], event_id: str) -> str:
     """Run one stored event (see `workers.process`). Returns the outcome's name (for logs)."""
-    return run_event(get_runtime(), event_id, task_id=self.request.id).outcome.value
+    request = self.request
+    return run_event(get_runtime(), event_id, task_id=request.id, worker=request.hostname).outcome.value
 
 
 @app.task(name="workers.sweep", ignore_result=True)

@@ -14,7 +14,7 @@ from receiver.settings import ReceiverSettings
 from receiver.testing import LiveReceiver, serve
 from smartcar_core.simulator.testing import RunningSimulator
 from workers.codec import text
-from workers.testing import WorkerLauncher, event_status, wait_until
+from workers.testing import WorkerLauncher, accept_event, event_status, wait_until
 from workers.tokens import TokenStore
 
 SOC = "tractionbattery-stateofcharge"
@@ -126,3 +126,52 @@ def test_every_built_in_handler_from_a_signed_webhook_to_its_effect(
     _done(workers, resolved)
     stored = json.loads(workers.client.hget(errors_key, "VEHICLE_STATE:UNREACHABLE") or b"{}")
     assert stored["state"] == "RESOLVED"
+
+
+def test_two_worker_processes_refresh_an_expired_token_once(
+    launch: Launch, simulator: RunningSimulator, module_prefix: str, state_event: Callable[..., Any]
+) -> None:
+    sim = simulator
+    prefix = f"{module_prefix}refresh:"
+    launcher = launch(
+        event_key_prefix=prefix,
+        queue=f"{prefix}queue",
+        broker_key_prefix=prefix,
+        follow_up_signals={"*": [SOC]},
+        relay_batch=1,  # hand the events out one by one, so that both processes get some
+        **_sim_values(sim),
+    )
+    owner = sim.control.users()[3]
+    tokens = sim.control.mint_tokens(user_id=owner["id"], expires_in=30)
+    # Stored as good for two hours; Smartcar's clock says it expired: every first call gets AUTHENTICATION.
+    TokenStore(launcher.client, launcher.settings.fernet(), prefix=prefix).put(
+        vehicle_ids=tokens.vehicle_ids,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_at=time.time() + 7200,
+        user_id=owner["id"],
+    )
+    sim.control.advance_clock(60)
+    sim.control.set_latency("fixed", seconds=0.2)
+    first_call = len(sim.control.requests())
+    launcher.start("one", concurrency=4)
+    launcher.start("two", concurrency=4)
+    fleet = [v for v in sim.control.vehicles() if v["id"] in owner["vehicle_ids"]]
+    ids = [
+        accept_event(
+            launcher.client, prefix, state_event({**v, "user_id": owner["id"]}, {"charge-ischarging": True})
+        )
+        for v in fleet
+        for _ in range(6)
+    ]
+    for event_id in ids:
+        _done(launcher, event_id)
+    calls = sim.control.requests()[first_call:]
+    assert len([c for c in calls if c.path == "/oauth/token"]) == 1
+    workers = set()
+    for event_id in ids:
+        record = {text(k): text(v) for k, v in launcher.client.hgetall(f"{prefix}event:{event_id}").items()}
+        assert record.get("history") in (None, "[]")  # no AUTHENTICATION error reached an event
+        workers.add(record["worker"].split("@")[0])
+    assert workers == {"one", "two"}  # both processes worked, and refreshed once between them
+    sim.control.set_latency("fixed", seconds=0.0)
