@@ -72,7 +72,7 @@ def put(
     vehicle: Annotated[
         list[str] | None, typer.Option("--vehicle", "-v", help="A vehicle the tokens cover.")
     ] = None,
-    user: Annotated[str | None, typer.Option(help="The Smartcar user id (the grant's key).")] = None,
+    user: Annotated[str | None, typer.Option(help="The Smartcar user id (the grant's owner).")] = None,
     expires_in: Annotated[float | None, typer.Option(help="Seconds the access token is valid.")] = None,
     from_json: Annotated[
         bool, typer.Option("--json", help="Read Smartcar's token answer (JSON) from stdin.")

@@ -17,6 +17,7 @@ refresher read (compare and set), so a stale writer can never overwrite a newer 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +54,17 @@ return gen
 """
 
 _POLL_SECONDS = 0.05
+
+
+def grant_id_for(vehicle_ids: Sequence[str], user_id: str | None) -> str:
+    """The grant of one token pair: its owner and the exact set of vehicles it covers.
+
+    Reconnecting the same cars replaces their pair. A second Connect session of the same owner for other
+    cars (single select) is a grant of its own: its token does not cover the first session's cars, so it
+    must not replace theirs.
+    """
+    vehicles = hashlib.sha256(",".join(sorted(set(vehicle_ids))).encode()).hexdigest()[:16]
+    return f"{user_id or 'no-user'}:{vehicles}"
 
 
 class TokenError(Exception):
@@ -166,12 +178,12 @@ class TokenStore:
         user_id: str | None = None,
         grant_id: str | None = None,
     ) -> str:
-        """Store a token pair for `vehicle_ids` (one grant: the user's id, else the first vehicle's)."""
+        """Store a token pair for `vehicle_ids`; returns its grant id (see `grant_id_for`)."""
         if not vehicle_ids:
             raise ValueError("tokens belong to at least one vehicle")
         if any("," in vehicle for vehicle in vehicle_ids):
             raise ValueError("a vehicle id cannot contain a comma")
-        grant = grant_id or user_id or vehicle_ids[0]
+        grant = grant_id or grant_id_for(vehicle_ids, user_id)
         now = time.time()
         self._put(
             keys=[self._grant_key(grant), self.expiry_key],

@@ -16,7 +16,7 @@ from workers.runtime import Runtime
 from workers.settings import WorkerSettings, get_settings
 from workers.state import vehicle_state
 from workers.testing import accept_event, settings_environment
-from workers.tokens import put_tokens
+from workers.tokens import grant_id_for, put_tokens
 
 runner = CliRunner()
 
@@ -45,7 +45,7 @@ def test_put_reads_smartcars_token_answer_from_stdin(
         app, ["tokens", "put", "--json", "-v", "car-1", "-v", "car-2"], input=json.dumps(answer)
     )
     assert result.exit_code == 0, result.output
-    assert "grant u-1" in result.stdout
+    assert "grant u-1:" in result.stdout
     assert "secret" not in result.stdout
     runtime = make_runtime()
     assert runtime.tokens.access_token("car-2").token == "AT-secret"
@@ -62,7 +62,8 @@ def test_put_reads_tokens_from_the_environment(
     monkeypatch.setenv("SMARTCAR_REFRESH_TOKEN", "RT-env")
     result = runner.invoke(app, ["tokens", "put", "--vehicle", "car-3", "--expires-in", "60"])
     assert result.exit_code == 0, result.output
-    assert make_runtime().tokens.info("car-3") is not None
+    tokens = make_runtime().tokens
+    assert tokens.info(tokens.grant_of("car-3")) is not None
 
 
 def test_put_without_tokens_or_vehicles_explains(env: dict[str, str]) -> None:
@@ -93,7 +94,7 @@ def test_put_tokens_function(
         )
     finally:
         get_settings.cache_clear()
-    assert grant == "car-9"
+    assert grant == grant_id_for(["car-9"], None)
     assert make_runtime().tokens.access_token("car-9").token == "a9"
 
 

@@ -85,26 +85,28 @@ def test_refresh_tokens_task_refreshes_what_expires_soon(
     configured: WorkerSettings, client: redis.Redis, sim: RunningSimulator
 ) -> None:
     store = TokenStore(client, configured.fernet(), prefix=configured.event_key_prefix)
-    soon, spent = sim.control.users()[:2]
-    for user, expires_in in ((soon, 120.0), (spent, 7200.0)):
+    soon_user, spent_user = sim.control.users()[:2]
+    grants: dict[str, str] = {}
+    for user, expires_in in ((soon_user, 120.0), (spent_user, 7200.0)):
         tokens = sim.control.mint_tokens(user_id=user["id"])
-        store.put(
+        grants[user["id"]] = store.put(
             vehicle_ids=tokens.vehicle_ids,
             access_token=tokens.access_token,
-            refresh_token=tokens.refresh_token if user is soon else "not-a-refresh-token",
+            refresh_token=tokens.refresh_token if user is soon_user else "not-a-refresh-token",
             expires_at=time.time() + expires_in,
             user_id=user["id"],
         )
+    soon, spent = grants[soon_user["id"]], grants[spent_user["id"]]
     # The second grant's token expires soon too, but its refresh token is refused: the user must reconnect.
-    client.zadd(store.expiry_key, {spent["id"]: time.time() + 60})
-    client.hset(f"{configured.event_key_prefix}grant:{spent['id']}", "expires_at", repr(time.time() + 60))
+    client.zadd(store.expiry_key, {spent: time.time() + 60})
+    client.hset(f"{configured.event_key_prefix}grant:{spent}", "expires_at", repr(time.time() + 60))
     assert tasks.refresh_tokens.apply().get() == {"refreshed": 1, "failed": 1}
-    info = store.info(soon["id"])
+    info = store.info(soon)
     assert info is not None
     assert info.generation == 2
     assert info.expires_at > time.time() + 7000
     # The refused grant is not tried again every minute.
-    assert (client.zscore(store.expiry_key, spent["id"]) or 0) > time.time() + 3000
+    assert (client.zscore(store.expiry_key, spent) or 0) > time.time() + 3000
     assert tasks.refresh_tokens.apply().get() == {"refreshed": 0, "failed": 0}
 
 

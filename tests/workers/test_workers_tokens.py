@@ -54,17 +54,39 @@ def test_tokens_are_encrypted_at_rest(client: redis.Redis, key_prefix: str) -> N
         expires_at=time.time() + 7200,
         user_id="u1",
     )
-    assert grant == "u1"
+    assert grant.startswith("u1:")
     for key in client.scan_iter(match=f"{key_prefix}*"):
         if client.type(key) == b"hash":
             for value in client.hvals(key):
                 assert b"SECRET" not in value
     assert store.access_token("v2").token == "ACCESS-SECRET"
-    info = store.info("u1")
+    info = store.info(grant)
     assert info is not None
     assert info.vehicles == ["v1", "v2"]
     assert "SECRET" not in repr(info)
     assert "SECRET" not in repr(store.access_token("v1"))
+
+
+def test_a_second_session_of_one_owner_keeps_the_first_sessions_token(
+    client: redis.Redis, key_prefix: str
+) -> None:
+    # Two single-select Connect sessions of one owner: each token covers only its own car.
+    store = _store(client, key_prefix)
+    first = store.put(
+        vehicle_ids=["v1"], access_token="A1", refresh_token="R1", expires_at=time.time() + 7200, user_id="u1"
+    )
+    second = store.put(
+        vehicle_ids=["v2"], access_token="A2", refresh_token="R2", expires_at=time.time() + 7200, user_id="u1"
+    )
+    assert first != second
+    assert store.access_token("v1").token == "A1"
+    assert store.access_token("v2").token == "A2"
+    # Reconnecting the same car replaces its pair instead of adding a grant.
+    again = store.put(
+        vehicle_ids=["v1"], access_token="A3", refresh_token="R3", expires_at=time.time() + 7200, user_id="u1"
+    )
+    assert again == first
+    assert store.access_token("v1").token == "A3"
 
 
 def test_a_wrong_key_says_so_without_leaking(client: redis.Redis, key_prefix: str) -> None:
@@ -83,7 +105,9 @@ def test_missing_tokens_are_a_clear_error(client: redis.Redis, key_prefix: str) 
 def test_expiring_token_is_refreshed_once_by_many_workers(client: redis.Redis, key_prefix: str) -> None:
     refresher = CountingRefresher(delay=0.3)
     store = _store(client, key_prefix, refresher)
-    store.put(vehicle_ids=["v1"], access_token="old", refresh_token="refresh-0", expires_at=time.time() + 60)
+    grant = store.put(
+        vehicle_ids=["v1"], access_token="old", refresh_token="refresh-0", expires_at=time.time() + 60
+    )
     seen: list[str] = []
     errors: list[BaseException] = []
 
@@ -104,7 +128,7 @@ def test_expiring_token_is_refreshed_once_by_many_workers(client: redis.Redis, k
     assert errors == []
     assert refresher.calls == ["refresh-0"]
     assert seen == ["access-1"] * 8
-    info = store.info("v1")
+    info = store.info(grant)
     assert info is not None
     assert info.generation == 2
     assert info.expires_at > time.time() + 7000
@@ -113,13 +137,13 @@ def test_expiring_token_is_refreshed_once_by_many_workers(client: redis.Redis, k
 def test_refresh_after_someone_else_refreshed_makes_no_call(client: redis.Redis, key_prefix: str) -> None:
     refresher = CountingRefresher()
     store = _store(client, key_prefix, refresher)
-    store.put(
+    grant = store.put(
         vehicle_ids=["v1"], access_token="old", refresh_token="refresh-0", expires_at=time.time() + 7200
     )
     refused = store.access_token("v1")
-    fresh = store.refresh("v1", stale=refused)  # one worker saw AUTHENTICATION and refreshed
+    fresh = store.refresh(grant, stale=refused)  # one worker saw AUTHENTICATION and refreshed
     assert fresh.token == "access-1"
-    again = store.refresh("v1", stale=refused)  # another saw the same refusal a moment later
+    again = store.refresh(grant, stale=refused)  # another saw the same refusal a moment later
     assert again.token == "access-1"
     assert refresher.calls == ["refresh-0"]
 
@@ -137,8 +161,10 @@ def test_a_held_refresh_lock_defers_instead_of_refreshing_twice(client: redis.Re
     refresher = CountingRefresher()
     store = _store(client, key_prefix, refresher)
     store.lock_wait = 0.2
-    store.put(vehicle_ids=["v1"], access_token="old", refresh_token="refresh-0", expires_at=time.time() + 10)
-    client.set(f"{key_prefix}grant-lock:v1", "someone-else", px=5000)
+    grant = store.put(
+        vehicle_ids=["v1"], access_token="old", refresh_token="refresh-0", expires_at=time.time() + 10
+    )
+    client.set(f"{key_prefix}grant-lock:{grant}", "someone-else", px=5000)
     with pytest.raises(TokenRefreshBusyError):
         store.access_token("v1")
     assert refresher.calls == []
@@ -147,11 +173,15 @@ def test_a_held_refresh_lock_defers_instead_of_refreshing_twice(client: redis.Re
 def test_expiring_lists_grants_for_the_beat_refresher(client: redis.Redis, key_prefix: str) -> None:
     refresher = CountingRefresher()
     store = _store(client, key_prefix, refresher)
-    store.put(vehicle_ids=["soon"], access_token="a", refresh_token="refresh-0", expires_at=time.time() + 100)
-    store.put(vehicle_ids=["later"], access_token="b", refresh_token="r-later", expires_at=time.time() + 7200)
-    assert store.expiring(400) == ["soon"]
-    assert store.refresh_if_expiring("soon") is True
-    assert store.refresh_if_expiring("later") is False
+    soon = store.put(
+        vehicle_ids=["soon"], access_token="a", refresh_token="refresh-0", expires_at=time.time() + 100
+    )
+    later = store.put(
+        vehicle_ids=["later"], access_token="b", refresh_token="r-later", expires_at=time.time() + 7200
+    )
+    assert store.expiring(400) == [soon]
+    assert store.refresh_if_expiring(soon) is True
+    assert store.refresh_if_expiring(later) is False
     assert store.expiring(400) == []
     assert refresher.calls == ["refresh-0"]
 
@@ -160,14 +190,14 @@ def test_tokens_are_cached_in_the_process_until_refreshed(client: redis.Redis, k
     refresher = CountingRefresher()
     store = _store(client, key_prefix, refresher)
     store.cache_seconds = 60
-    store.put(
+    grant = store.put(
         vehicle_ids=["v1"], access_token="old", refresh_token="refresh-0", expires_at=time.time() + 7200
     )
     first = store.access_token("v1")
     client.delete(f"{key_prefix}grant-of:v1")  # a cached token needs no Redis read
     assert store.access_token("v1") is first
-    client.set(f"{key_prefix}grant-of:v1", "v1")
-    fresh = store.refresh("v1", stale=first)  # refused: refreshed, and the cache follows
+    client.set(f"{key_prefix}grant-of:v1", grant)
+    fresh = store.refresh(grant, stale=first)  # refused: refreshed, and the cache follows
     assert fresh.token == "access-1"
     assert store.access_token("v1").token == "access-1"
     assert refresher.calls == ["refresh-0"]
