@@ -8,6 +8,7 @@ pool sizes; `make_client()` builds one with our defaults.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import ssl
 import threading
@@ -62,6 +63,8 @@ def shared_client() -> httpx.Client:
         with _shared_lock:
             if _shared_client is None:
                 _shared_client = make_client()
+                # Kept-alive sockets are closed at exit rather than left to the garbage collector.
+                atexit.register(_shared_client.close)
     return _shared_client
 
 
