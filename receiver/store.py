@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from smartcar_core.events import Envelope
+
 DEFAULT_PREFIX = "sc:"
 DEFAULT_DEDUPE_SECONDS = 7 * 24 * 3600
 
@@ -88,6 +90,31 @@ redis.call('LPUSH', KEYS[3], ARGV[1])
 redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[3])
 return 1
 """
+
+
+def accept_arguments(
+    keyspace: KeySpace, envelope: Envelope, raw: bytes, *, received_at: float, dedupe_seconds: int
+) -> tuple[bytes | str, ...]:
+    """The 4 keys and 12 arguments of `ACCEPT_SCRIPT` for one delivery, in the script's order."""
+    event_id = envelope.event_id
+    return (
+        keyspace.seen(event_id),
+        keyspace.event(event_id),
+        keyspace.inbox,
+        keyspace.pending,
+        event_id,
+        envelope.delivery_id or "",
+        str(dedupe_seconds),
+        f"{received_at:.6f}",
+        raw,
+        envelope.event_type,
+        envelope.vehicle_id or "",
+        envelope.user_id or "",
+        envelope.webhook_id or "",
+        envelope.mode or "",
+        envelope.version,
+        "1" if envelope.is_test else "0",
+    )
 
 
 def decode_record(raw: dict[bytes, bytes]) -> dict[str, Any]:

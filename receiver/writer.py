@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from receiver.store import ACCEPT_SCRIPT, KeySpace
+from receiver.store import ACCEPT_SCRIPT, KeySpace, accept_arguments
 from smartcar_core.events import Envelope
 
 MAX_BATCH = 256
@@ -39,7 +39,7 @@ class EventWriter:
         self._pool: ConnectionPool = redis.connection_pool
         self._retries = retries
         self.keyspace = keyspace
-        self._dedupe = str(dedupe_seconds)
+        self._dedupe_seconds = dedupe_seconds
         self._sha = hashlib.sha1(ACCEPT_SCRIPT.encode(), usedforsecurity=False).hexdigest()
         self._queue: list[_Call] = []
         self._flush_scheduled = False
@@ -53,25 +53,8 @@ class EventWriter:
 
         Raises `redis.RedisError` when Redis cannot be reached or refuses the write (nothing is acknowledged).
         """
-        event_id = envelope.event_id
-        keyspace = self.keyspace
-        args = (
-            keyspace.seen(event_id),
-            keyspace.event(event_id),
-            keyspace.inbox,
-            keyspace.pending,
-            event_id,
-            envelope.delivery_id or "",
-            self._dedupe,
-            f"{received_at:.6f}",
-            raw,
-            envelope.event_type,
-            envelope.vehicle_id or "",
-            envelope.user_id or "",
-            envelope.webhook_id or "",
-            envelope.mode or "",
-            envelope.version,
-            "1" if envelope.is_test else "0",
+        args = accept_arguments(
+            self.keyspace, envelope, raw, received_at=received_at, dedupe_seconds=self._dedupe_seconds
         )
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((args, future))

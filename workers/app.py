@@ -1,9 +1,9 @@
 """The Celery app: `celery -A workers.app worker` and `celery -A workers.app beat`.
 
 Celery on Redis loses or duplicates work with its defaults; `celery_config` says, setting by setting,
-what we use instead and why (README.md, "Celery settings and why", has the long form). The configuration is built from
-`WorkerSettings` when first needed, and checked when a worker or beat starts: a configuration that
-could deliver a message twice while it is being worked on is refused.
+what we use instead and why (README.md, "Celery settings and why", has the long form). The
+configuration is built from `WorkerSettings` when first needed, and checked when a worker or beat
+starts: a configuration that could deliver a message twice while it is being worked on is refused.
 """
 
 from __future__ import annotations

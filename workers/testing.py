@@ -23,7 +23,7 @@ import redis
 from celery import Celery
 from pydantic import AliasChoices, SecretStr
 
-from receiver.store import ACCEPT_SCRIPT, DEFAULT_DEDUPE_SECONDS, KeySpace
+from receiver.store import ACCEPT_SCRIPT, DEFAULT_DEDUPE_SECONDS, KeySpace, accept_arguments
 from smartcar_core.events import parse_envelope
 from workers.app import celery_config
 from workers.codec import text
@@ -38,27 +38,14 @@ def accept_event(
     """Store a delivery exactly as the receiver does (`ACCEPT_SCRIPT`); returns its event id."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     envelope = parse_envelope(raw)
-    keys = KeySpace(prefix)
-    client.eval(
-        ACCEPT_SCRIPT,
-        4,
-        keys.seen(envelope.event_id),
-        keys.event(envelope.event_id),
-        keys.inbox,
-        keys.pending,
-        envelope.event_id,
-        envelope.delivery_id or "",
-        DEFAULT_DEDUPE_SECONDS,
-        repr(time.time() if received_at is None else received_at),
+    arguments = accept_arguments(
+        KeySpace(prefix),
+        envelope,
         raw,
-        envelope.event_type,
-        envelope.vehicle_id or "",
-        envelope.user_id or "",
-        envelope.webhook_id or "",
-        envelope.mode or "",
-        envelope.version,
-        "1" if envelope.is_test else "0",
+        received_at=time.time() if received_at is None else received_at,
+        dedupe_seconds=DEFAULT_DEDUPE_SECONDS,
     )
+    client.eval(ACCEPT_SCRIPT, 4, *arguments)
     return envelope.event_id
 
 

@@ -15,6 +15,8 @@ from typing import Any, Literal, Self
 
 import httpx
 
+from smartcar_core.simulator.emitter import DeliveryAttempt
+
 FaultKind = Literal["error", "http_status", "gateway_html", "slow", "drop"]
 
 
@@ -56,23 +58,11 @@ class RecordedCall:
     duration: float
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One webhook delivery attempt."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery(DeliveryAttempt):
+    """A delivery attempt as `GET /_sim/deliveries` reports it: the emitter's record, and its webhook."""
 
     webhook_id: str
-    event_id: str
-    delivery_id: str | None
-    attempt: int
-    sent_at: float
-    status_code: int | None
-    latency_seconds: float
-    error: str | None
-    timed_out: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
