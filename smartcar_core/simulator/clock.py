@@ -49,6 +49,10 @@ class ManualClock:
 
 def iso_time(epoch_seconds: float) -> str:
     """`2018-05-04T07:20:50.844Z`: the form of Smartcar's `sc-data-age` and `sc-fetched-at` headers."""
-    millis = int(epoch_seconds * 1000)
-    seconds, rest = divmod(millis, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest:03d}Z"
+    return iso_ms(int(epoch_seconds * 1000))
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """Epoch milliseconds in that form (also the legacy webhook payloads' `eventTime`)."""
+    seconds, millis = divmod(epoch_ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"

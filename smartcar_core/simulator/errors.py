@@ -112,8 +112,7 @@ class ApiError(Exception):
         return {"retry-after": str(max(0, round(self.retry_after)))}
 
     def doc_url(self) -> str:
-        page = f"{DOCS}/{self.type.lower().replace('_', '-')}-errors"
-        return page if self.code is None else f"{page}#{self.code.lower().replace('_', '-')}"
+        return error_doc_url(self.type, self.code)
 
     def v2_body(self, request_id: str) -> dict[str, Any]:
         return {
@@ -164,6 +163,12 @@ class OAuthError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": self.error, "error_description": self.description}
+
+
+def error_doc_url(error_type: str, code: str | None) -> str:
+    """The page (and anchor) of Smartcar's error reference for (type, code), as `docURL` names it."""
+    page = f"{DOCS}/{error_type.lower().replace('_', '-')}-errors"
+    return page if code is None else f"{page}#{code.lower().replace('_', '-')}"
 
 
 def _user_message(error: ApiError) -> str:

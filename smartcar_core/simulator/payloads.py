@@ -15,6 +15,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from smartcar_core.simulator.clock import iso_ms
+from smartcar_core.simulator.errors import error_doc_url
+
 Shape = Literal["A", "B"]
 LegacyEventName = Literal["eventBased", "scheduled", "dynamic"]
 
@@ -25,7 +28,6 @@ SIGNAL_UPDATED = "SIGNAL_UPDATED"
 DEFAULT_WEBHOOK_NAME = "Simulated Webhook"
 LEGACY_EVENT_TYPES = frozenset({"CHARGING_STARTED", "CHARGING_STOPPED", "CHARGING_COMPLETED"})
 ERROR_STATES = frozenset({"ERROR", "RESOLVED"})
-DOCS_ERRORS_URL = "https://smartcar.com/docs/errors/api-errors"
 
 # Our own wording for the VEHICLE_ERROR codes the webhook reference documents, with the resolution
 # Smartcar suggests. Codes not listed get a generic description and no resolution.
@@ -178,24 +180,16 @@ def vehicle_state_event(
     by_code = {item["code"]: item for item in items}
     meta = {**_meta(webhook_id, webhook_name), "mode": mode, "signalCount": len(items)}
     data: dict[str, Any] = {"user": _user(vehicle, shape), "vehicle": _vehicle(vehicle, shape, mode)}
+    event: dict[str, Any] = {"eventId": event_id or new_id(), "eventType": "VEHICLE_STATE"}
     if shape == "A":
+        event["vehicleId"] = str(vehicle["id"])
         data["triggers"] = [_trigger_a(code, by_code) for code in triggers]
-        data["signals"] = items
-        return {
-            "eventId": event_id or new_id(),
-            "eventType": "VEHICLE_STATE",
-            "vehicleId": str(vehicle["id"]),
-            "data": data,
-            "meta": meta,
-        }
     data["signals"] = items
-    return {
-        "eventId": event_id or new_id(),
-        "eventType": "VEHICLE_STATE",
-        "data": data,
-        "triggers": [_trigger_b(code, by_code) for code in triggers],
-        "meta": meta,
-    }
+    event["data"] = data
+    if shape == "B":
+        event["triggers"] = [_trigger_b(code, by_code) for code in triggers]
+    event["meta"] = meta
+    return event
 
 
 def vehicle_error_event(
@@ -286,12 +280,6 @@ def error_item(
 ) -> dict[str, Any]:
     """A complete `data.errors[]` item for (type, code) naming the affected signals ({code, name, group})."""
     return _error_item({"type": error_type, "code": code, "state": state, "signals": list(signals)})
-
-
-def iso_ms(epoch_ms: int) -> str:
-    """Epoch milliseconds as the ISO-8601 UTC form Smartcar's legacy payloads use."""
-    seconds, millis = divmod(epoch_ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 def _meta(webhook_id: str, webhook_name: str) -> dict[str, Any]:
@@ -387,7 +375,7 @@ def _error_item(error: Mapping[str, Any]) -> dict[str, Any]:
     }
     if state == "ERROR":
         item["suggestedUserMessage"] = error.get("suggestedUserMessage", user_message)
-        item["docURL"] = error.get("docURL", _doc_url(error_type, code))
+        item["docURL"] = error.get("docURL", error_doc_url(error_type, code))
         item["resolution"] = error.get("resolution", {"type": resolution})
     else:
         item.update(
@@ -395,11 +383,6 @@ def _error_item(error: Mapping[str, Any]) -> dict[str, Any]:
         )
     item["signals"] = [dict(signal) for signal in error.get("signals", ())]
     return item
-
-
-def _doc_url(error_type: str, code: str | None) -> str:
-    page = f"{DOCS_ERRORS_URL}/{error_type.lower().replace('_', '-')}-errors"
-    return page if code is None else f"{page}#{code.lower().replace('_', '-')}"
 
 
 def _default_battery_item() -> dict[str, Any]:
