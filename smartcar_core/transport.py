@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import inspect
 import os
 import ssl
 import threading
@@ -94,15 +95,23 @@ def network_error(error: httpx.RequestError) -> SmartcarError:
 # `Client.send` runs an auth flow, a redirect loop and the event hooks, and stores each response's
 # cookies in the client's jar through urllib shims: a quarter of the time of a kept-alive GET (measured
 # by bench/client_bench.py). A Call carries its own Authorization, and we neither follow redirects
-# nor send cookies, so a client without auth, hooks or redirect-following sends a Call straight
-# through its transport (the proxy mounted for the URL included); any other client gets `send()`.
+# nor send cookies, so a plain client sends a Call straight through its transport (the proxy mounted
+# for the URL included). Plain means: an httpx.Client or AsyncClient itself, whose `send` is still
+# httpx's own (a subclass, or a tracing library that wraps `send`, must see every request), without
+# auth, event hooks or redirect following. Any other client gets `send()`, and so does every client
+# if httpx stops offering `_transport_for_url`. Skipped on the direct path: httpx's INFO log line
+# per request and `response.elapsed`.
 _DIRECT = hasattr(httpx.Client, "_transport_for_url") and hasattr(httpx.AsyncClient, "_transport_for_url")
+_HTTPX_SEND: dict[type[object], object] = {
+    cls: inspect.unwrap(cls.send) for cls in (httpx.Client, httpx.AsyncClient)
+}
 
 
 def _is_plain(client: httpx.Client | httpx.AsyncClient) -> bool:
     hooks = client.event_hooks
     return (
         _DIRECT
+        and type(client).send is _HTTPX_SEND.get(type(client))
         and client.auth is None
         and not client.follow_redirects
         and not hooks["request"]
@@ -117,7 +126,12 @@ def _check_open(client: httpx.Client | httpx.AsyncClient) -> None:
 
 def _send_direct(client: httpx.Client, request: httpx.Request) -> httpx.Response:
     _check_open(client)
-    response = client._transport_for_url(request.url).handle_request(request)  # noqa: SLF001 - see _DIRECT
+    transport = client._transport_for_url(request.url)  # noqa: SLF001 - see _DIRECT
+    try:
+        response = transport.handle_request(request)
+    except httpx.RequestError as error:
+        error.request = request  # as Client.send does: the cause then says which request failed
+        raise
     response.request = request
     try:
         response.read()
@@ -129,7 +143,11 @@ def _send_direct(client: httpx.Client, request: httpx.Request) -> httpx.Response
 async def _send_direct_async(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
     _check_open(client)
     transport = client._transport_for_url(request.url)  # noqa: SLF001 - see _DIRECT
-    response = await transport.handle_async_request(request)
+    try:
+        response = await transport.handle_async_request(request)
+    except httpx.RequestError as error:
+        error.request = request
+        raise
     response.request = request
     try:
         await response.aread()

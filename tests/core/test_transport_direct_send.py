@@ -6,17 +6,19 @@ following; every other client goes through `send()` so that what its owner confi
 
 from __future__ import annotations
 
+import functools
 import http.server
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import certifi
 import httpx
 import pytest
 
-from smartcar_core import AsyncVehicle, Origins, SmartcarConnectionError, Vehicle, make_client
+from smartcar_core import AsyncVehicle, Origins, SmartcarConnectionError, Vehicle, make_client, transport
 from smartcar_core.transport import _ssl_verify, make_async_client
 
 ORIGINS = Origins(api="http://smartcar.test")
@@ -67,6 +69,86 @@ def test_query_parameters_do_not_stick_to_a_url() -> None:
         vehicle.permissions(paging={"limit": 5})
         vehicle.permissions()
     assert [request.url.query for request in seen] == [b"limit=5", b""]
+
+
+def test_the_installed_httpx_offers_the_direct_path() -> None:
+    # If this fails, httpx renamed `_transport_for_url`: every call falls back to `Client.send`, which
+    # works but loses the speed bench/client_bench.py measures. Adapt `transport` to the new httpx.
+    assert transport._DIRECT
+
+
+def test_without_the_direct_path_a_plain_client_goes_through_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport, "_DIRECT", False)
+    seen: list[httpx.Request] = []
+    with httpx.Client(transport=httpx.MockTransport(odometer_handler(seen))) as http:
+        odometer = Vehicle("v-1", "token-1", origins=ORIGINS, http=http).odometer()
+        assert dict(http.cookies) == {"session": "abc"}  # stored by Client.send, never by the direct path
+    assert (odometer.distance, odometer.meta.request_id) == (12.5, "req-1")
+    assert seen[0].headers["authorization"] == "Bearer token-1"
+
+
+@pytest.mark.anyio
+async def test_without_the_direct_path_a_plain_async_client_goes_through_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transport, "_DIRECT", False)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(odometer_handler([]))) as http:
+        odometer = await AsyncVehicle("v-2", "token-2", origins=ORIGINS, http=http).odometer()
+        assert dict(http.cookies) == {"session": "abc"}
+    assert odometer.distance == 12.5
+
+
+class RecordingClient(httpx.Client):
+    """A subclass that overrides `send`, as an instrumented or test client would."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sent: list[str] = []
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        self.sent.append(request.url.path)
+        return super().send(request, **kwargs)
+
+
+def test_a_subclass_of_the_client_goes_through_its_send() -> None:
+    with RecordingClient(transport=httpx.MockTransport(odometer_handler([]))) as http:
+        Vehicle("v-1", "token-1", origins=ORIGINS, http=http).odometer()
+    assert http.sent == ["/v2.0/vehicles/v-1/odometer"]
+
+
+def test_a_send_wrapped_by_a_tracing_library_still_sees_every_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    traced: list[str] = []
+    original = httpx.Client.send
+
+    @functools.wraps(original)
+    def traced_send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        traced.append(request.method)
+        return original(self, request, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "send", traced_send)
+    with httpx.Client(transport=httpx.MockTransport(odometer_handler([]))) as http:
+        Vehicle("v-1", "token-1", origins=ORIGINS, http=http).odometer()
+    assert traced == ["GET"]
+
+
+@pytest.mark.anyio
+async def test_an_async_send_wrapped_by_a_tracing_library_still_sees_every_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    traced: list[str] = []
+    original = httpx.AsyncClient.send
+
+    @functools.wraps(original)
+    async def traced_send(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        traced.append(request.method)
+        return await original(self, request, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", traced_send)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(odometer_handler([]))) as http:
+        await AsyncVehicle("v-2", "token-2", origins=ORIGINS, http=http).odometer()
+    assert traced == ["GET"]
 
 
 def test_client_with_event_hooks_goes_through_send() -> None:
@@ -158,7 +240,7 @@ def test_failure_while_reading_the_body_is_a_sent_connection_error_and_closes_it
 
 def test_connect_failure_is_an_unsent_connection_error() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
+        raise httpx.ConnectError("refused")  # as HTTPTransport raises it: without the request
 
     with (
         httpx.Client(transport=httpx.MockTransport(refuse)) as http,
@@ -166,6 +248,22 @@ def test_connect_failure_is_an_unsent_connection_error() -> None:
     ):
         Vehicle("v-1", "token-1", origins=ORIGINS, http=http).odometer()
     assert raised.value.request_sent is False
+    # The cause names the failed request, as Client.send's errors do.
+    assert isinstance(raised.value.__cause__, httpx.ConnectError)
+    assert raised.value.__cause__.request.url.path == "/v2.0/vehicles/v-1/odometer"
+
+
+@pytest.mark.anyio
+async def test_async_connect_failure_is_an_unsent_connection_error_naming_its_request() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
+        with pytest.raises(SmartcarConnectionError) as raised:
+            await AsyncVehicle("v-2", "token-2", origins=ORIGINS, http=http).odometer()
+    assert raised.value.request_sent is False
+    assert isinstance(raised.value.__cause__, httpx.ConnectError)
+    assert raised.value.__cause__.request.url.path == "/v2.0/vehicles/v-2/odometer"
 
 
 @pytest.mark.anyio
