@@ -1,13 +1,15 @@
 """The receiver's ASGI app: `receiver.app:app` for uvicorn, `create_app(settings)` for tests and embedding.
 
 `app` is built on first access, from the environment: uvicorn's import of `receiver.app:app` is start-up, so a
-missing `SMARTCAR_AMT` (or any invalid setting) stops the process there with `SettingsError` saying what to
-set, rather than at the first delivery. Importing this module alone reads nothing.
+missing `SMARTCAR_AMT` (or any invalid setting) stops the process there, rather than at the first delivery,
+with one line on stderr saying what to set and exit status 3 (`STARTUP_FAILURE`). Importing this module
+alone reads nothing; `create_app()` raises `SettingsError` instead.
 """
 
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from starlette.routing import Route
 
 from receiver.logs import configure_logging, get_logger
 from receiver.metrics import CONTENT_TYPE, ReceiverMetrics
-from receiver.settings import ReceiverSettings, load_settings
+from receiver.settings import ReceiverSettings, SettingsError, load_settings
 from receiver.signatures import SignatureChecker
 from receiver.store import KeySpace
 from receiver.verify import VerifyGate
@@ -32,6 +34,9 @@ from receiver.webhook import WebhookEndpoint
 from receiver.writer import EventWriter
 
 WEBHOOK_PATH = "/webhooks/smartcar"
+# uvicorn's own exit status for "failed before serving": under `--workers N` its supervisor stops on it,
+# where any other status has it restart the worker, which fails the same way, forever.
+STARTUP_FAILURE = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +147,11 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        application = create_app()
+        try:
+            application = create_app()
+        except SettingsError as error:
+            sys.stderr.write(f"receiver: configuration error: {error}\n")
+            raise SystemExit(STARTUP_FAILURE) from None
         globals()["app"] = application
         return application
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from typer.testing import CliRunner
 
 import receiver.app
-from receiver.app import create_app
+from receiver.app import STARTUP_FAILURE, create_app
 from receiver.cli import cli
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
 from receiver.testing import Harness, asgi_client, free_port
@@ -138,18 +138,45 @@ def test_invalid_settings_fail_naming_the_setting(
     assert "amt-valid" not in str(caught.value)
 
 
-def test_uvicorn_refuses_to_start_without_an_amt() -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("SMARTCAR_", "RECEIVER_"))}
-    done = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "uvicorn", "receiver.app:app", "--port", str(free_port()), "--no-access-log"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+def run_uvicorn(env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
+    """`uvicorn receiver.app:app` run to its exit, with no SMARTCAR_* or RECEIVER_* variable but `env`'s."""
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith(("SMARTCAR_", "RECEIVER_"))},
+        **env,
+    }
+    command = [sys.executable, "-m", "uvicorn", "receiver.app:app", "--port", str(free_port()), *options]
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [*command, "--no-access-log"], env=env, capture_output=True, text=True, timeout=30, check=False
     )
-    assert done.returncode != 0
-    assert "SMARTCAR_AMT is not set" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        pytest.param({}, "SMARTCAR_AMT is not set", id="no AMT"),
+        pytest.param(
+            {"SMARTCAR_AMT": "amt-valid-0123456789", "RECEIVER_MAX_BODY_BYTES": "lots"},
+            "RECEIVER_MAX_BODY_BYTES",
+            id="an invalid setting",
+        ),
+    ],
+)
+def test_uvicorn_refuses_to_start_with_one_line_that_says_what_to_set(
+    env: dict[str, str], words: str
+) -> None:
+    done = run_uvicorn(env)
+    assert done.returncode == STARTUP_FAILURE
+    assert done.stderr.splitlines() == [done.stderr.strip()]  # one line, no traceback
+    assert done.stderr.startswith("receiver: configuration error: ")
+    assert words in done.stderr
+    assert "amt-valid" not in done.stderr
+
+
+def test_uvicorn_workers_stop_instead_of_restarting_forever_without_an_amt() -> None:
+    done = run_uvicorn({}, "--workers", "2")  # a worker exiting otherwise is restarted, and fails again
+    assert "failed to start, stopping the parent process" in done.stderr
+    assert "receiver: configuration error: SMARTCAR_AMT is not set" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_the_module_app_is_built_once_from_the_environment(
