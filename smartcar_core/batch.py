@@ -76,18 +76,32 @@ def batch_parser(readers: Mapping[str, tuple[str, ItemParser]]) -> Callable[[htt
         for raw in responses:
             if not isinstance(raw, dict):
                 raise invalid_response(response, "BatchResponse", "an item is not an object", body)
-            item = _item(raw, response.headers, readers)
+            code = _item_code(raw.get("code"))
+            if code is None:
+                problem = f"an item's code is not an HTTP status: {raw.get('code')!r:.40}"
+                raise invalid_response(response, "BatchResponse", problem, body)
+            item = _item(raw, code, response.headers, readers)
             items[item.path] = item
         return BatchResponse(items, names, Meta.from_headers(response.headers))
 
     return parse
 
 
+def _item_code(value: Any) -> int | None:
+    """The item's status: an int or a string of digits; 0 when absent (a failure); None when unreadable."""
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
 def _item(
-    raw: dict[str, Any], top_headers: httpx.Headers, readers: Mapping[str, tuple[str, ItemParser]]
+    raw: dict[str, Any], code: int, top_headers: httpx.Headers, readers: Mapping[str, tuple[str, ItemParser]]
 ) -> BatchItem:
     path = normalise_path(str(raw.get("path") or ""))
-    code = int(raw.get("code") or 0)
     headers = httpx.Headers(top_headers)
     item_headers = raw.get("headers")
     if isinstance(item_headers, dict):

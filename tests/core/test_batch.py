@@ -164,6 +164,22 @@ async def test_an_item_without_a_code_is_a_failure(harness: Harness) -> None:
     assert caught.value.status_code == 0
 
 
+@pytest.mark.parametrize("code", ["OK", {"status": 200}, 200.5, True, "-1", "²"])
+async def test_an_item_code_that_is_not_a_status_is_unexpected(harness: Harness, code: Any) -> None:
+    body = {"responses": [{"path": "/odometer", "code": code, "body": {"distance": 1}}]}
+    harness.router.post(f"{BASE}/batch").respond(json=body)
+
+    with pytest.raises(UnexpectedResponseError, match="an item's code is not an HTTP status"):
+        await settle(harness.vehicle().batch(["/odometer"]))
+
+
+async def test_an_item_code_may_be_a_string_of_digits(harness: Harness) -> None:
+    result = await batch(harness, [{"path": "/odometer", "code": "200", "body": {"distance": 1}}])
+
+    assert result.odometer().distance == 1
+    assert [item.code for item in result.items] == [200]
+
+
 async def test_missing_answers_are_key_and_attribute_errors(harness: Harness) -> None:
     result = await batch(harness, ITEMS[:1])
 
