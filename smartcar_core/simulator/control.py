@@ -18,14 +18,14 @@ from starlette.routing import Route
 
 from smartcar_core.simulator.control_client import SimulatorControl
 from smartcar_core.simulator.faults import FaultSpec, path_matches
-from smartcar_core.simulator.fleet import VehiclePatch
+from smartcar_core.simulator.fleet import Vehicle, VehiclePatch
 from smartcar_core.simulator.gateway import bearer, same
 from smartcar_core.simulator.latency import LatencyModel
 from smartcar_core.simulator.limits import RateLimitSettings
 from smartcar_core.simulator.state import Simulator
 from smartcar_core.simulator.tokens import ALL_SCOPES, Grant
 
-__all__ = ["ROUTES", "ControlError", "SimulatorControl", "control", "read_model"]
+__all__ = ["ROUTES", "ControlError", "SimulatorControl", "control", "read_model", "vehicle_or_404"]
 
 M = TypeVar("M", bound=BaseModel)
 MAX_CONTROL_BODY = 1_048_576
@@ -87,7 +87,7 @@ def control(
     return endpoint
 
 
-def _vehicle_or_404(sim: Simulator, vehicle_id: str) -> Any:
+def vehicle_or_404(sim: Simulator, vehicle_id: str) -> Vehicle:
     vehicle = sim.fleet.get(vehicle_id)
     if vehicle is None:
         raise ControlError(404, f"no vehicle {vehicle_id}")
@@ -103,12 +103,11 @@ async def list_vehicles(_request: Request, sim: Simulator) -> dict[str, Any]:
 
 
 async def get_vehicle(request: Request, sim: Simulator) -> dict[str, Any]:
-    result: dict[str, Any] = _vehicle_or_404(sim, request.path_params["vehicle_id"]).as_dict()
-    return result
+    return vehicle_or_404(sim, request.path_params["vehicle_id"]).as_dict()
 
 
 async def patch_vehicle(request: Request, sim: Simulator) -> dict[str, Any]:
-    vehicle = _vehicle_or_404(sim, request.path_params["vehicle_id"])
+    vehicle = vehicle_or_404(sim, request.path_params["vehicle_id"])
     changes = await read_model(request, VehiclePatch)
     changed = vehicle.patch(changes, sim.clock.now())
     if changed:

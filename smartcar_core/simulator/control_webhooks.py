@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from smartcar_core.simulator import payloads
-from smartcar_core.simulator.control import ControlError, control, read_model
+from smartcar_core.simulator.control import ControlError, control, read_model, vehicle_or_404
+from smartcar_core.simulator.emitter import event_id_of
 from smartcar_core.simulator.fleet import Vehicle
 from smartcar_core.simulator.state import Simulator
-from smartcar_core.simulator.webhooks import Webhook, WebhookHub, event_id_of
+from smartcar_core.simulator.webhooks import Webhook, WebhookHub
 
 EventType = Literal[
     "VERIFY",
@@ -23,6 +24,7 @@ EventType = Literal[
     "LEGACY_SCHEDULED",
     "LEGACY_DYNAMIC",
 ]
+DEFAULT_ERROR = {"type": "VEHICLE_STATE", "code": "UNREACHABLE"}  # a VEHICLE_ERROR emit without `error`
 
 
 class WebhookSettings(BaseModel):
@@ -83,16 +85,17 @@ def _vehicle(sim: Simulator, webhook: Webhook, vehicle_id: str | None) -> Vehicl
     if vehicle_id is None:
         subscribed = sorted(sim.subscriptions.get(webhook.id, ()))
         vehicle_id = subscribed[0] if subscribed else next(iter(sim.fleet.vehicles), None)
-    vehicle = sim.fleet.get(vehicle_id) if vehicle_id else None
-    if vehicle is None:
-        raise ControlError(404, f"no vehicle {vehicle_id}")
-    return vehicle
+    if vehicle_id is None:
+        raise ControlError(404, "the fleet is empty")
+    return vehicle_or_404(sim, vehicle_id)
 
 
 async def put_webhook(request: Request, sim: Simulator) -> dict[str, Any]:
     ask = await read_model(request, WebhookSettings)
     hub = _hub(request)
     webhook_id = request.path_params["webhook_id"]
+    # Every vehicle is found before anything changes: an unknown one leaves the webhook as it was.
+    vehicles = [vehicle_or_404(sim, vehicle_id) for vehicle_id in ask.vehicle_ids or []]
     try:
         webhook = hub.configure(
             webhook_id,
@@ -109,10 +112,7 @@ async def put_webhook(request: Request, sim: Simulator) -> dict[str, Any]:
         raise ControlError(400, str(error)) from None
     if ask.verify:
         hub.send(webhook, payloads.verify_event(webhook_id=webhook_id, webhook_name=webhook.name))
-    for vehicle_id in ask.vehicle_ids or []:
-        vehicle = sim.fleet.get(vehicle_id)
-        if vehicle is None:
-            raise ControlError(404, f"no vehicle {vehicle_id}")
+    for vehicle in vehicles:
         sim.subscribe(webhook_id, vehicle)
     return webhook.as_dict(sim.subscriptions.get(webhook_id, set()))
 
@@ -137,10 +137,10 @@ def build_event(hub: WebhookHub, webhook: Webhook, vehicle: Vehicle, ask: EmitRe
             webhook_name=webhook.name,
         )
     if ask.type == "VEHICLE_STATE":
-        triggers = ask.triggers or [webhook.triggers[0] if webhook.triggers else payloads.FIRST_DELIVERY]
+        triggers = ask.triggers or [webhook.default_trigger]
         return hub.state_event(webhook, vehicle, triggers, shape=ask.shape, mode=ask.mode)
     if ask.type == "VEHICLE_ERROR":
-        error = ask.error or {"type": "VEHICLE_STATE", "code": "UNREACHABLE"}
+        error = ask.error or DEFAULT_ERROR
         if not error.get("type"):
             raise ValueError("error needs a type")
         return hub.error_event(webhook, vehicle, [(str(error["type"]), error.get("code"), ask.state)])
@@ -173,7 +173,7 @@ async def emit(request: Request, sim: Simulator) -> dict[str, Any]:
         raise ControlError(400, str(error)) from None
     hub.send(webhook, event)
     if ask.type == "VEHICLE_ERROR" and ask.state == "ERROR" and ask.resolve_after is not None:
-        failed = ask.error or {"type": "VEHICLE_STATE", "code": "UNREACHABLE"}
+        failed = ask.error or DEFAULT_ERROR
         hub.schedule_resolve(webhook, vehicle, str(failed["type"]), failed.get("code"), ask.resolve_after)
     return {"event_id": event_id_of(event), "event": event}
 

@@ -309,6 +309,11 @@ class WebhookEmitter:
         return response.status_code, excerpt
 
 
+def event_id_of(event: Event) -> str:
+    """The id a receiver derives for `event` (legacy envelopes have none of their own)."""
+    return _identify(event, sign_verify=False)[0]
+
+
 def _identify(event: Event, *, sign_verify: bool) -> tuple[str, bool]:
     """The event id a receiver will see (as `parse_envelope` derives it) and whether to sign the event."""
     if isinstance(event, Mapping) and isinstance(event.get("eventId"), str):

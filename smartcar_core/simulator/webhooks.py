@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
-from smartcar_core.events import parse_envelope
 from smartcar_core.simulator import payloads
 from smartcar_core.simulator.emitter import WebhookEmitter
 from smartcar_core.simulator.fleet import Vehicle
@@ -27,6 +25,7 @@ from smartcar_core.simulator.signals import BY_CODE, DEFAULT_WEBHOOK_SIGNALS, Si
 from smartcar_core.simulator.state import Simulator
 
 Shape = Literal["A", "B"]
+T = TypeVar("T")
 # (state field, value meaning trouble) -> the VEHICLE_ERROR it raises
 ERROR_CONDITIONS: tuple[tuple[str, bool, str, str], ...] = (
     ("online", False, "VEHICLE_STATE", "UNREACHABLE"),
@@ -40,7 +39,7 @@ class Webhook:
     id: str
     name: str
     target_url: str | None
-    amt: str
+    amt: str = field(repr=False)
     time_scale: float
     timeout: float
     shape: Shape
@@ -49,6 +48,11 @@ class Webhook:
     emitter: WebhookEmitter | None = None
     last_values: dict[str, dict[str, str]] = field(default_factory=dict)  # vehicle -> trigger code -> value
     active_errors: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+
+    @property
+    def default_trigger(self) -> str:
+        """The trigger of an event nothing in particular set off (a control emit, a burst)."""
+        return self.triggers[0] if self.triggers else payloads.FIRST_DELIVERY
 
     def as_dict(self, subscribed: set[str]) -> dict[str, Any]:
         return {
@@ -63,13 +67,6 @@ class Webhook:
             "vehicle_ids": sorted(subscribed),
             "pending": self.emitter.pending if self.emitter else 0,
         }
-
-
-def event_id_of(event: dict[str, Any]) -> str:
-    """The id a receiver derives for `event` (legacy envelopes have none of their own)."""
-    if isinstance(event.get("eventId"), str):
-        return str(event["eventId"])
-    return parse_envelope(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()).event_id
 
 
 class WebhookHub:
@@ -168,11 +165,13 @@ class WebhookHub:
         self.webhooks[webhook_id] = webhook
         return webhook
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run `coroutine` in the background; `aclose` cancels it if it is still running."""
         loop = self._loop or asyncio.get_running_loop()
         task = loop.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def send(self, webhook: Webhook, event: dict[str, Any] | bytes) -> None:
         """Hand an event to the webhook's emitter (from the server's loop or any thread)."""
@@ -280,10 +279,9 @@ class WebhookHub:
         subscribed = sorted(self.sim.subscriptions.get(webhook.id, ())) or list(self.sim.fleet.vehicles)
         if not subscribed:
             raise ValueError("the fleet is empty")
-        first = webhook.triggers[0] if webhook.triggers else payloads.FIRST_DELIVERY
         for _ in range(count):
             vehicle = self.sim.fleet.require(self._rng.choice(subscribed))
-            yield self.state_event(webhook, vehicle, [first])
+            yield self.state_event(webhook, vehicle, [webhook.default_trigger])
 
     def start_burst(
         self, webhook: Webhook, *, count: int, rate: float, concurrency: int, retries: bool
@@ -310,10 +308,8 @@ class WebhookHub:
             record.update(status="done", report={**dataclasses.asdict(report), "rate": report.rate})
             return record
 
-        task = asyncio.get_running_loop().create_task(run())
+        task = self._spawn(run())
         self.bursts[burst_id] = record
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
         task.add_done_callback(lambda done: done.cancelled() or done.exception())
         return burst_id, task
 

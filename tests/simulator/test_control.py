@@ -236,3 +236,25 @@ def test_a_control_token_guards_the_control_endpoints() -> None:
         ):
             wrong.health()
         assert raised.value.status_code == 401
+
+
+def test_a_webhook_update_naming_an_unknown_vehicle_changes_nothing() -> None:
+    with run_simulator(vehicles=2, seed=1) as simulator:
+        known = simulator.vehicle_ids[0]
+        before = simulator.control.configure_webhook("wh-edit", shape="A")
+        with pytest.raises(ControlCallError) as raised:
+            simulator.control.configure_webhook("wh-edit", shape="B", vehicle_ids=[known, "no-such-vehicle"])
+        assert raised.value.status_code == 404
+        assert "no-such-vehicle" in raised.value.body["error"]
+        assert simulator.control.webhook("wh-edit") == before
+        assert before["shape"] == "A"
+        assert before["vehicle_ids"] == []
+
+
+def test_a_webhooks_amt_stays_out_of_its_repr() -> None:
+    with run_simulator(vehicles=1) as simulator:
+        simulator.control.configure_webhook("wh-secret", amt="amt-that-must-not-leak")
+        webhook = simulator.app.state.webhooks.webhooks["wh-secret"]
+        assert webhook.amt == "amt-that-must-not-leak"
+        assert "amt-that-must-not-leak" not in repr(webhook)
+        assert "wh-secret" in repr(webhook)
