@@ -17,7 +17,7 @@ from smartcar_core import v3
 from smartcar_core.auth import basic_auth, client_credentials, resolve_mode
 from smartcar_core.config import Origins, get_api_version, validate_version
 from smartcar_core.endpoint import AsyncSender, SyncSender, endpoint
-from smartcar_core.protocol import Call, Parser, flags_param, invalid_response, json_body, parse_result
+from smartcar_core.protocol import Call, Parser, flags_param, object_body, paging_params, parse_result
 from smartcar_core.vehicle import AsyncVehicle, UnitSystem, Vehicle, _segment
 from smartcar_core.webhooks import get_management_token
 
@@ -51,9 +51,7 @@ class CompatibilityMatrixOptions(TypedDict, total=False):
 
 
 def _parse_matrix(response: httpx.Response) -> r.CompatibilityMatrix:
-    body = json_body(response)
-    if not isinstance(body, dict):
-        raise invalid_response(response, "CompatibilityMatrix", "expected a JSON object", body)
+    body = object_body(response, "CompatibilityMatrix")
     return parse_result(r.CompatibilityMatrix)(
         httpx.Response(response.status_code, headers=response.headers, json={"makes": body})
     )
@@ -112,7 +110,7 @@ class ClientAPI:
 
     @endpoint
     def get_vehicles(self, access_token: str, paging: Mapping[str, int] | None = None) -> Call[r.Vehicles]:
-        params = [(key, str(paging[key])) for key in ("limit", "offset") if paging and key in paging]
+        params = paging_params(paging, ("limit", "offset"))
         return self._bearer(f"{self.origins.api}/v{self.version}/vehicles", access_token, _VEHICLES, params)
 
     @endpoint

@@ -87,6 +87,14 @@ def json_body(response: httpx.Response) -> Any:
         return response.text
 
 
+def object_body(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The JSON object body of an answer that must be one; `UnexpectedResponseError` otherwise."""
+    body = json_body(response)
+    if not isinstance(body, dict):
+        raise invalid_response(response, what, "expected a JSON object", body)
+    return body
+
+
 def invalid_response(response: httpx.Response, what: str, problem: str, body: Any) -> UnexpectedResponseError:
     return UnexpectedResponseError(
         status_code=response.status_code,
@@ -128,6 +136,11 @@ def parse_result(cls: type[R], *, list_field: str | None = None) -> Parser[R]:
             raise invalid_response(response, cls.__name__, describe_validation_error(error), body) from error
 
     return parse
+
+
+def paging_params(paging: Mapping[str, Any] | None, keys: Sequence[str]) -> list[tuple[str, str]]:
+    """The paging parameters the caller gave, of those the endpoint reads, in the endpoint's order."""
+    return [(key, str(paging[key])) for key in keys if paging and key in paging]
 
 
 def flags_param(flags: Mapping[str, Any] | None) -> list[tuple[str, str]]:

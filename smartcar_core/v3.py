@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from smartcar_core.protocol import invalid_response, json_body
+from smartcar_core.protocol import object_body
 
 _MILLIS_FLOOR = 1e11  # epoch values above this are milliseconds; docs show both units
 
@@ -93,24 +93,17 @@ class SignalResponse:
         return Signal.from_resource(self.body)
 
 
-def _object_body(response: httpx.Response, what: str) -> dict[str, Any]:
-    body = json_body(response)
-    if not isinstance(body, dict):
-        raise invalid_response(response, what, "expected a JSON object", body)
-    return body
-
-
 def _headers(response: httpx.Response) -> dict[str, str]:
     return {key.lower(): value for key, value in response.headers.items()}
 
 
 def parse_vehicle(response: httpx.Response) -> VehicleResponse:
-    return VehicleResponse(_object_body(response, "VehicleResponse"), _headers(response))
+    return VehicleResponse(object_body(response, "VehicleResponse"), _headers(response))
 
 
 def parse_signals(response: httpx.Response) -> SignalsResponse:
-    return SignalsResponse(_object_body(response, "SignalsResponse"), _headers(response))
+    return SignalsResponse(object_body(response, "SignalsResponse"), _headers(response))
 
 
 def parse_signal(response: httpx.Response) -> SignalResponse:
-    return SignalResponse(_object_body(response, "SignalResponse"), _headers(response))
+    return SignalResponse(object_body(response, "SignalResponse"), _headers(response))

@@ -20,7 +20,7 @@ from smartcar_core import v3
 from smartcar_core.batch import BatchResponse, ItemParser, batch_parser, normalise_path
 from smartcar_core.config import V3, Origins, get_api_version, validate_version
 from smartcar_core.endpoint import AsyncSender, Endpoint, SyncSender, endpoint
-from smartcar_core.protocol import NO_BODY, Call, Parser, flags_param, json_body, parse_result
+from smartcar_core.protocol import NO_BODY, Call, Parser, flags_param, json_body, paging_params, parse_result
 
 R = TypeVar("R")
 UnitSystem = Literal["metric", "imperial"]
@@ -163,7 +163,7 @@ class VehicleAPI:
 
     @endpoint
     def permissions(self, paging: Mapping[str, int] | None = None) -> Call[r.Permissions]:
-        params = [(key, str(paging[key])) for key in ("limit", "offset") if paging and key in paging]
+        params = paging_params(paging, ("limit", "offset"))
         return self.call("GET", "permissions", _PERMISSIONS, params=params)
 
     @endpoint

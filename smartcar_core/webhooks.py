@@ -16,7 +16,7 @@ from typing import Any
 
 def hash_challenge(amt: str, challenge: str) -> str:
     """The answer to a VERIFY event: hex HMAC-SHA256(AMT, challenge)."""
-    return hmac.new(amt.encode(), challenge.encode(), hashlib.sha256).hexdigest()
+    return signature_of(amt, challenge.encode())
 
 
 def signature_of(amt: str | bytes, body: bytes) -> str:
