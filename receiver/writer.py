@@ -41,8 +41,7 @@ class EventWriter:
         self.keyspace = keyspace
         self._dedupe_seconds = dedupe_seconds
         self._sha = hashlib.sha1(ACCEPT_SCRIPT.encode(), usedforsecurity=False).hexdigest()
-        self._queue: list[_Call] = []
-        self._flush_scheduled = False
+        self._queue: list[_Call] = []  # not empty exactly while a flush that will take it is scheduled
         self._flushes: set[asyncio.Task[None]] = set()
 
     async def load_script(self) -> None:
@@ -58,8 +57,7 @@ class EventWriter:
         )
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((args, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if len(self._queue) == 1:
             self._start_flush()
         return await future == 1
 
@@ -77,8 +75,6 @@ class EventWriter:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
         if self._queue:  # more than one batch's worth waits: the next flush takes it
             self._start_flush()
-        else:
-            self._flush_scheduled = False
         try:
             results = await self._results(batch)
         except (RedisError, OSError) as error:

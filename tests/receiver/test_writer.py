@@ -61,6 +61,18 @@ async def test_more_than_a_batch_at_once_is_sent_in_several_pipelines(
     assert len(read_inbox(store, keys)) == count
 
 
+async def test_a_delivery_arriving_while_a_flush_waits_for_redis_gets_a_flush_of_its_own(
+    writer: EventWriter, store: redis.Redis, keys: KeySpace
+) -> None:
+    first = asyncio.create_task(accept(writer, "first"))
+    while writer._queue or not writer._flushes:  # noqa: ASYNC110 - turn by turn, until a flush took "first"
+        await asyncio.sleep(0)
+    assert len(writer._flushes) == 1  # ... and waits for Redis
+    assert await accept(writer, "second") is True
+    assert await first is True
+    assert sorted(read_inbox(store, keys)) == ["first", "second"]
+
+
 async def test_one_failing_event_does_not_fail_its_batch(
     writer: EventWriter, store: redis.Redis, keys: KeySpace
 ) -> None:
