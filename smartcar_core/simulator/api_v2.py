@@ -9,10 +9,9 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import Route
 
-from smartcar_core.simulator.clock import iso_time
 from smartcar_core.simulator.errors import ApiError, not_found, validation
 from smartcar_core.simulator.fleet import Vehicle
-from smartcar_core.simulator.gateway import Ctx, api, check_vehicle, fault_error, same
+from smartcar_core.simulator.gateway import Ctx, api, bearer, check_vehicle, fault_error, same
 from smartcar_core.simulator.readings import READS, SERVICE_HISTORY_PERMISSION, service_history
 
 ACTION_OK = {"status": "success", "message": "Successfully sent request to vehicle"}
@@ -137,7 +136,6 @@ async def _batch(ctx: Ctx, vehicle: Vehicle) -> Response:
 def _batch_item(ctx: Ctx, vehicle: Vehicle, sub_path: str) -> dict[str, Any]:
     """One answer of a batch, with its own code and headers; error faults aimed at the path apply."""
     path = "/" + sub_path
-    unit_system = "imperial" if ctx.imperial else "metric"
     fault = ctx.sim.faults.match(
         method="GET",
         path=f"/vehicles/{vehicle.id}{path}",
@@ -150,15 +148,9 @@ def _batch_item(ctx: Ctx, vehicle: Vehicle, sub_path: str) -> dict[str, Any]:
             raise fault_error(fault.spec.error)
         body, fields = _read_body(ctx, vehicle, sub_path)
     except ApiError as error:
-        headers = {"sc-unit-system": unit_system, **error.headers()}
+        headers = {"sc-unit-system": ctx.unit_system, **error.headers()}
         return {"path": path, "code": error.status, "headers": headers, "body": error.v2_body(ctx.request_id)}
-    now = ctx.sim.clock.now()
-    headers = {
-        "sc-data-age": iso_time(vehicle.age(*fields) if fields else now),
-        "sc-fetched-at": iso_time(now),
-        "sc-unit-system": unit_system,
-    }
-    return {"path": path, "code": 200, "headers": headers, "body": body}
+    return {"path": path, "code": 200, "headers": ctx.read_headers(vehicle, fields), "body": body}
 
 
 async def _subscribe(ctx: Ctx, vehicle: Vehicle, webhook_id: str) -> Response:
@@ -167,7 +159,7 @@ async def _subscribe(ctx: Ctx, vehicle: Vehicle, webhook_id: str) -> Response:
 
 
 async def _unsubscribe(ctx: Ctx, webhook_id: str) -> Response:
-    token = ctx.request.headers.get("authorization", "").partition(" ")[2].strip()
+    token = bearer(ctx.request)
     if not token or not any(same(token, amt) for amt in ctx.sim.settings.amts):
         raise ApiError(
             "AUTHENTICATION", None, description="Unsubscribing needs the application management token."

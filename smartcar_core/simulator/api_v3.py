@@ -10,12 +10,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from smartcar_core.simulator.errors import ApiError, not_capable
+from smartcar_core.simulator.fleet import Vehicle
 from smartcar_core.simulator.gateway import Ctx, api, check_vehicle
 from smartcar_core.simulator.signals import BY_CODE, SIGNALS, SignalReading, read_signal, resource
 
 
-def _vehicle_resource(ctx: Ctx) -> dict[str, object]:
-    vehicle = check_vehicle(ctx)
+def _vehicle_resource(vehicle: Vehicle) -> dict[str, object]:
     return {
         "id": vehicle.id,
         "type": "vehicle",
@@ -32,7 +32,7 @@ def _vehicle_resource(ctx: Ctx) -> dict[str, object]:
 
 async def get_vehicle(ctx: Ctx) -> Response:
     ctx.require("read_vehicle_info")
-    return ctx.json(_vehicle_resource(ctx))
+    return ctx.json(_vehicle_resource(check_vehicle(ctx)))
 
 
 async def get_signals(ctx: Ctx) -> Response:
@@ -52,7 +52,7 @@ async def get_signals(ctx: Ctx) -> Response:
         "data": items,
         "meta": {"page": 1, "pageSize": len(items), "totalCount": len(items)},
         "links": {"self": self_link, "first": self_link, "previous": None, "next": None, "last": self_link},
-        "included": {"vehicle": _vehicle_resource(ctx)},
+        "included": {"vehicle": _vehicle_resource(vehicle)},
     }
     return ctx.json(body)
 

@@ -26,6 +26,7 @@ from smartcar_core.simulator.clock import iso_time
 from smartcar_core.simulator.errors import ApiError, OAuthError, validation
 from smartcar_core.simulator.faults import GATEWAY_PAGE, ErrorSpec, Fault
 from smartcar_core.simulator.fleet import Vehicle
+from smartcar_core.simulator.settings import SimulatorSettings
 from smartcar_core.simulator.state import RecordedRequest, Simulator
 from smartcar_core.simulator.tokens import Grant
 
@@ -65,11 +66,21 @@ class Ctx:
         """A 2xx answer; with `vehicle`, the read headers (data age from `fields`, fetch time, units)."""
         headers = {"sc-request-id": self.request_id}
         if vehicle is not None:
-            now = self.sim.clock.now()
-            headers["sc-data-age"] = iso_time(vehicle.age(*fields) if fields else now)
-            headers["sc-fetched-at"] = iso_time(now)
-            headers["sc-unit-system"] = "imperial" if self.imperial else "metric"
+            headers.update(self.read_headers(vehicle, fields))
         return Response(dumps(body), status, headers, media_type=JSON)
+
+    def read_headers(self, vehicle: Vehicle, fields: tuple[str, ...]) -> dict[str, str]:
+        """A read's headers: its data age (when `fields` last changed), its fetch time, its units."""
+        now = self.sim.clock.now()
+        return {
+            "sc-data-age": iso_time(vehicle.age(*fields) if fields else now),
+            "sc-fetched-at": iso_time(now),
+            "sc-unit-system": self.unit_system,
+        }
+
+    @property
+    def unit_system(self) -> str:
+        return "imperial" if self.imperial else "metric"
 
     def error(self, error: ApiError) -> Response:
         if self.family == "v3":
@@ -127,6 +138,13 @@ def same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+def is_client(settings: SimulatorSettings, client_id: str, client_secret: str) -> bool:
+    """Whether these are the application's credentials (the secret compared in constant time)."""
+    return same(client_id, settings.client_id) and same(
+        client_secret, settings.client_secret.get_secret_value()
+    )
+
+
 def authenticate(ctx: Ctx, auth: Auth) -> None:
     settings = ctx.sim.settings
     if auth == "bearer":
@@ -138,9 +156,7 @@ def authenticate(ctx: Ctx, auth: Auth) -> None:
             )
     elif auth == "client":
         pair = basic(ctx.request)
-        if pair is None or not (
-            same(pair[0], settings.client_id) and same(pair[1], settings.client_secret.get_secret_value())
-        ):
+        if pair is None or not is_client(settings, *pair):
             raise ApiError("AUTHENTICATION", None, description="Invalid client credentials.")
     elif auth == "management":
         pair = basic(ctx.request)

@@ -123,3 +123,12 @@ def test_compatibility_refusals(
     assert answer.json()["detail"][0]["field"] == field
     wrong = httpx.get(f"{simulator.url}/v2.0/{path}", params=params, auth=(simulator.client_id, "nope"))
     assert (wrong.status_code, wrong.json()["type"]) == (401, "AUTHENTICATION")
+
+
+def test_unsubscribing_takes_the_amt_as_a_bearer_token_only(simulator: RunningSimulator) -> None:
+    url = f"{simulator.url}/v2.0/vehicles/{first(simulator, 'BEV')['id']}/webhooks/wh-edge"
+    for scheme in ("Basic", "Token"):
+        refused = httpx.delete(url, headers={"authorization": f"{scheme} {simulator.amt}"})
+        assert (refused.status_code, refused.json()["type"]) == (401, "AUTHENTICATION")
+    accepted = httpx.delete(url, headers={"authorization": f"Bearer {simulator.amt}"})
+    assert (accepted.status_code, accepted.json()) == (200, {"status": "success"})
