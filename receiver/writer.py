@@ -107,6 +107,9 @@ class EventWriter:
         retries = self._retries
         while True:
             connection = await self._pool.get_connection()  # type: ignore[no-untyped-call] # - redis-py
+            # The connection goes back to the pool with every reply read or closed: an error reply is read
+            # whole, and redis-py closes it on anything else a send or a read raises (timeout, reset,
+            # LOADING, a bad reply, cancellation), so no reply is left for the connection's next user.
             try:
                 await connection.send_packed_command(packed)
                 results: list[object] = []
