@@ -16,8 +16,9 @@ from typing import Any, Literal, Self
 import httpx
 
 from smartcar_core.simulator.emitter import DeliveryAttempt
-
-FaultKind = Literal["error", "http_status", "gateway_html", "slow", "drop"]
+from smartcar_core.simulator.faults import FaultKind
+from smartcar_core.simulator.latency import Distribution
+from smartcar_core.simulator.state import RecordedRequest
 
 
 class ControlCallError(Exception):
@@ -42,20 +43,6 @@ class SimTokens:
 
     def __repr__(self) -> str:
         return f"SimTokens(user_id={self.user_id!r}, vehicle_ids={self.vehicle_ids!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedCall:
-    """An API call the simulator received; `status` is None when the connection was dropped."""
-
-    time: float
-    method: str
-    path: str
-    vehicle_id: str | None
-    sub_path: str | None
-    status: int | None
-    request_id: str
-    duration: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,7 +189,7 @@ class SimulatorControl:
 
     def set_latency(
         self,
-        distribution: Literal["fixed", "uniform", "longtail"] = "fixed",
+        distribution: Distribution = "fixed",
         *,
         seconds: float | None = None,
         low: float | None = None,
@@ -252,11 +239,13 @@ class SimulatorControl:
         path: str | None = None,
         method: str | None = None,
         since: float | None = None,
-    ) -> list[RecordedCall]:
+    ) -> list[RecordedRequest]:
+        """The API calls received (the simulator's own record of each), oldest first."""
         params = {"vehicle_id": vehicle_id, "path": path, "method": method, "since": since}
         found = self._call("GET", "requests", params=params)["requests"]
         return [
-            RecordedCall(**{key: item[key] for key in RecordedCall.__dataclass_fields__}) for item in found
+            RecordedRequest(**{key: item[key] for key in RecordedRequest.__dataclass_fields__})
+            for item in found
         ]
 
     def clear_requests(self) -> int:

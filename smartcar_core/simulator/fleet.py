@@ -188,9 +188,15 @@ class Vehicle:
         if self.state.low_battery:
             raise vehicle_state("LOW_BATTERY")
 
-    def _electric(self) -> None:
+    def require_battery(self) -> None:
+        """COMPATIBILITY VEHICLE_NOT_CAPABLE unless it has a traction battery (battery reads, charging)."""
         if not self.spec.has_battery:
             raise not_capable(f"A {self.powertrain} vehicle has no traction battery.")
+
+    def require_tank(self) -> None:
+        """COMPATIBILITY VEHICLE_NOT_CAPABLE unless it has a fuel tank (fuel and oil reads)."""
+        if not self.spec.has_tank:
+            raise not_capable(f"A {self.powertrain} vehicle has no fuel tank.")
 
     def lock(self, now: float) -> None:
         self._commandable()
@@ -212,7 +218,7 @@ class Vehicle:
         self._set(now, locked=False)
 
     def start_charge(self, now: float) -> None:
-        self._electric()
+        self.require_battery()
         self._commandable()
         state = self.state
         if not state.plugged_in:
@@ -228,7 +234,7 @@ class Vehicle:
         self._set(now, charging=True)
 
     def stop_charge(self, now: float) -> None:
-        self._electric()
+        self.require_battery()
         self._commandable()
         if not self.state.plugged_in:
             raise vehicle_state("CHARGING_PLUG_NOT_CONNECTED")
@@ -237,7 +243,7 @@ class Vehicle:
         self._set(now, charging=False)
 
     def set_charge_limit(self, limit: Any, now: float) -> None:
-        self._electric()
+        self.require_battery()
         self._commandable()
         try:
             value = float(limit)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from smartcar_core.simulator.errors import not_capable
 from smartcar_core.simulator.fleet import Vehicle
 
 KM_TO_MILES = 0.621371
@@ -32,16 +31,6 @@ def distance(km: float, imperial: bool) -> float:
     return round(km * KM_TO_MILES if imperial else km, 2)
 
 
-def _electric(vehicle: Vehicle) -> None:
-    if not vehicle.spec.has_battery:
-        raise not_capable(f"A {vehicle.powertrain} vehicle has no traction battery.")
-
-
-def _combustion(vehicle: Vehicle) -> None:
-    if not vehicle.spec.has_tank:
-        raise not_capable(f"A {vehicle.powertrain} vehicle has no fuel tank.")
-
-
 def charge_state(vehicle: Vehicle) -> str:
     state = vehicle.state
     if state.charging:
@@ -52,17 +41,17 @@ def charge_state(vehicle: Vehicle) -> str:
 
 
 def _charge(vehicle: Vehicle, _imperial: bool) -> dict[str, Any]:
-    _electric(vehicle)
+    vehicle.require_battery()
     return {"isPluggedIn": vehicle.state.plugged_in, "state": charge_state(vehicle)}
 
 
 def _charge_limit(vehicle: Vehicle, _imperial: bool) -> dict[str, Any]:
-    _electric(vehicle)
+    vehicle.require_battery()
     return {"limit": vehicle.state.charge_limit}
 
 
 def _battery(vehicle: Vehicle, imperial: bool) -> dict[str, Any]:
-    _electric(vehicle)
+    vehicle.require_battery()
     soc = vehicle.state.soc
     return {
         "range": distance(soc * vehicle.spec.electric_range_km, imperial),
@@ -71,12 +60,12 @@ def _battery(vehicle: Vehicle, imperial: bool) -> dict[str, Any]:
 
 
 def _capacity(vehicle: Vehicle, _imperial: bool) -> dict[str, Any]:
-    _electric(vehicle)
+    vehicle.require_battery()
     return {"capacity": vehicle.spec.battery_kwh}
 
 
 def _nominal_capacity(vehicle: Vehicle, _imperial: bool) -> dict[str, Any]:
-    _electric(vehicle)
+    vehicle.require_battery()
     kwh = vehicle.spec.battery_kwh
     return {
         "availableCapacities": [{"capacity": kwh, "description": f"{vehicle.powertrain}:Standard Range"}],
@@ -86,7 +75,7 @@ def _nominal_capacity(vehicle: Vehicle, _imperial: bool) -> dict[str, Any]:
 
 
 def _fuel(vehicle: Vehicle, imperial: bool) -> dict[str, Any]:
-    _combustion(vehicle)
+    vehicle.require_tank()
     fuel = vehicle.state.fuel
     liters = fuel * vehicle.spec.tank_liters
     return {
@@ -105,7 +94,7 @@ def _tires(vehicle: Vehicle, imperial: bool) -> dict[str, Any]:
 
 
 def _oil(vehicle: Vehicle, _imperial: bool) -> dict[str, Any]:
-    _combustion(vehicle)
+    vehicle.require_tank()
     return {"lifeRemaining": vehicle.state.oil_life}
 
 
