@@ -250,6 +250,24 @@ def test_cli_verify_status_with_a_fixed_window(operator_env: None, monkeypatch: 
     assert "RECEIVER_VERIFY_WINDOW_UNTIL" in CliRunner().invoke(cli, ["verify-status"]).output
 
 
+def test_production_code_imports_no_test_helpers() -> None:
+    """`receiver.testing` and the other packages' `testing` modules are for tests: the app loads none."""
+    code = (
+        "import importlib, pkgutil, sys, receiver\n"
+        "for found in pkgutil.iter_modules(receiver.__path__):\n"
+        "    if found.name not in {'testing', '__main__'}:\n"
+        "        importlib.import_module('receiver.' + found.name)\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    loaded = set(done.stdout.split())
+    assert {"receiver.app", "receiver.cli", "receiver.writer"} <= loaded
+    ours = {name for name in loaded if name.partition(".")[0] in {"receiver", "workers", "smartcar_core"}}
+    assert {name for name in ours if name.endswith(".testing")} == set()
+
+
 def test_python_dash_m_receiver_runs_the_cli() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "receiver", "--help"], capture_output=True, text=True, timeout=30, check=False
