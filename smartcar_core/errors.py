@@ -77,6 +77,12 @@ class SmartcarError(Exception):
             f"code={self.code!r}, request_id={self.request_id!r})"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by its fields: the default calls `cls(*args)`, which the keyword-only `__init__`
+        refuses, so the error could not cross a process boundary (a process pool, a prefork worker)
+        or be copied."""
+        return (_restore, (type(self), self.message), self.__dict__)
+
     @property
     def retry_class(self) -> RetryClass:
         """What the catalogue says to do about this error (see `smartcar_core.catalogue`)."""
@@ -191,6 +197,10 @@ _BY_TYPE: dict[str, type[SmartcarError]] = {
     "VALIDATION": ValidationError,
     "VEHICLE_STATE": VehicleStateError,
 }
+
+
+def _restore(cls: type[SmartcarError], message: str) -> SmartcarError:
+    return cls.__new__(cls, message)
 
 
 def _format_message(error_type: str | None, code: str | None, description: str | None) -> str:

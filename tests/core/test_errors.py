@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 import socket
 import time
 from collections.abc import Iterator
@@ -338,6 +340,35 @@ def test_retry_after_uses_the_clock_when_no_time_is_given() -> None:
     delay = parse_retry_after(soon)
     assert delay is not None
     assert 100 < delay <= 120
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        error_from_response(
+            429,
+            httpx.Headers({"retry-after": "30", "sc-request-id": "req-9"}),
+            json.dumps(
+                {
+                    "type": "RATE_LIMIT",
+                    "code": "VEHICLE",
+                    "description": "Slow down",
+                    "resolution": "RETRY_LATER",
+                }
+            ),
+        ),
+        SmartcarTimeoutError("Request timed out (ReadTimeout)", request_sent=True),
+        SmartcarConnectionError("ConnectError", request_sent=False),
+    ],
+)
+def test_an_error_survives_pickling_and_copying(error: SmartcarError) -> None:
+    for copied in (pickle.loads(pickle.dumps(error)), copy.copy(error)):  # noqa: S301 - our own bytes
+        assert type(copied) is type(error)
+        assert vars(copied) == vars(error)
+        assert copied.args == error.args
+        assert str(copied) == str(error)
+        assert copied.retry_class is error.retry_class
+        assert copied.ambiguous is error.ambiguous
 
 
 def test_the_message_can_be_given_and_repr_shows_the_identifying_fields() -> None:
