@@ -28,6 +28,10 @@ class EnvelopeError(ValueError):
         self.field = field
         self.problem = problem
 
+    def __reduce__(self) -> tuple[type[EnvelopeError], tuple[str, str]]:
+        # The default would call EnvelopeError(str(self)), one argument short.
+        return (type(self), (self.field, self.problem))
+
 
 @dataclass(frozen=True, slots=True)
 class SignalValue:

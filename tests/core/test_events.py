@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from typing import Any
 
 import pytest
@@ -489,3 +490,10 @@ def test_every_envelope_error(data: bytes, field: str, problem: str) -> None:
     assert str(error).startswith(f"{field}: {problem}")
     assert isinstance(error, ValueError)
     assert error.__cause__ is None
+    copied = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+    assert (type(copied), copied.field, copied.problem, str(copied)) == (
+        EnvelopeError,
+        error.field,
+        error.problem,
+        str(error),
+    )
