@@ -182,7 +182,10 @@ async def get_rate_limits(_request: Request, sim: Simulator) -> dict[str, Any]:
 async def list_requests(request: Request, sim: Simulator) -> dict[str, Any]:
     query = request.query_params
     vehicle_id, path, method = query.get("vehicle_id"), query.get("path"), query.get("method")
-    since = float(query["since"]) if query.get("since") else None
+    try:
+        since = float(query["since"]) if query.get("since") else None
+    except ValueError:
+        raise ControlError(400, "since must be epoch seconds (a number)") from None
     found = [
         entry.as_dict()
         for entry in list(sim.requests)

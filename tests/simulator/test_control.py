@@ -174,6 +174,11 @@ def test_the_request_record(simulator: RunningSimulator) -> None:
     assert len(control.requests(vehicle_id=vehicle_id, method="get")) == 2
     assert control.clear_requests() == 3
     assert control.requests() == []
+    bad_since = httpx.get(f"{simulator.url}/_sim/requests", params={"since": "yesterday"})
+    assert (bad_since.status_code, bad_since.json()["error"]) == (
+        400,
+        "since must be epoch seconds (a number)",
+    )
 
 
 def test_reset_forgets_tokens_and_the_clock_moves_state(simulator: RunningSimulator) -> None:
