@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from smartcar_core.simulator.errors import OAuthError
-from smartcar_core.simulator.gateway import Ctx, api, basic, dumps, is_client, same
+from smartcar_core.simulator.gateway import Ctx, api, basic, dumps, is_client, read_body, same
 from smartcar_core.simulator.state import Simulator
 from smartcar_core.simulator.tokens import ALL_SCOPES, Grant
 
@@ -113,9 +113,9 @@ async def authorize(request: Request) -> Response:
 
 async def token(ctx: Ctx) -> Response:
     """`POST /oauth/token`: authorization_code and refresh_token grants, client authenticated by Basic."""
-    raw = await ctx.request.body()
-    if len(raw) > MAX_FORM_BYTES:
-        raise OAuthError("invalid_request", "The request body is too large.")
+    raw = await read_body(ctx.request, MAX_FORM_BYTES)
+    if raw is None:
+        raise OAuthError("invalid_request", f"The request body is larger than {MAX_FORM_BYTES} bytes.")
     form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     pair = basic(ctx.request) or (form.get("client_id", ""), form.get("client_secret", ""))
     if not is_client(ctx.sim.settings, *pair):

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from smartcar_core.simulator.control_client import SimulatorControl
 from smartcar_core.simulator.faults import FaultSpec, path_matches
 from smartcar_core.simulator.fleet import Vehicle, VehiclePatch
-from smartcar_core.simulator.gateway import bearer, same
+from smartcar_core.simulator.gateway import bearer, read_body, same
 from smartcar_core.simulator.latency import LatencyModel
 from smartcar_core.simulator.limits import RateLimitSettings
 from smartcar_core.simulator.state import Simulator
@@ -55,9 +55,9 @@ class ClockAdvance(BaseModel):
 
 
 async def read_model(request: Request, model: type[M]) -> M:
-    raw = await request.body()
-    if len(raw) > MAX_CONTROL_BODY:
-        raise ControlError(413, "body too large")
+    raw = await read_body(request, MAX_CONTROL_BODY)
+    if raw is None:
+        raise ControlError(413, f"body larger than {MAX_CONTROL_BODY} bytes")
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as error:

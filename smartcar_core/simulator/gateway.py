@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import re
@@ -94,9 +95,10 @@ class Ctx:
 
     async def body(self) -> Any:
         """The JSON request body (None when empty); VALIDATION for anything else."""
-        raw = await self.request.body()
-        if len(raw) > self.sim.settings.max_body_bytes:
-            raise validation("request body too large", code=None)
+        limit = self.sim.settings.max_body_bytes
+        raw = await read_body(self.request, limit)
+        if raw is None:
+            raise validation(f"request body larger than {limit} bytes", code=None)
         if not raw.strip():
             return None
         try:
@@ -114,6 +116,23 @@ class Ctx:
     def require(self, permission: str | None) -> None:
         if permission is not None and self.grant is not None and permission not in self.grant.scope:
             raise ApiError("PERMISSION", None, description=f"This request needs the {permission} permission.")
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it proves longer than `limit` bytes: by its
+    Content-Length, or while it streams in (a chunked body is never buffered past the limit)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdecimal() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async with contextlib.aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def bearer(request: Request) -> str | None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from simulator.support import first
-from smartcar_core.simulator.testing import RunningSimulator
+from smartcar_core.simulator.auth import MAX_FORM_BYTES
+from smartcar_core.simulator.control import MAX_CONTROL_BODY
+from smartcar_core.simulator.testing import RunningSimulator, run_simulator
 
 VEHICLE = "{vehicle}"
 
@@ -132,3 +135,37 @@ def test_unsubscribing_takes_the_amt_as_a_bearer_token_only(simulator: RunningSi
         assert (refused.status_code, refused.json()["type"]) == (401, "AUTHENTICATION")
     accepted = httpx.delete(url, headers={"authorization": f"Bearer {simulator.amt}"})
     assert (accepted.status_code, accepted.json()) == (200, {"status": "success"})
+
+
+def _chunks(size: int, chunk: int = 65_536) -> Iterator[bytes]:
+    """`size` bytes sent chunked (no Content-Length): the limit must hold while the body streams in."""
+    for start in range(0, size, chunk):
+        yield b" " * min(chunk, size - start)
+
+
+def test_every_body_limit_holds_with_or_without_a_content_length() -> None:
+    with run_simulator(vehicles=1, max_body_bytes=1000) as simulator:
+        vehicle_id = simulator.vehicle_ids[0]
+        token = simulator.control.mint_tokens([vehicle_id]).access_token
+        command = f"{simulator.url}/v2.0/vehicles/{vehicle_id}/security"
+        bearer = {"authorization": f"Bearer {token}"}
+        for body in (b" " * 1001, _chunks(1001, chunk=100)):
+            refused = httpx.post(command, content=body, headers=bearer)
+            assert (refused.status_code, refused.json()["type"]) == (400, "VALIDATION")
+            assert refused.json()["description"] == "request body larger than 1000 bytes"
+        lock = httpx.post(command, content=b'{"action": "LOCK"}' + b" " * 982, headers=bearer)
+        assert lock.status_code == 200
+
+        form = httpx.post(
+            f"{simulator.url}/oauth/token",
+            content=b"grant_type=refresh_token&refresh_token=" + b"x" * (MAX_FORM_BYTES - 38),
+            auth=(simulator.client_id, simulator.client_secret),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert (form.status_code, form.json()["error"]) == (400, "invalid_request")
+
+        control = httpx.post(f"{simulator.url}/_sim/tokens", content=_chunks(MAX_CONTROL_BODY + 1))
+        assert (control.status_code, control.json()["error"]) == (
+            413,
+            f"body larger than {MAX_CONTROL_BODY} bytes",
+        )
