@@ -18,7 +18,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,6 +37,7 @@ WEBHOOK_PATH = "/webhooks/smartcar"
 # uvicorn's own exit status for "failed before serving": under `--workers N` its supervisor stops on it,
 # where any other status has it restart the worker, which fails the same way, forever.
 STARTUP_FAILURE = 3
+NO_EVICTION = "noeviction"  # the only maxmemory-policy under which Redis keeps what it acknowledged
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +107,22 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        policy = None
         try:
             await writer.load_script()
+            policy = await maxmemory_policy(redis)
         except (RedisError, OSError) as error:
             log.warning(
                 "redis_unavailable_at_startup", redis=receiver.redis_address, error=type(error).__name__
+            )
+        if policy not in {None, NO_EVICTION}:
+            # Full, such a Redis drops keys to make room: an evicted record is a lost event, an evicted
+            # seen-marker lets a redelivery in as a second event. Warned, not refused (start-up goes on).
+            log.warning(
+                "redis_may_evict_events",
+                redis=receiver.redis_address,
+                maxmemory_policy=policy,
+                want=NO_EVICTION,
             )
         if settings.gc_freeze:
             # Everything alive now (modules, settings, pools) lives as long as the process: keep it out of
@@ -124,6 +136,7 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
             amt_count=len(settings.amts),
             max_body_bytes=settings.max_body_bytes,
             verify_require_armed=settings.verify_require_armed,
+            maxmemory_policy=policy,
         )
         try:
             yield
@@ -143,6 +156,17 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
     )
     app.state.receiver = receiver
     return app
+
+
+async def maxmemory_policy(redis: Redis) -> str | None:
+    """Redis's `maxmemory-policy`, read from INFO (which managed services allow where they refuse CONFIG);
+    None when INFO is refused."""
+    try:
+        memory = await redis.info("memory")
+    except ResponseError:
+        return None
+    policy = memory.get("maxmemory_policy")
+    return None if policy is None else str(policy)
 
 
 def __getattr__(name: str) -> Any:

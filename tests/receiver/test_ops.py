@@ -6,22 +6,25 @@ import gc
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 import receiver.app
 from receiver.app import STARTUP_FAILURE, create_app
 from receiver.cli import cli
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
-from receiver.testing import Harness, asgi_client, free_port
+from receiver.testing import Harness, asgi_client, deliver, free_port
 
 EventMaker = Callable[..., dict[str, Any]]
 
@@ -194,6 +197,46 @@ def test_the_module_app_is_built_once_from_the_environment(
         vars(receiver.app).pop("app", None)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         _ = receiver.app.nothing
+
+
+async def test_start_up_logs_the_maxmemory_policy_and_warns_when_redis_may_evict(
+    make_settings: Callable[..., ReceiverSettings], store: redis.Redis
+) -> None:
+    policy = store.info("memory")["maxmemory_policy"]  # whatever the test Redis runs with
+    app = create_app(make_settings())  # before capture_logs: creating an app configures structlog
+    with capture_logs() as logs:
+        async with asgi_client(app):
+            pass
+    started = next(entry for entry in logs if entry["event"] == "receiver_started")
+    assert started["maxmemory_policy"] == policy
+    warnings = [entry for entry in logs if entry["event"] == "redis_may_evict_events"]
+    assert len(warnings) == (policy != "noeviction")
+
+
+@pytest.fixture
+def info_refused_url(store: redis.Redis, redis_url: str, key_prefix: str) -> Iterator[str]:
+    """The test Redis as a user who may do everything but INFO (as some managed services allow)."""
+    user = "no-info-" + key_prefix.strip(":").replace(":", "-")
+    store.acl_setuser(
+        user, enabled=True, passwords=["+pw-0123456789"], keys=["*"], commands=["+@all", "-info"]
+    )
+    parts = urlsplit(redis_url)
+    try:
+        yield f"redis://{user}:pw-0123456789@{parts.hostname}:{parts.port or 6379}{parts.path}"
+    finally:
+        store.acl_deluser(user)
+
+
+async def test_a_redis_that_refuses_info_is_served_without_a_warning(
+    make_settings: Callable[..., ReceiverSettings], info_refused_url: str, amt: str, state_event: EventMaker
+) -> None:
+    app = create_app(make_settings(redis_url=info_refused_url))
+    with capture_logs() as logs:
+        async with asgi_client(app) as http:
+            response = await deliver(http, state_event(), amt=amt)
+    assert response.status_code == 200
+    assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == []
+    assert next(entry for entry in logs if entry["event"] == "receiver_started")["maxmemory_policy"] is None
 
 
 async def test_gc_freeze_at_start_up(make_settings: Callable[..., ReceiverSettings]) -> None:
