@@ -80,7 +80,8 @@ COMMANDS: dict[str, CommandSpec] = {
 
 @dataclass(frozen=True, slots=True)
 class CommandOutcome:
-    """How a command ended: `how` is sent, benign, confirmed (by a state read) or recorded (earlier run)."""
+    """How a command ended: `how` is sent, benign, confirmed (by a state read), recorded (earlier run)
+    or withdrawn (`still_wanted` said no: not sent)."""
 
     command: str
     how: str
@@ -127,8 +128,12 @@ class CommandRunner:
         command: str,
         params: Mapping[str, Any] | None = None,
         deadline: float | None = None,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> CommandOutcome:
-        """Send `command` for (event, step) unless that already happened; a failure raises `SmartcarError`."""
+        """Send `command` for (event, step) unless that already happened; a failure raises `SmartcarError`.
+
+        `still_wanted`, when given, is asked under the vehicle's lock before each send: False withdraws it.
+        """
         spec = COMMANDS.get(command)
         if spec is None:
             raise ValueError(f"unknown command {command!r}; known: {', '.join(sorted(COMMANDS))}")
@@ -142,13 +147,20 @@ class CommandRunner:
             delay = min(_MAX_DEFER, max(_MIN_DEFER, left))
             raise DeferredError(f"vehicle {vehicle_id} is busy with another command", delay)
         try:
-            return self._run_locked(spec, key, vehicle_id, params, deadline)
+            return self._run_locked(spec, key, vehicle_id, params, deadline, still_wanted=still_wanted)
         finally:
             with contextlib.suppress(redis.exceptions.LockError):  # the lease ran out: nothing to release
                 lock.release()
 
     def _run_locked(
-        self, spec: CommandSpec, key: str, vehicle_id: str, params: dict[str, Any], deadline: float | None
+        self,
+        spec: CommandSpec,
+        key: str,
+        vehicle_id: str,
+        params: dict[str, Any],
+        deadline: float | None,
+        *,
+        still_wanted: Callable[[], bool] | None,
     ) -> CommandOutcome:
         record = text_map(self.redis.hgetall(key))
         state = record.get("state")
@@ -161,6 +173,10 @@ class CommandRunner:
                 raise DeferredError(f"{spec.name} may still be in flight", wait)
         if state in (SENDING, UNKNOWN) and self._took_effect(spec, vehicle_id, params, deadline):
             return self._finish(key, spec.name, "confirmed", {"reason": "an earlier send took effect"})
+        if still_wanted is not None and not still_wanted():
+            return CommandOutcome(
+                spec.name, "withdrawn", {"reason": "no longer wanted on the vehicle's state"}
+            )
         self._mark(key, SENDING, spec.name, params, sends=1)
         try:
             answer = self.gateway.call(

@@ -16,6 +16,8 @@ SOC = "tractionbattery-stateofcharge"
 IS_CHARGING = "charge-ischarging"
 PLUGGED_IN = "charge-ischargingcableconnected"
 ANY_TRIGGER = "*"
+RULE_SIGNALS = (SOC, IS_CHARGING, PLUGGED_IN)
+_STEPS = {"stop_charge": "charging-rule:stop", "start_charge": "charging-rule:start"}
 
 
 @handler(VEHICLE_STATE, name="vehicle-state", order=10)
@@ -56,29 +58,55 @@ def charging_rule(ctx: HandlerContext) -> dict[str, Any] | None:
     """Stop charging at the target state of charge; start when plugged in below the minimum.
 
     Off unless `WORKERS_CHARGING_RULE_ENABLED`. Decides on the vehicle's latest known state (after this
-    delivery and any follow-up fetch), so an old delivery arriving late cannot flip the decision.
+    delivery and any follow-up fetch), so an old delivery arriving after a newer one cannot flip the
+    decision. The latest known state can still be older than the car's (an old delivery processed first,
+    a FIRST_DELIVERY repeating the state at subscription): a command is sent only if the car's state, read
+    under the vehicle's command lock, still calls for it, which also keeps two deliveries of one moment
+    from sending the same command twice.
     """
     settings = ctx.runtime.settings
     if not settings.charging_rule_enabled:
         return None
-    fetched = ctx.ensure_signals([SOC, IS_CHARGING, PLUGGED_IN])
-    state = ctx.vehicle_signals()
-    soc = _number(state[SOC].value) if SOC in state else None
-    charging = state[IS_CHARGING].value is True if IS_CHARGING in state else None
-    plugged = state[PLUGGED_IN].value is True if PLUGGED_IN in state else None
-    seen: dict[str, Any] = {"soc": soc, "charging": charging, "plugged_in": plugged}
+    fetched = ctx.ensure_signals(RULE_SIGNALS)
+    seen = _charge_state(ctx)
+    decision = _decide(seen, settings.charge_stop_at_soc, settings.charge_start_below_soc)
     if fetched:
         seen["follow_up"] = fetched
+    step = _STEPS.get(decision)
+    if step is None:
+        return {**seen, "decision": decision}
+    confirmed: dict[str, Any] = {}
+
+    def still_wanted() -> bool:
+        ctx.ensure_signals(RULE_SIGNALS, fresh=True)
+        confirmed.update(_charge_state(ctx))
+        return _decide(confirmed, settings.charge_stop_at_soc, settings.charge_start_below_soc) == decision
+
+    outcome = ctx.run_command(decision, step=step, still_wanted=still_wanted)
+    result = {**seen, "decision": decision, "command": outcome.as_result()}
+    if confirmed:
+        result["confirmed"] = confirmed
+    return result
+
+
+def _charge_state(ctx: HandlerContext) -> dict[str, Any]:
+    state = ctx.vehicle_signals()
+    return {
+        "soc": _number(state[SOC].value) if SOC in state else None,
+        "charging": state[IS_CHARGING].value is True if IS_CHARGING in state else None,
+        "plugged_in": state[PLUGGED_IN].value is True if PLUGGED_IN in state else None,
+    }
+
+
+def _decide(seen: dict[str, Any], stop_at: float | None, start_below: float | None) -> str:
+    soc = seen["soc"]
     if soc is None:
-        return {**seen, "decision": "no state of charge known"}
-    stop_at, start_below = settings.charge_stop_at_soc, settings.charge_start_below_soc
-    if stop_at is not None and charging and soc >= stop_at:
-        outcome = ctx.run_command("stop_charge", step="charging-rule:stop")
-        return {**seen, "decision": "stop_charge", "command": outcome.as_result()}
-    if start_below is not None and plugged and charging is False and soc < start_below:
-        outcome = ctx.run_command("start_charge", step="charging-rule:start")
-        return {**seen, "decision": "start_charge", "command": outcome.as_result()}
-    return {**seen, "decision": "nothing to do"}
+        return "no state of charge known"
+    if stop_at is not None and seen["charging"] and soc >= stop_at:
+        return "stop_charge"
+    if start_below is not None and seen["plugged_in"] and seen["charging"] is False and soc < start_below:
+        return "start_charge"
+    return "nothing to do"
 
 
 @handler(VEHICLE_ERROR, name="vehicle-errors", order=10)

@@ -138,9 +138,17 @@ class HandlerContext:
         """Codes this delivery carries with a value."""
         return {signal.code for signal in self.envelope.signals if signal.ok}
 
-    def ensure_signals(self, codes: Sequence[str]) -> dict[str, Any]:
-        """Fetch from Smartcar the `codes` this delivery lacks (once per run); store them as vehicle state."""
-        missing = [c for c in dict.fromkeys(codes) if c not in self.payload_codes() and c not in self.fetched]
+    def ensure_signals(self, codes: Sequence[str], *, fresh: bool = False) -> dict[str, Any]:
+        """Fetch from Smartcar the `codes` this delivery lacks (once per run); store them as vehicle state.
+
+        `fresh` reads every one of `codes`, carried or fetched before: what a delivery carries may be older
+        than the car's state (deliveries are unordered; a FIRST_DELIVERY repeats the state at subscription).
+        """
+        if fresh:
+            missing = list(dict.fromkeys(codes))
+        else:
+            carried = self.payload_codes()
+            missing = [c for c in dict.fromkeys(codes) if c not in carried and c not in self.fetched]
         if not missing:
             return {}
         settings = self.runtime.settings
@@ -156,9 +164,19 @@ class HandlerContext:
         return {"fetched": sorted(u.code for u in fetched.updates), "errors": fetched.errors}
 
     def run_command(
-        self, command: str, *, step: str, params: Mapping[str, Any] | None = None
+        self,
+        command: str,
+        *,
+        step: str,
+        params: Mapping[str, Any] | None = None,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> CommandOutcome:
-        """Send a command for this event; sent at most once per (event, step) however often this runs."""
+        """Send a command for this event; sent at most once per (event, step) however often this runs.
+
+        `still_wanted` is asked right before a send, holding the vehicle's command lock: a decision taken
+        on stored state can check the car's state first (see the charging rule), and a command another
+        event just sent is seen there. False withdraws the command (outcome `withdrawn`, nothing recorded).
+        """
         return self.runtime.commands.run(
             event_id=self.event_id,
             step=step,
@@ -166,4 +184,5 @@ class HandlerContext:
             command=command,
             params=params,
             deadline=self.deadline,
+            still_wanted=still_wanted,
         )

@@ -220,3 +220,57 @@ def test_a_send_that_may_still_be_in_flight_is_waited_for_then_checked(
     assert command["command"]["how"] == "confirmed"
     calls = [c.method for c in sim.control.requests(vehicle_id=vehicle["id"]) if c.sub_path == "charge"]
     assert calls == ["GET"]
+
+
+RULE_SIGNALS = ("charge-ischarging", "charge-ischargingcableconnected")
+
+
+def test_an_old_state_delivered_late_does_not_stop_charging_below_the_target(
+    client: redis.Redis,
+    key_prefix: str,
+    *,
+    sim: RunningSimulator,
+    sim_runtime: Callable[..., Runtime],
+    connect: Maker,
+    state_event: Maker,
+) -> None:
+    # An hour ago the car was charging at 94 %; a FIRST_DELIVERY repeats that state, and it is processed
+    # before any newer delivery: it is the latest state the workers know. The car is at 72 % by now.
+    runtime = sim_runtime(charging_rule_enabled=True)
+    vehicle = connect(runtime, soc=0.72, charging=True, plugged_in=True, charge_limit=1.0)
+    an_hour_ago = int(time.time() * 1000) - 3_600_000
+    old = {SOC: 94, **dict.fromkeys(RULE_SIGNALS, True)}
+    body = state_event(vehicle, old, triggers=["FIRST_DELIVERY"], oem_ms=an_hour_ago)
+    result = process_event(runtime, accept_event(client, key_prefix, body))
+    assert result.outcome is Outcome.DONE
+    rule = result.detail["results"]["charging-rule"]["result"]
+    assert rule["command"]["how"] == "withdrawn", rule
+    assert rule["confirmed"]["soc"] == 72
+    assert sim.control.requests(vehicle_id=vehicle["id"], method="POST") == []
+    assert sim.control.vehicle(vehicle["id"])["state"]["charging"] is True
+    assert runtime.vehicles.signals(vehicle["id"])[SOC].value == 72
+
+
+def test_two_deliveries_above_the_target_send_one_stop(
+    client: redis.Redis,
+    key_prefix: str,
+    *,
+    sim: RunningSimulator,
+    sim_runtime: Callable[..., Runtime],
+    connect: Maker,
+    state_event: Maker,
+) -> None:
+    # Both say "charging at 81 %" (the car reports often): the second must not stop it again.
+    runtime = sim_runtime(charging_rule_enabled=True)
+    vehicle = connect(runtime, soc=0.81, charging=True, plugged_in=True, charge_limit=1.0)
+    state = {SOC: 81, **dict.fromkeys(RULE_SIGNALS, True)}
+    ids = [accept_event(client, key_prefix, state_event(vehicle, state)) for _ in range(2)]
+    rules = []
+    for event_id in ids:
+        result = process_event(runtime, event_id)
+        assert result.outcome is Outcome.DONE
+        rules.append(result.detail["results"]["charging-rule"]["result"])
+    assert [rule["command"]["how"] for rule in rules] == ["sent", "withdrawn"], rules
+    posts = sim.control.requests(vehicle_id=vehicle["id"], method="POST")
+    assert [call.sub_path for call in posts] == ["charge"]
+    assert sim.control.vehicle(vehicle["id"])["state"]["charging"] is False
