@@ -51,13 +51,6 @@ class Receiver:
     metrics: ReceiverMetrics
     log: Any
 
-    @property
-    def redis_address(self) -> str:
-        """host:port/db of the store, for logs (the URL may hold a password)."""
-        kwargs = self.pool.connection_kwargs
-        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-        return f"{where}/{kwargs.get('db', 0)}"
-
 
 def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool = True) -> Starlette:
     settings = settings or load_settings()
@@ -113,14 +106,14 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
             policy = await maxmemory_policy(redis)
         except (RedisError, OSError) as error:
             log.warning(
-                "redis_unavailable_at_startup", redis=receiver.redis_address, error=type(error).__name__
+                "redis_unavailable_at_startup", redis=settings.redis_address, error=type(error).__name__
             )
         if policy not in {None, NO_EVICTION}:
             # Full, such a Redis drops keys to make room: an evicted record is a lost event, an evicted
             # seen-marker lets a redelivery in as a second event. Warned, not refused (start-up goes on).
             log.warning(
                 "redis_may_evict_events",
-                redis=receiver.redis_address,
+                redis=settings.redis_address,
                 maxmemory_policy=policy,
                 want=NO_EVICTION,
             )
@@ -131,7 +124,7 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
             gc.freeze()
         log.info(
             "receiver_started",
-            redis=receiver.redis_address,
+            redis=settings.redis_address,
             key_prefix=settings.event_key_prefix,
             amt_count=len(settings.amts),
             max_body_bytes=settings.max_body_bytes,

@@ -9,6 +9,8 @@ python -m receiver verify-status
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import redis
@@ -32,26 +34,33 @@ def _settings() -> ReceiverSettings:
         raise typer.Exit(2) from None
 
 
-def _redis(settings: ReceiverSettings) -> redis.Redis:
-    return redis.Redis.from_url(
+@contextmanager
+def _redis(settings: ReceiverSettings) -> Iterator[redis.Redis]:
+    """A client on the receiver's Redis, closed after; a Redis error ends the command: one line, exit 1."""
+    client = redis.Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
     )
+    try:
+        yield client
+    except redis.RedisError as error:
+        gone = isinstance(error, redis.ConnectionError | redis.TimeoutError)
+        problem = "does not answer" if gone else "refused the command"
+        console.print(
+            f"[red]Redis {problem} at {settings.redis_address}:[/red] {type(error).__name__}", highlight=False
+        )
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
 
 
 @cli.command()
 def check() -> None:
-    """Validate the settings and reach Redis; exit 1 when Redis does not answer."""
+    """Validate the settings and reach Redis; exit 1 when Redis does not answer (2: bad settings)."""
     settings = _settings()
-    client = _redis(settings)
-    try:
+    with _redis(settings) as client:
         client.ping()
-    except redis.RedisError as error:
-        console.print(f"[red]Redis does not answer:[/red] {type(error).__name__}", highlight=False)
-        raise typer.Exit(1) from None
-    finally:
-        client.close()
     verify = "needs arming" if settings.verify_require_armed else "answered when well-formed"
     console.print(
         f"settings ok: {len(settings.amts)} AMT(s), key prefix {settings.event_key_prefix!r}, "
@@ -67,11 +76,8 @@ def arm_verify(
 ) -> None:
     """Answer VERIFY challenges for a while: do it just before creating the webhook or changing its URL."""
     settings = _settings()
-    client = _redis(settings)
-    try:
+    with _redis(settings) as client:
         client.set(armed_key(settings.event_key_prefix), str(int(time.time())), ex=minutes * 60)
-    finally:
-        client.close()
     until = datetime.now(UTC) + timedelta(minutes=minutes)
     console.print(f"VERIFY armed until {until:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
     if not settings.verify_require_armed:
@@ -82,11 +88,8 @@ def arm_verify(
 def disarm_verify() -> None:
     """Stop answering VERIFY now (when arming is required)."""
     settings = _settings()
-    client = _redis(settings)
-    try:
+    with _redis(settings) as client:
         removed = client.delete(armed_key(settings.event_key_prefix))
-    finally:
-        client.close()
     console.print("VERIFY disarmed" if removed else "VERIFY was not armed")
 
 
@@ -94,11 +97,8 @@ def disarm_verify() -> None:
 def verify_status() -> None:
     """Say whether VERIFY is answered now, and for how long."""
     settings = _settings()
-    client = _redis(settings)
-    try:
+    with _redis(settings) as client:
         ttl = int(client.ttl(armed_key(settings.event_key_prefix)))
-    finally:
-        client.close()
     if not settings.verify_require_armed:
         console.print("VERIFY is answered whenever it is well-formed (RECEIVER_VERIFY_REQUIRE_ARMED is off)")
     elif ttl > 0:

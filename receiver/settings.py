@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.connection import parse_url
 
 from receiver.store import DEFAULT_DEDUPE_SECONDS, DEFAULT_PREFIX
 
@@ -85,6 +86,12 @@ class ReceiverSettings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        parse_url(value)  # type: ignore[no-untyped-call] # - its ValueError says what is wrong, not the URL
+        return value
+
     @field_validator("verify_window_until")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
@@ -95,6 +102,14 @@ class ReceiverSettings(BaseSettings):
     @property
     def amts(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.smartcar_amt.get_secret_value().split(",") if part.strip())
+
+    @property
+    def redis_address(self) -> str:
+        """Where `REDIS_URL` points (host:port/db, or socket path/db), for logs and messages: the URL
+        itself may hold a password."""
+        where = parse_url(self.redis_url)  # type: ignore[no-untyped-call] # - redis-py leaves it untyped
+        place = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
+        return f"{place}/{where.get('db', 0)}"
 
     @property
     def delivery_age_limit(self) -> int:

@@ -109,6 +109,18 @@ def test_load_settings_reads_the_contract_names(monkeypatch: pytest.MonkeyPatch)
     assert "amt-new" not in repr(settings)
 
 
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("redis://:secret-pw@redis.internal:6380/2", "redis.internal:6380/2"),
+        ("rediss://user:secret-pw@redis.internal", "redis.internal:6379/0"),
+        ("unix:///run/redis.sock?db=3", "/run/redis.sock/3"),
+    ],
+)
+def test_the_redis_address_in_logs_and_messages_has_no_password(url: str, address: str) -> None:
+    assert load_settings(smartcar_amt="amt-valid-0123456789", redis_url=url).redis_address == address
+
+
 @pytest.mark.parametrize("value", [None, "", " , "])
 def test_a_missing_amt_fails_with_a_message_that_says_what_to_set(
     monkeypatch: pytest.MonkeyPatch, value: str | None
@@ -129,6 +141,12 @@ def test_a_missing_amt_fails_with_a_message_that_says_what_to_set(
         ("LOG_LEVEL", "chatty", "LOG_LEVEL"),
         ("RECEIVER_VERIFY_WINDOW_UNTIL", "2030-01-31T12:00:00", "timezone"),
         ("SMARTCAR_AMT", "short", "at least 8 characters"),
+        ("REDIS_URL", "redis-host:6379", "REDIS_URL: .* schemes"),
+        (
+            "REDIS_URL",
+            "redis://:secret-pw@redis-host:6379/0?socket_timeout=soon",
+            "REDIS_URL: .*socket_timeout",
+        ),
     ],
 )
 def test_invalid_settings_fail_naming_the_setting(
@@ -139,6 +157,7 @@ def test_invalid_settings_fail_naming_the_setting(
     with pytest.raises(SettingsError, match=words) as caught:
         load_settings()
     assert "amt-valid" not in str(caught.value)
+    assert "secret-pw" not in str(caught.value)
 
 
 def run_uvicorn(env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
@@ -214,23 +233,32 @@ async def test_start_up_logs_the_maxmemory_policy_and_warns_when_redis_may_evict
 
 
 @pytest.fixture
-def info_refused_url(store: redis.Redis, redis_url: str, key_prefix: str) -> Iterator[str]:
-    """The test Redis as a user who may do everything but INFO (as some managed services allow)."""
-    user = "no-info-" + key_prefix.strip(":").replace(":", "-")
-    store.acl_setuser(
-        user, enabled=True, passwords=["+pw-0123456789"], keys=["*"], commands=["+@all", "-info"]
-    )
-    parts = urlsplit(redis_url)
-    try:
-        yield f"redis://{user}:pw-0123456789@{parts.hostname}:{parts.port or 6379}{parts.path}"
-    finally:
+def restricted_url(store: redis.Redis, redis_url: str, key_prefix: str) -> Iterator[Callable[..., str]]:
+    """`restricted_url("-info")`: the test Redis as a user who may run every command but those named (as
+    some managed services set it up); the users are deleted afterwards."""
+    users: list[str] = []
+
+    def make(*denied: str) -> str:
+        user = f"restricted-{len(users)}-" + key_prefix.strip(":").replace(":", "-")
+        store.acl_setuser(
+            user, enabled=True, passwords=["+pw-0123456789"], keys=["*"], commands=["+@all", *denied]
+        )
+        users.append(user)
+        parts = urlsplit(redis_url)
+        return f"redis://{user}:pw-0123456789@{parts.hostname}:{parts.port or 6379}{parts.path}"
+
+    yield make
+    for user in users:
         store.acl_deluser(user)
 
 
 async def test_a_redis_that_refuses_info_is_served_without_a_warning(
-    make_settings: Callable[..., ReceiverSettings], info_refused_url: str, amt: str, state_event: EventMaker
+    make_settings: Callable[..., ReceiverSettings],
+    restricted_url: Callable[..., str],
+    amt: str,
+    state_event: EventMaker,
 ) -> None:
-    app = create_app(make_settings(redis_url=info_refused_url))
+    app = create_app(make_settings(redis_url=restricted_url("-info")))
     with capture_logs() as logs:
         async with asgi_client(app) as http:
             response = await deliver(http, state_event(), amt=amt)
@@ -270,7 +298,28 @@ def test_cli_check_fails_when_redis_does_not_answer(
     monkeypatch.setenv("REDIS_URL", dead_redis_url)
     result = CliRunner().invoke(cli, ["check"])
     assert result.exit_code == 1
-    assert "Redis does not answer" in result.output
+    assert f"Redis does not answer at 127.0.0.1:{urlsplit(dead_redis_url).port}/0" in result.output
+
+
+@pytest.mark.parametrize("command", ["arm-verify", "disarm-verify", "verify-status"])
+def test_cli_commands_say_where_redis_does_not_answer(
+    operator_env: None, monkeypatch: pytest.MonkeyPatch, dead_redis_url: str, command: str
+) -> None:
+    monkeypatch.setenv("REDIS_URL", dead_redis_url)
+    result = CliRunner().invoke(cli, [command])
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit)  # not a traceback
+    assert f"Redis does not answer at 127.0.0.1:{urlsplit(dead_redis_url).port}/0" in result.output
+
+
+def test_cli_says_when_redis_refuses_a_command(
+    operator_env: None, monkeypatch: pytest.MonkeyPatch, restricted_url: Callable[..., str]
+) -> None:
+    monkeypatch.setenv("REDIS_URL", restricted_url("-@write"))
+    result = CliRunner().invoke(cli, ["arm-verify"])
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit)
+    assert "Redis refused the command at " in result.output
+    assert "NoPermissionError" in result.output
+    assert "pw-0123456789" not in result.output
 
 
 def test_cli_without_an_amt_says_what_to_set(operator_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
