@@ -150,18 +150,12 @@ _MISSING_AMT = (
     "your application's Configuration) to answer VERIFY and check SC-Signature. Set SMARTCAR_AMT=<token>, "
     "or SMARTCAR_AMT=<new>,<old> while rotating."
 )
-_CONTRACT_NAMES = {
-    "smartcar_amt": "SMARTCAR_AMT",
-    "redis_url": "REDIS_URL",
-    "event_key_prefix": "EVENT_KEY_PREFIX",
-    "event_dedupe_seconds": "EVENT_DEDUPE_SECONDS",
-    "log_format": "LOG_FORMAT",
-    "log_level": "LOG_LEVEL",
-}
 
 
 def _env_name(field: str) -> str:
-    """The environment name of a field (pydantic reports aliased fields by their alias already)."""
-    if field in _CONTRACT_NAMES.values():
-        return field
-    return _CONTRACT_NAMES.get(field, "RECEIVER_" + field.upper())
+    """The environment name of what pydantic reports: a contract field by its alias when it was read from
+    the environment, by its name when it was passed by name."""
+    info = ReceiverSettings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        return str(info.validation_alias.choices[0])
+    return field if field.isupper() else "RECEIVER_" + field.upper()

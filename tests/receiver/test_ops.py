@@ -109,6 +109,13 @@ def test_load_settings_reads_the_contract_names(monkeypatch: pytest.MonkeyPatch)
     assert "amt-new" not in repr(settings)
 
 
+def test_settings_passed_by_name_are_reported_by_their_environment_name() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(smartcar_amt="amt-valid-0123456789", redis_url="redis-host", max_body_bytes=5)
+    assert "REDIS_URL: " in str(caught.value)
+    assert "RECEIVER_MAX_BODY_BYTES: " in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("url", "address"),
     [
