@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import random
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -21,7 +21,13 @@ import httpx
 from smartcar_core.simulator import payloads
 from smartcar_core.simulator.emitter import WebhookEmitter
 from smartcar_core.simulator.fleet import Vehicle
-from smartcar_core.simulator.signals import BY_CODE, DEFAULT_WEBHOOK_SIGNALS, SignalReading, read_signals
+from smartcar_core.simulator.signals import (
+    BY_CODE,
+    DEFAULT_WEBHOOK_SIGNALS,
+    SignalReading,
+    read_signal,
+    read_signals,
+)
 from smartcar_core.simulator.state import Simulator
 
 Shape = Literal["A", "B"]
@@ -188,10 +194,12 @@ class WebhookHub:
 
     # Building events
     def signal_items(
-        self, webhook: Webhook, vehicle: Vehicle, codes: tuple[str, ...] | None = None
+        self, webhook: Webhook, vehicle: Vehicle, taken: Sequence[SignalReading] = ()
     ) -> list[dict[str, Any]]:
+        """Every subscribed signal as `data.signals`; readings already `taken` (the triggers') are reused."""
         now_ms = int(self.sim.clock.now() * 1000)
-        readings = read_signals(vehicle, codes or webhook.signals)
+        have = {reading.code: reading for reading in taken}
+        readings = [have.get(code) or read_signal(BY_CODE[code], vehicle) for code in webhook.signals]
         return [self._item(reading, now_ms, webhook.shape) for reading in readings]
 
     @staticmethod
@@ -215,10 +223,11 @@ class WebhookHub:
         *,
         shape: Shape | None = None,
         mode: str = "LIVE",
+        taken: Sequence[SignalReading] = (),
     ) -> dict[str, Any]:
         return payloads.vehicle_state_event(
             vehicle.identity(),
-            self.signal_items(webhook, vehicle),
+            self.signal_items(webhook, vehicle, taken),
             webhook_id=webhook.id,
             triggers=triggers,
             shape=shape or webhook.shape,
@@ -239,16 +248,14 @@ class WebhookHub:
         )
 
     # Reacting to the fleet
-    def _snapshot(self, webhook: Webhook, vehicle: Vehicle) -> dict[str, str]:
-        return {reading.code: reading.value_key() for reading in read_signals(vehicle, webhook.triggers)}
-
     def on_subscribe(self, vehicle: Vehicle, webhook_id: str) -> None:
         webhook = self.webhooks.get(webhook_id)
         if webhook is None:
             return
-        webhook.last_values[vehicle.id] = self._snapshot(webhook, vehicle)
+        triggers = read_signals(vehicle, webhook.triggers)
+        webhook.last_values[vehicle.id] = {reading.code: reading.value_key() for reading in triggers}
         webhook.active_errors[vehicle.id] = self._errors(vehicle)
-        self.send(webhook, self.state_event(webhook, vehicle, [payloads.FIRST_DELIVERY]))
+        self.send(webhook, self.state_event(webhook, vehicle, [payloads.FIRST_DELIVERY], taken=triggers))
 
     @staticmethod
     def _errors(vehicle: Vehicle) -> set[tuple[str, str]]:
@@ -260,11 +267,12 @@ class WebhookHub:
             if vehicle.id not in self.sim.subscriptions.get(webhook_id, ()):
                 continue
             before = webhook.last_values.get(vehicle.id, {})
-            now = self._snapshot(webhook, vehicle)
+            triggers = read_signals(vehicle, webhook.triggers)
+            now = {reading.code: reading.value_key() for reading in triggers}
             changed = [code for code in webhook.triggers if now.get(code) != before.get(code)]
             webhook.last_values[vehicle.id] = now
             if changed:
-                self.send(webhook, self.state_event(webhook, vehicle, changed))
+                self.send(webhook, self.state_event(webhook, vehicle, changed, taken=triggers))
             was, errors = webhook.active_errors.get(vehicle.id, set()), self._errors(vehicle)
             webhook.active_errors[vehicle.id] = errors
             transitions: list[tuple[str, str | None, str]] = [
