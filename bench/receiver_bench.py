@@ -103,17 +103,6 @@ def free_port() -> int:
         return port
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], deadline_seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"the server for {url} exited with {process.returncode}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback
-            return
-        time.sleep(0.1)
-    sys.exit(f"no answer from {url} in {deadline_seconds} s")
-
-
 @contextlib.contextmanager
 def serve(app: App, env: dict[str, str], log_path: Path) -> Iterator[int]:
     port = free_port()
@@ -125,10 +114,7 @@ def serve(app: App, env: dict[str, str], log_path: Path) -> Iterator[int]:
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=ROOT)  # noqa: S603 - our own command
     try:
-        if app.name == "ours":
-            wait_until_up(f"http://{HOST}:{port}/healthz", process)
-        else:
-            wait_for_port(port, process)
+        wait_for_port(port, process)  # uvicorn listens once the app has started (its lifespan included)
         yield port
     finally:
         process.send_signal(signal.SIGTERM)
