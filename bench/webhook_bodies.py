@@ -7,13 +7,13 @@ The file holds one request per line: the 64-character hex signature, a space, th
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import random
 import uuid
 from pathlib import Path
 from typing import Any
+
+from smartcar_core.webhooks import signature_of
 
 BENCH_AMT = "amt-bench-0000000000000000"
 WEBHOOK_PATH = "/webhooks/smartcar"
@@ -87,13 +87,12 @@ def vehicle_state_body(rng: random.Random, now_ms: int) -> bytes:
 def write_bodies(path: Path, count: int, *, seed: int, now_ms: int, amt: str = BENCH_AMT) -> tuple[int, int]:
     """Write `count` signed requests to `path`; returns the smallest and largest body size."""
     rng = random.Random(seed)  # noqa: S311 - test data, not cryptography
-    key = amt.encode()
     smallest, largest = 1 << 30, 0
     with path.open("wb") as out:
         for _ in range(count):
             body = vehicle_state_body(rng, now_ms)
             smallest, largest = min(smallest, len(body)), max(largest, len(body))
-            out.write(hmac.new(key, body, hashlib.sha256).hexdigest().encode() + b" " + body + b"\n")
+            out.write(signature_of(amt, body).encode() + b" " + body + b"\n")
     return smallest, largest
 
 
