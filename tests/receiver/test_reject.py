@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.app import WEBHOOK_PATH, create_app
 from receiver.settings import ReceiverSettings
-from receiver.testing import Harness, LiveReceiver, asgi_client, body_of, signed_headers
+from receiver.testing import Harness, LiveReceiver, asgi_client, body_of, serve, signed_headers
 from smartcar_core.webhooks import signature_of
 
 EventMaker = Callable[..., dict[str, Any]]
@@ -162,8 +162,6 @@ async def test_other_methods_get_405(harness: Harness, method: str) -> None:
 
 @pytest.fixture
 async def small_live(make_settings: Callable[..., ReceiverSettings]) -> AsyncIterator[LiveReceiver]:
-    from receiver.testing import serve  # noqa: PLC0415 - only these tests need a server of their own
-
     with serve(create_app(make_settings(max_body_bytes=4096)), log_level="warning") as live:
         yield live
 
