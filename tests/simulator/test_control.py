@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from simulator.support import first
+from smartcar_core.simulator.clock import ManualClock, SimClock
 from smartcar_core.simulator.control_client import ControlCallError, SimulatorControl
 from smartcar_core.simulator.testing import RunningSimulator, run_simulator
 
@@ -181,16 +182,18 @@ def test_the_request_record(simulator: RunningSimulator) -> None:
     )
 
 
-def test_reset_forgets_tokens_and_the_clock_moves_state(simulator: RunningSimulator) -> None:
-    control = simulator.control
-    vehicle_id = first(simulator, "BEV")["id"]
-    token = control.mint_tokens([vehicle_id]).access_token
-    control.patch_vehicle(vehicle_id, plugged_in=True, soc=0.1, charge_limit=1.0, charging=True)
-    before = control.now()
-    assert control.advance_clock(7200) >= before + 7200
-    assert control.vehicle(vehicle_id)["state"]["soc"] == pytest.approx(0.6)
-    control.reset()
-    assert _get(simulator, "/v2.0/user", token).status_code == 401
+def test_reset_forgets_tokens_and_the_clock_moves_state() -> None:
+    # A clock that only the test moves: wall time spent between the calls must not charge the battery.
+    with run_simulator(vehicles=6, seed=3, clock=SimClock(ManualClock())) as simulator:
+        control = simulator.control
+        vehicle_id = first(simulator, "BEV")["id"]
+        token = control.mint_tokens([vehicle_id]).access_token
+        control.patch_vehicle(vehicle_id, plugged_in=True, soc=0.1, charge_limit=1.0, charging=True)
+        before = control.now()
+        assert control.advance_clock(7200) >= before + 7200
+        assert control.vehicle(vehicle_id)["state"]["soc"] == pytest.approx(0.6)
+        control.reset()
+        assert _get(simulator, "/v2.0/user", token).status_code == 401
 
 
 def test_wire_details(simulator: RunningSimulator) -> None:
