@@ -106,7 +106,10 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
             policy = await maxmemory_policy(redis)
         except (RedisError, OSError) as error:
             log.warning(
-                "redis_unavailable_at_startup", redis=settings.redis_address, error=type(error).__name__
+                "redis_unavailable_at_startup",
+                redis=settings.redis_address,
+                error=type(error).__name__,
+                detail=str(error),
             )
         if policy not in {None, NO_EVICTION}:
             # Full, such a Redis drops keys to make room: an evicted record is a lost event, an evicted

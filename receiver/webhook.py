@@ -206,6 +206,7 @@ class WebhookEndpoint:
                 delivery_id=envelope.delivery_id,
                 vehicle_id=envelope.vehicle_id,
                 error=type(error).__name__,
+                detail=str(error),  # Redis's words (MISCONF, OOM, READONLY, refused at host:port): no secret
             )
             await _reply(
                 send, 503, {"error": "event store unavailable, retry later"}, [(b"retry-after", b"5")]

@@ -58,6 +58,7 @@ async def test_redis_down_answers_503_and_acknowledges_nothing_then_accepts_when
         "unavailable",
         "error",
     )
+    assert f":{proxy.port}" in failure["detail"]  # where the store was not found
     ready = await via_proxy.http.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["status"] == "unavailable"
