@@ -12,7 +12,10 @@ import logging
 import sys
 from typing import Any
 
+import kombu.exceptions
+import redis
 from celery import Celery, bootsteps, signals
+from celery import __version__ as celery_version
 
 from workers.settings import SettingsError, WorkerSettings, get_settings
 
@@ -99,6 +102,44 @@ def check_configuration(conf: Any, settings: WorkerSettings) -> list[str]:
     return problems
 
 
+def publishing_app(settings: WorkerSettings) -> Celery:
+    """A Celery app that only publishes, to the broker, prefix and queue of `settings` (tools, checks)."""
+    celery = Celery("smartcar-publisher", set_as_current=False)
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+def broker_problems(settings: WorkerSettings, *, max_retries: int | None = None) -> list[str]:
+    """What a live broker shows about our two shortcuts into Celery and kombu (empty when both hold).
+
+    `workers.broker` overrides a private method of kombu's Redis transport, and `workers.publish` writes
+    Celery's task messages itself: an upgrade of either library can break them without an error (tasks
+    published but never run). Checked by workers and beat at start-up, `smartcar-events relay` and
+    `check`. Waits for the broker as Celery would (`broker_connection_max_retries`, or `max_retries`).
+    """
+    from workers import broker  # noqa: PLC0415 - kombu's transport, only when checking
+    from workers.publish import check_against_celery  # noqa: PLC0415 - only when checking
+    from workers.tasks import batch_publisher  # noqa: PLC0415 - tasks import this module
+
+    celery = publishing_app(settings)
+    try:
+        with celery.connection_for_write() as connection:
+            retries = celery.conf.broker_connection_max_retries if max_retries is None else max_retries
+            connection.ensure_connection(max_retries=retries)
+            found = broker.problems(connection.default_channel)
+        if settings.relay_fast_publish:
+            mismatch = check_against_celery(celery, batch_publisher(settings))
+            if mismatch:
+                found.append(
+                    f"workers.publish no longer writes the message Celery {celery_version} writes "
+                    f"({'; '.join(mismatch)}): set WORKERS_RELAY_FAST_PUBLISH=false (apply_async) "
+                    "until workers.publish is updated"
+                )
+    finally:
+        celery.close()
+    return found
+
+
 app = Celery("workers", include=["workers.tasks"])
 app.add_defaults(lambda: celery_config(get_settings()))
 
@@ -150,6 +191,12 @@ def _check_startup() -> None:
     problems = check_configuration(app.conf, settings)
     if problems:
         _refuse("\n  ".join(["unsafe Celery configuration:", *problems]))
+    try:
+        problems = broker_problems(settings)
+    except (OSError, kombu.exceptions.KombuError, redis.RedisError) as error:
+        _refuse(f"the broker did not answer the start-up check: {error}")
+    if problems:
+        _refuse("\n  ".join(["Celery or kombu changed under us:", *problems]))
     from workers.runtime import load_handlers  # noqa: PLC0415 - only in the worker, after the check
 
     load_handlers(settings)

@@ -9,13 +9,20 @@ connection error). Everything else is kombu's. Selected with `broker_transport` 
 
 (Acknowledging in batches from a background thread was tried as well: no gain measurable above the
 machine's noise, so kombu's acknowledgement stays as it is.)
+
+`_create_client` is private to kombu: `problems(channel)` checks at start-up that kombu still has it as
+overridden here, and still takes its per-command clients from it; a worker refuses to start otherwise.
 """
 
 from __future__ import annotations
 
+import inspect
+from importlib.metadata import version
 from typing import Any, cast
 
 from kombu.transport import redis as kombu_redis
+
+_OVERRIDDEN = ["self", "asynchronous"]
 
 
 class Channel(kombu_redis.Channel):
@@ -35,3 +42,33 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+def hook_problems(kombu_channel: type) -> list[str]:
+    """What no longer matches the override above in kombu's redis `Channel` class (empty: nothing)."""
+    create_client = getattr(kombu_channel, "_create_client", None)
+    if create_client is None:
+        return ["kombu's redis Channel has no _create_client any more"]
+    found = []
+    signature = inspect.signature(create_client)
+    if list(signature.parameters) != _OVERRIDDEN or signature.parameters["asynchronous"].default is not False:
+        found.append(f"kombu's redis Channel._create_client{signature} changed")
+    if not isinstance(inspect.getattr_static(kombu_channel, "pool", None), property):
+        found.append("kombu's redis Channel has no pool property any more")
+    return found
+
+
+def problems(channel: Any) -> list[str]:
+    """Whether kombu's Redis transport still works as `Channel` assumes, on a live broker channel."""
+    found = hook_problems(kombu_redis.Channel)
+    if not found and not isinstance(channel, Channel):
+        found.append(f"the broker channel is a {type(channel).__name__}, not workers.broker.Channel")
+    if not found:
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            if first is not second:
+                found.append("kombu no longer takes its per-command Redis clients from _create_client")
+    return [
+        f"{problem} (kombu {version('kombu')}): workers.broker overrides it; update it, or drop "
+        "broker_transport from workers.app to run on kombu's own transport"
+        for problem in found
+    ]

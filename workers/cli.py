@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import kombu.exceptions
 import redis
 import typer
 from cryptography.fernet import Fernet
@@ -43,6 +44,7 @@ _SHOWN = (
     "signals_api",
     "charging_rule_enabled",
 )
+_CHECK_RETRIES = 0  # an operator asking wants an answer now, not after Celery's reconnection attempts
 console = Console()
 errors = Console(stderr=True)
 
@@ -192,10 +194,24 @@ def state(
         console.print(failures)
 
 
+def _broker_problems(settings: WorkerSettings, *, max_retries: int | None = None) -> list[str]:
+    from workers.app import broker_problems  # noqa: PLC0415 - imports Celery only when needed
+
+    try:
+        return broker_problems(settings, max_retries=max_retries)
+    except (OSError, kombu.exceptions.KombuError, redis.RedisError) as error:
+        return [f"the broker did not answer: {error}"]
+
+
 @app.command()
 def relay() -> None:
     """Run a relay (inbox -> process_event tasks) in the foreground, for workers run with the relay off."""
     settings = _settings()
+    problems = _broker_problems(settings)
+    if problems:
+        for problem in problems:
+            errors.print(f"[red]{problem}[/red]")
+        raise typer.Exit(78)
     from workers.tasks import build_relay  # noqa: PLC0415 - imports Celery only for this command
 
     thread = build_relay(settings)
@@ -214,12 +230,14 @@ def relay() -> None:
 
 @app.command()
 def check() -> None:
-    """Check the settings and the Celery configuration the workers would run with."""
+    """Check the settings, the Celery configuration the workers would run with, and (on the broker) that
+    Celery and kombu still work as workers.publish and workers.broker assume: run it after an upgrade."""
     settings = _settings()
     from workers.app import app as celery_app  # noqa: PLC0415 - Celery only for this command
     from workers.app import check_configuration  # noqa: PLC0415 - Celery only for this command
 
     problems = check_configuration(celery_app.conf, settings)
+    problems += _broker_problems(settings, max_retries=_CHECK_RETRIES)
     for problem in problems:
         errors.print(f"[red]{problem}[/red]")
     table = Table(show_header=False, title="workers")

@@ -80,7 +80,7 @@ def publish(event_ids: list[str]) -> None:
         return
     settings = get_settings()
     if settings.relay_fast_publish:
-        _batch_publisher(settings).publish(event_ids)
+        batch_publisher(settings).publish(event_ids)
         return
     with app.producer_or_acquire() as producer:
         for event_id in event_ids:
@@ -90,7 +90,8 @@ def publish(event_ids: list[str]) -> None:
 _publishers: dict[int, BatchPublisher] = {}
 
 
-def _batch_publisher(settings: WorkerSettings) -> BatchPublisher:
+def batch_publisher(settings: WorkerSettings) -> BatchPublisher:
+    """The process's publisher for `settings` (one Redis client for the broker)."""
     publisher = _publishers.get(id(settings))
     if publisher is None:
         publisher = _publishers[id(settings)] = BatchPublisher(

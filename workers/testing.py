@@ -25,7 +25,7 @@ from pydantic import AliasChoices, SecretStr
 
 from receiver.store import ACCEPT_SCRIPT, DEFAULT_DEDUPE_SECONDS, KeySpace, accept_arguments
 from smartcar_core.events import parse_envelope
-from workers.app import celery_config
+from workers.app import publishing_app
 from workers.codec import text
 from workers.settings import WorkerSettings
 
@@ -85,9 +85,7 @@ def settings_environment(settings: WorkerSettings) -> dict[str, str]:
 
 def publisher(settings: WorkerSettings) -> Celery:
     """A Celery app that publishes to the broker, prefix and queue of `settings` (for tests and tools)."""
-    celery = Celery("smartcar-publisher", set_as_current=False)
-    celery.conf.update(celery_config(settings))
-    return celery
+    return publishing_app(settings)
 
 
 @dataclass

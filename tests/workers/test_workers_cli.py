@@ -133,6 +133,15 @@ def test_check_reports_the_configuration(env: dict[str, str]) -> None:
     assert "visibility_timeout" in result.stdout
 
 
+def test_check_says_when_the_broker_does_not_answer(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:9/0")  # nothing listens there
+    result = runner.invoke(app, ["check"])
+    assert result.exit_code == 78
+    assert "the broker did not answer" in result.output
+
+
 def test_commands_refuse_to_run_without_a_key(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", "")
     result = runner.invoke(app, ["vehicle", "state", "x"])
