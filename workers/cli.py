@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -24,7 +23,7 @@ from rich.table import Table
 
 from workers.settings import SettingsError, WorkerSettings, load_settings
 from workers.state import VehicleStateStore
-from workers.tokens import TokenStore
+from workers.tokens import TokenError, TokenStore, put_tokens
 
 app = typer.Typer(help="Operate the Smartcar webhook workers.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Smartcar OAuth tokens (encrypted in Redis).", no_args_is_help=True)
@@ -106,18 +105,14 @@ def put(
         errors.print("[red]name at least one vehicle with --vehicle[/red]")
         raise typer.Exit(2)
     lifetime = expires_in if expires_in is not None else float(given.get("expires_in") or 7200)
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        store = TokenStore(client, settings.fernet(), prefix=settings.event_key_prefix)
-        grant = store.put(
-            vehicle_ids=vehicles,
-            access_token=str(access),
-            refresh_token=str(refresh),
-            expires_at=time.time() + lifetime,
-            user_id=user or given.get("user_id"),
-        )
-    finally:
-        client.close()
+    grant = put_tokens(
+        vehicle_ids=vehicles,
+        access_token=str(access),
+        refresh_token=str(refresh),
+        expires_in=lifetime,
+        user_id=user or given.get("user_id"),
+        settings=settings,
+    )
     console.print(f"stored tokens of grant [bold]{grant}[/bold] for {', '.join(vehicles)}")
 
 
@@ -128,8 +123,10 @@ def show(vehicle_id: str) -> None:
     client = redis.Redis.from_url(settings.redis_url)
     try:
         store = TokenStore(client, settings.fernet(), prefix=settings.event_key_prefix)
-        grant = client.get(f"{settings.event_key_prefix}grant-of:{vehicle_id}")
-        info = store.info(grant.decode()) if isinstance(grant, bytes) else None
+        try:
+            info = store.info(store.grant_of(vehicle_id))
+        except TokenError:
+            info = None
     finally:
         client.close()
     if info is None:

@@ -56,7 +56,9 @@ def refresh_tokens() -> dict[str, int]:
         except TokenError:
             failed += 1
             log.warning("token refresh failed; the user must reconnect", grant=grant)
-            runtime.redis.zadd(tokens.expiry_key, {grant: time.time() + 3600})
+            runtime.redis.zadd(
+                tokens.expiry_key, {grant: time.time() + 3600}, xx=True
+            )  # unless deleted meanwhile
         except Exception:  # one grant's failure must not stop the others
             failed += 1
             log.warning("token refresh failed; will try again", grant=grant, exc_info=True)

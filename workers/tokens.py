@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 from cryptography.fernet import InvalidToken, MultiFernet
@@ -31,14 +32,34 @@ from smartcar_core.errors import OAuthError
 from smartcar_core.results import Access
 from workers.codec import as_bytes, text, text_map, texts
 
+if TYPE_CHECKING:
+    from workers.settings import WorkerSettings
+
 # KEYS: grant, expiry; ARGV: grant_id, data, expires_at, refresh_expires_at, vehicles, user_id, now, prefix
+# A vehicle that moves to this grant leaves the grant that covered it; a grant left with no vehicle is
+# deleted (nothing would use it, and the refresher would keep refreshing it).
 _PUT = """
 local gen = redis.call('HINCRBY', KEYS[1], 'generation', 1)
 redis.call('HSET', KEYS[1], 'data', ARGV[2], 'expires_at', ARGV[3], 'refresh_expires_at', ARGV[4],
   'vehicles', ARGV[5], 'user_id', ARGV[6], 'updated_at', ARGV[7])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 for vehicle in string.gmatch(ARGV[5], '[^,]+') do
-  redis.call('SET', ARGV[8] .. 'grant-of:' .. vehicle, ARGV[1])
+  local mapping = ARGV[8] .. 'grant-of:' .. vehicle
+  local old = redis.call('GET', mapping)
+  if old and old ~= ARGV[1] then
+    local old_key = ARGV[8] .. 'grant:' .. old
+    local kept = {}
+    for other in string.gmatch(redis.call('HGET', old_key, 'vehicles') or '', '[^,]+') do
+      if other ~= vehicle then kept[#kept + 1] = other end
+    end
+    if #kept == 0 then
+      redis.call('DEL', old_key)
+      redis.call('ZREM', KEYS[2], old)
+    else
+      redis.call('HSET', old_key, 'vehicles', table.concat(kept, ','))
+    end
+  end
+  redis.call('SET', mapping, ARGV[1])
 end
 return gen
 """
@@ -176,14 +197,14 @@ class TokenStore:
         expires_at: float,
         refresh_expires_at: float | None = None,
         user_id: str | None = None,
-        grant_id: str | None = None,
     ) -> str:
         """Store a token pair for `vehicle_ids`; returns its grant id (see `grant_id_for`)."""
-        if not vehicle_ids:
+        vehicles = list(dict.fromkeys(vehicle_ids))
+        if not vehicles:
             raise ValueError("tokens belong to at least one vehicle")
-        if any("," in vehicle for vehicle in vehicle_ids):
+        if any("," in vehicle for vehicle in vehicles):
             raise ValueError("a vehicle id cannot contain a comma")
-        grant = grant_id or grant_id_for(vehicle_ids, user_id)
+        grant = grant_id_for(vehicles, user_id)
         now = time.time()
         self._put(
             keys=[self._grant_key(grant), self.expiry_key],
@@ -192,7 +213,7 @@ class TokenStore:
                 self._encrypt(access_token, refresh_token),
                 repr(expires_at),
                 repr(refresh_expires_at if refresh_expires_at is not None else now + 60 * 86400),
-                ",".join(vehicle_ids),
+                ",".join(vehicles),
                 user_id or "",
                 repr(now),
                 self.prefix,
@@ -361,11 +382,12 @@ def put_tokens(
     expires_in: float,
     user_id: str | None = None,
     client: redis.Redis | None = None,
+    settings: WorkerSettings | None = None,
 ) -> str:
     """Store a token pair with the process's settings (the OAuth callback and the CLI use this)."""
     from workers.settings import get_settings  # noqa: PLC0415 - settings are read only when called
 
-    settings = get_settings()
+    settings = settings or get_settings()
     connection = client or redis.Redis.from_url(settings.redis_url)
     try:
         store = TokenStore(connection, settings.fernet(), prefix=settings.event_key_prefix)

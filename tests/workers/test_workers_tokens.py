@@ -89,6 +89,34 @@ def test_a_second_session_of_one_owner_keeps_the_first_sessions_token(
     assert store.access_token("v1").token == "A3"
 
 
+def test_a_grant_keeps_only_the_vehicles_it_still_covers(client: redis.Redis, key_prefix: str) -> None:
+    store = _store(client, key_prefix)
+    soon = time.time() + 7200
+
+    def put(*vehicles: str) -> str:
+        return store.put(
+            vehicle_ids=vehicles, access_token="a", refresh_token="r", expires_at=soon, user_id="u1"
+        )
+
+    both = put("v1", "v2", "v1")  # a vehicle named twice is stored once
+    info = store.info(both)
+    assert info is not None
+    assert info.vehicles == ["v1", "v2"]
+    # The owner reconnects v1 alone, then adds v3: v2 stays with the first grant until it moves too.
+    alone = put("v1")
+    assert store.grant_of("v1") == alone
+    assert store.grant_of("v2") == both
+    info = store.info(both)
+    assert info is not None
+    assert info.vehicles == ["v2"]
+    wider = put("v2", "v3")
+    # The first grant covers no vehicle any more: deleted, and no longer refreshed.
+    assert store.info(both) is None
+    assert client.zscore(store.expiry_key, both) is None
+    assert sorted(store.expiring(86400)) == sorted([alone, wider])
+    assert [store.grant_of(v) for v in ("v1", "v2", "v3")] == [alone, wider, wider]
+
+
 def test_a_wrong_key_says_so_without_leaking(client: redis.Redis, key_prefix: str) -> None:
     _store(client, key_prefix).put(
         vehicle_ids=["v1"], access_token="a", refresh_token="r", expires_at=time.time() + 7200
