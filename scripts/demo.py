@@ -44,6 +44,7 @@ from rich.table import Table
 
 WEBHOOK_ID = "demo-webhook"
 STOP_AT_PERCENT = 80.0
+STOP_TOLERANCE = 5.0  # percentage points of overshoot while the stop command travels
 START_AT = 0.70
 BIN = Path(sys.executable).parent
 SMARTCAR_ORIGIN_VARIABLES = (
@@ -171,6 +172,13 @@ class Demo:
         from workers.tokens import put_tokens  # noqa: PLC0415
 
         fleet = self.control.vehicles()
+        self.electric = [car for car in fleet if car["powertrain"] in ("BEV", "PHEV")]
+        if not self.electric:
+            raise SystemExit("demo: the seeded fleet has no electric car; use more --vehicles")
+        for car in self.electric:  # home at 70 %, plugged in, not charging: the first delivery says so
+            self.control.patch_vehicle(
+                car["id"], plugged_in=True, charging=False, soc=START_AT, charge_limit=1.0, asleep=False
+            )
         for user_id in sorted({car["user_id"] for car in fleet}):
             granted = self.control.mint_tokens(user_id=user_id)
             put_tokens(
@@ -183,18 +191,12 @@ class Demo:
             for vehicle_id in granted.vehicle_ids:
                 self.tokens[vehicle_id] = granted.access_token
                 Vehicle(vehicle_id, granted.access_token).subscribe(WEBHOOK_ID)
-        self.electric = [car for car in fleet if car["powertrain"] in ("BEV", "PHEV")]
-        if not self.electric:
-            raise SystemExit("demo: the seeded fleet has no electric car; use more --vehicles")
         console.print(f"2. {len(fleet)} cars: tokens stored encrypted, each subscribed through smartcar_core")
 
     def charge(self) -> None:
         from smartcar_core import SmartcarError, Vehicle  # noqa: PLC0415
 
         for car in self.electric:
-            self.control.patch_vehicle(
-                car["id"], plugged_in=True, soc=START_AT, charge_limit=1.0, asleep=False
-            )
             try:
                 Vehicle(car["id"], self.tokens[car["id"]]).start_charge()
             except SmartcarError as error:
@@ -318,7 +320,18 @@ class Demo:
             f"burst: {report.get('delivered')} of {report.get('events')} delivered, answers "
             f"{report.get('by_status')}, p99 {1000 * report.get('latency_p99', 0.0):.1f} ms"
         )
-        return told and self.duplicate_seen and counts.get("failed", 0) == 0 and set(commands.values()) == {2}
+        stopped_at = [self.control.vehicle(car["id"])["state"]["soc"] * 100 for car in self.electric]
+        console.print(
+            f"state of charge where each car stopped: {', '.join(f'{soc:.1f} %' for soc in stopped_at)}"
+        )
+        on_target = all(STOP_AT_PERCENT <= soc <= STOP_AT_PERCENT + STOP_TOLERANCE for soc in stopped_at)
+        return (
+            told
+            and on_target
+            and self.duplicate_seen
+            and counts.get("failed", 0) == 0
+            and set(commands.values()) == {2}
+        )
 
     def clean_up(self, ok: bool) -> None:
         for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
