@@ -4,15 +4,15 @@ Run by `scripts/demo` (which sets up the virtualenv and Redis). It starts three 
 environment, plays a short story against them, shows it live, and checks that it came true:
 
 1. the simulator verifies the webhook (the receiver answers VERIFY with HMAC-SHA256(AMT, challenge));
-2. each owner's tokens go into the workers' encrypted token store, and every car is subscribed through
-   `smartcar_core`;
-3. the electric cars are plugged in at 70 % and told to charge; the simulator's clock runs fast, so
+2. the electric cars are plugged in at 70 %; each owner's tokens go into the workers' encrypted token
+   store, and every car is subscribed through `smartcar_core`;
+3. the electric cars are told to charge; the simulator's clock runs fast, so
    state-of-charge webhooks arrive every second, and the workers' charging rule stops each car at 80 %;
 4. one car's stop_charge fails ambiguously (UPSTREAM:NO_RESPONSE after the car obeyed): the worker
    re-reads the car's state instead of sending the command twice;
 5. a burst of signed VEHICLE_STATE events arrives at 200/s, and one event is delivered twice.
 
-Exit status 0 when every event ended `done`, every car stopped near 80 % with exactly one start and one
+Exit status 0 when every event ended `done`, every car stopped at 80-85 % after exactly one start and one
 stop command, and the duplicate was recognised; 1 otherwise (the logs are then kept).
 """
 
