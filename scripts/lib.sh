@@ -47,9 +47,10 @@ ensure_redis() {
     REDIS_PORT=${REDIS_PORT:-6379}
     if redis_answers "$REDIS_HOST" "$REDIS_PORT"; then return 0; fi
     command -v redis-server >/dev/null || apt_install redis-server
+    local asked=$REDIS_PORT
     REDIS_PORT=$(free_port)
     local dir; dir=$(mktemp -d)
-    echo "no Redis answered on 6379: starting redis-server on port $REDIS_PORT (data in $dir, not persisted)" >&2
+    echo "no Redis answered on port $asked: starting redis-server on port $REDIS_PORT (data in $dir, not persisted)" >&2
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
         --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
     for _ in $(seq 50); do redis_answers "$REDIS_HOST" "$REDIS_PORT" && return 0; sleep 0.1; done
