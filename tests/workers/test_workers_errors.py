@@ -11,25 +11,13 @@ import pytest
 import redis
 
 from smartcar_core.catalogue import BENIGN, CATALOGUE, RetryClass
+from smartcar_core.simulator.errors import CATALOGUE as SIMULATED_ERRORS
 from smartcar_core.simulator.testing import RunningSimulator
 from workers.process import Outcome, RunResult, process_event
 from workers.runtime import Runtime
 from workers.testing import accept_event
 
 Maker = Callable[..., dict[str, Any]]
-STATUS = {
-    "AUTHENTICATION": 401,
-    "BILLING": 430,
-    "COMPATIBILITY": 501,
-    "CONNECTED_SERVICES_ACCOUNT": 400,
-    "PERMISSION": 403,
-    "RATE_LIMIT": 429,
-    "RESOURCE_NOT_FOUND": 404,
-    "SERVER": 500,
-    "UPSTREAM": 502,
-    "VALIDATION": 400,
-    "VEHICLE_STATE": 409,
-}
 CHARGING = {"soc": 0.9, "charging": True, "plugged_in": True, "charge_limit": 1.0}
 
 
@@ -62,7 +50,8 @@ def test_catalogue_error_on_a_command(
 ) -> None:
     runtime = sim_runtime(charging_rule_enabled=True, max_countdown=0)
     vehicle, event_id = _stop_charge_event(client, key_prefix, runtime, connect, state_event)
-    error: dict[str, Any] = {"type": error_type, "code": code, "status": STATUS[error_type]}
+    # The simulator answers each (type, code) with Smartcar's HTTP status for it.
+    error: dict[str, Any] = {"type": error_type, "code": code}
     if (error_type, code) == ("RATE_LIMIT", "VEHICLE"):
         error["retry_after"] = 3
     sim.control.add_fault(vehicle_id=vehicle["id"], path="charge", method="POST", count=1, error=error)
@@ -80,7 +69,7 @@ def test_catalogue_error_on_a_command(
         entry = result.detail["entry"]
         assert entry["error"]["type"] == error_type
         assert entry["error"]["code"] == code
-        assert entry["error"]["status"] == STATUS[error_type]
+        assert entry["error"]["status"] == SIMULATED_ERRORS[(error_type, code)][0]
         assert entry["error"]["request_id"]
         assert "not retryable" in result.detail["reason"]
         assert runtime.redis.zscore(runtime.keys.dead, event_id) is not None
