@@ -27,12 +27,11 @@ from receiver.metrics import Outcome, ReceiverMetrics, VerifyRefusal
 from receiver.signatures import SignatureChecker, SignatureFailure
 from receiver.verify import VerifyGate
 from receiver.writer import EventWriter
-from smartcar_core.events import Envelope, EnvelopeError, parse_envelope
+from smartcar_core.events import Envelope, EnvelopeError, epoch_millis, parse_envelope
 
 _JSON = b"application/json"
 # Only a body naming VERIFY can be a challenge; any other unsigned body is refused unread.
 _VERIFY_MARKERS = (b"VERIFY", b"verify")
-_MILLIS_THRESHOLD = 1e11
 
 
 class _ClientGoneError(Exception):
@@ -91,10 +90,9 @@ def _delivered_at(envelope: Envelope) -> float | None:
     """`meta.deliveredAt` as epoch seconds: Unix milliseconds, seconds, or ISO-8601 (all three are seen)."""
     meta = envelope.body.get("meta")
     value = meta.get("deliveredAt") if isinstance(meta, dict) else None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float) and value > 0:
-        return value / 1000 if value > _MILLIS_THRESHOLD else float(value)
+    millis = epoch_millis(value)
+    if millis is not None:
+        return millis / 1000
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)

@@ -113,10 +113,17 @@ class Envelope:
         return [item for item in items or [] if isinstance(item, dict)]
 
 
-def _millis(value: Any) -> int | None:
+MILLIS_FLOOR = 1e11  # epoch values above this are milliseconds (year 1973 in ms, 5138 in seconds)
+
+
+def epoch_millis(value: Any) -> int | None:
+    """A Smartcar timestamp as epoch milliseconds: docs and payloads use both seconds and milliseconds.
+
+    0 means "no timestamp" (seen in dashboard samples), as do negatives, booleans and non-numbers.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         return None
-    return int(value if value > 1e11 else value * 1000)  # noqa: PLR2004 - seconds vs milliseconds
+    return int(value if value > MILLIS_FLOOR else value * 1000)
 
 
 def _signal(item: dict[str, Any]) -> SignalValue:
@@ -130,8 +137,8 @@ def _signal(item: dict[str, Any]) -> SignalValue:
         body=body if isinstance(body, dict) else None,
         status=status.get("value"),
         error=status.get("error") if isinstance(status.get("error"), dict) else None,
-        oem_updated_at=_millis(meta.get("oemUpdatedAt")),
-        retrieved_at=_millis(meta.get("retrievedAt", meta.get("fetchedAt"))),
+        oem_updated_at=epoch_millis(meta.get("oemUpdatedAt")),
+        retrieved_at=epoch_millis(meta.get("retrievedAt", meta.get("fetchedAt"))),
     )
 
 

@@ -8,18 +8,17 @@ from typing import Any
 
 import httpx
 
+from smartcar_core.events import epoch_millis
 from smartcar_core.protocol import object_body
-
-_MILLIS_FLOOR = 1e11  # epoch values above this are milliseconds; docs show both units
 
 
 def epoch_to_datetime(value: Any) -> datetime | None:
     """A v3 or webhook timestamp (epoch seconds or milliseconds) as aware UTC; 0 and junk mean unknown."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    millis = epoch_millis(value)
+    if millis is None:
         return None
-    seconds = value / 1000 if value > _MILLIS_FLOOR else value
     try:
-        return datetime.fromtimestamp(seconds, UTC)
+        return datetime.fromtimestamp(millis / 1000, UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
