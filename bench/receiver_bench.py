@@ -40,6 +40,8 @@ from pathlib import Path
 import redis
 from webhook_bodies import BENCH_AMT, write_bodies, write_wrk_script
 
+from receiver.testing import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = Path(__file__).resolve().parent / "apps"
 HOST = "127.0.0.1"
@@ -94,13 +96,6 @@ def ensure_wrk() -> str:
         subprocess.run([apt_get, "update", "-q"], env=env, capture_output=True, check=False)  # noqa: S603 - fixed
         subprocess.run(install, env=env, capture_output=True, check=False)  # noqa: S603 - fixed command
     return shutil.which("wrk") or sys.exit("could not install wrk with apt-get; install it and rerun")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

@@ -40,8 +40,9 @@ from typing import Any
 
 import redis
 from workers_poster import post_all, request_bytes
-from workers_stack import HOST, free_port, process, receiver_command, simulator_command
+from workers_stack import HOST, process, receiver_command, simulator_command
 
+from receiver.testing import free_port
 from smartcar_core.simulator import payloads
 from smartcar_core.simulator.control_client import SimulatorControl
 from smartcar_core.webhooks import signature_of

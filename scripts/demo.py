@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from receiver.testing import free_port
+
 WEBHOOK_ID = "demo-webhook"
 STOP_AT_PERCENT = 80.0
 STOP_TOLERANCE = 5.0  # percentage points of overshoot while the stop command travels
@@ -55,13 +56,6 @@ SMARTCAR_ORIGIN_VARIABLES = (
     "SMARTCAR_VEHICLE_API_V3_ORIGIN",
 )
 console = Console()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float) -> None:
