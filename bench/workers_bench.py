@@ -43,9 +43,9 @@ from workers_poster import post_all, request_bytes
 from workers_stack import HOST, process, receiver_command, simulator_command
 
 from receiver.testing import free_port
-from smartcar_core.simulator import payloads
-from smartcar_core.simulator.control_client import SimulatorControl
 from smartcar_core.webhooks import signature_of
+from smartcar_simulator import payloads
+from smartcar_simulator.control_client import SimulatorControl
 from workers.settings import WorkerSettings
 from workers.testing import WorkerLauncher, wait_until
 from workers.tokens import TokenStore

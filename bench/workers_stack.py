@@ -56,7 +56,7 @@ def process(
 
 def simulator_command(port: int, vehicles: int, latency: float) -> list[str]:
     return [
-        sys.executable, "-m", "smartcar_core.simulator", "--host", HOST, "--port", str(port),
+        sys.executable, "-m", "smartcar_simulator", "--host", HOST, "--port", str(port),
         "--vehicles", str(vehicles), "--seed", "1", "--latency", str(latency), "--log-level", "warning",
     ]  # fmt: skip
 

@@ -121,7 +121,7 @@ class Demo:
         self.env = demo_environment(self.simulator_url, args.redis, self.prefix)
         os.environ.update(self.env)  # this process reads the same settings (token store, origins)
         # Imported once the environment is set, since both read it.
-        from smartcar_core.simulator.control import SimulatorControl  # noqa: PLC0415
+        from smartcar_simulator.control import SimulatorControl  # noqa: PLC0415
 
         self.control = SimulatorControl(self.simulator_url)
         self.redis = redis.Redis.from_url(args.redis)
@@ -224,8 +224,8 @@ class Demo:
 
     def deliver_twice(self, car: dict[str, Any]) -> tuple[str, str]:
         """Post one signed VEHICLE_STATE twice, as Smartcar's retries can."""
-        from smartcar_core.simulator import payloads  # noqa: PLC0415
         from smartcar_core.webhooks import signature_of  # noqa: PLC0415
+        from smartcar_simulator import payloads  # noqa: PLC0415
 
         now = payloads.now_ms()
         odometer = payloads.signal_item(

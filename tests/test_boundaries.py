@@ -22,6 +22,10 @@ def test_receiver_and_workers_do_not_import_the_simulator_or_test_helpers() -> N
     )
     loaded = set(done.stdout.split())
     assert {"receiver.app", "workers.app", "workers.tasks", "workers.cli"} <= loaded
-    ours = {name for name in loaded if name.partition(".")[0] in {"receiver", "workers", "smartcar_core"}}
-    assert {name for name in ours if name.startswith("smartcar_core.simulator")} == set()
+    ours = {
+        name
+        for name in loaded
+        if name.partition(".")[0] in {"receiver", "workers", "smartcar_core", "smartcar_simulator"}
+    }
+    assert {name for name in ours if name.startswith("smartcar_simulator")} == set()
     assert {name for name in ours if name.endswith(".testing")} == set()

@@ -17,7 +17,7 @@ from receiver.app import create_app
 from receiver.settings import ReceiverSettings
 from receiver.store import KeySpace
 from receiver.testing import Harness, LiveReceiver, asgi_client, free_port, serve
-from smartcar_core.simulator import payloads
+from smartcar_simulator import payloads
 
 AMT = "amt-test-current-0123456789"
 WEBHOOK_ID = "5a8e5e38-1e12-4011-a36d-56f120053f9e"

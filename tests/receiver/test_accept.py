@@ -12,7 +12,7 @@ import pytest
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
 from receiver.testing import Harness, asgi_client, body_of
-from smartcar_core.simulator import payloads
+from smartcar_simulator import payloads
 
 EventMaker = Callable[..., dict[str, Any]]
 OLD_AMT = "amt-test-previous-9876543210"

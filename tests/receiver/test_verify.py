@@ -17,8 +17,8 @@ from receiver.cli import cli
 from receiver.settings import ReceiverSettings
 from receiver.testing import Harness, asgi_client, body_of
 from receiver.verify import armed_key
-from smartcar_core.simulator import payloads
 from smartcar_core.webhooks import hash_challenge, signature_of
+from smartcar_simulator import payloads
 
 EventMaker = Callable[..., dict[str, Any]]
 OTHER_AMT = "amt-of-another-application-00"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from smartcar_core.simulator.testing import RunningSimulator, run_simulator
+from smartcar_simulator.testing import RunningSimulator, run_simulator
 
 FLEET_SIZE = 12
 SEED = 7

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from smartcar_core.simulator.testing import RunningSimulator
+from smartcar_simulator.testing import RunningSimulator
 
 T = TypeVar("T")
 

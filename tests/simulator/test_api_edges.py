@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from simulator.support import first
-from smartcar_core.simulator.auth import MAX_FORM_BYTES
-from smartcar_core.simulator.control import MAX_CONTROL_BODY
-from smartcar_core.simulator.testing import RunningSimulator, run_simulator
+from smartcar_simulator.auth import MAX_FORM_BYTES
+from smartcar_simulator.control import MAX_CONTROL_BODY
+from smartcar_simulator.testing import RunningSimulator, run_simulator
 
 VEHICLE = "{vehicle}"
 

@@ -1,4 +1,4 @@
-"""`smartcar-simulator` / `python -m smartcar_core.simulator`: flags over the environment, a clear refusal."""
+"""`smartcar-simulator` / `python -m smartcar_simulator`: flags over the environment, a clear refusal."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 import httpx
 from typer.testing import CliRunner
 
-from smartcar_core.simulator.__main__ import cli
+from smartcar_simulator.__main__ import cli
 
 
 def _free_port() -> int:
@@ -40,7 +40,7 @@ def test_the_module_serves_with_flags_over_the_environment() -> None:
     port = _free_port()
     env = {**os.environ, "SIMULATOR_VEHICLES": "7", "SIMULATOR_SEED": "3", "SMARTCAR_CLIENT_ID": "from-env"}
     process = subprocess.Popen(  # noqa: S603 - our own module, with our interpreter
-        [sys.executable, "-m", "smartcar_core.simulator", "--port", str(port), "--vehicles", "4"],
+        [sys.executable, "-m", "smartcar_simulator", "--port", str(port), "--vehicles", "4"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

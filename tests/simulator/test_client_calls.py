@@ -17,9 +17,9 @@ import pytest
 from simulator.support import first
 from smartcar_core import AsyncVehicle, BatchResponse, Vehicle
 from smartcar_core.endpoint import Endpoint
-from smartcar_core.simulator.control import SimulatorControl
-from smartcar_core.simulator.makes import CAR_MODELS, CarModel
-from smartcar_core.simulator.testing import RunningSimulator
+from smartcar_simulator.control import SimulatorControl
+from smartcar_simulator.makes import CAR_MODELS, CarModel
+from smartcar_simulator.testing import RunningSimulator
 
 
 @dataclass

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from simulator.support import first
-from smartcar_core.simulator.clock import ManualClock, SimClock
-from smartcar_core.simulator.control_client import ControlCallError, SimulatorControl
-from smartcar_core.simulator.testing import RunningSimulator, run_simulator
+from smartcar_simulator.clock import ManualClock, SimClock
+from smartcar_simulator.control_client import ControlCallError, SimulatorControl
+from smartcar_simulator.testing import RunningSimulator, run_simulator
 
 
 def _get(simulator: RunningSimulator, path: str, token: str, **headers: str) -> httpx.Response:

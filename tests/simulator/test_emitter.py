@@ -22,8 +22,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from smartcar_core.events import parse_envelope
-from smartcar_core.simulator import payloads
-from smartcar_core.simulator.emitter import (
+from smartcar_core.webhooks import verify_payload
+from smartcar_simulator import payloads
+from smartcar_simulator.emitter import (
     ERROR_EXCERPT_CHARS,
     USER_AGENT,
     BurstReport,
@@ -31,7 +32,6 @@ from smartcar_core.simulator.emitter import (
     WebhookEmitter,
     percentile,
 )
-from smartcar_core.webhooks import verify_payload
 
 pytestmark = pytest.mark.anyio
 

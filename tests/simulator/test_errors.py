@@ -11,7 +11,7 @@ import pytest
 
 import smartcar_core as sc
 from simulator.support import first
-from smartcar_core.simulator.testing import RunningSimulator
+from smartcar_simulator.testing import RunningSimulator
 
 
 @dataclass

@@ -7,14 +7,14 @@ import statistics
 
 import pytest
 
-from smartcar_core.simulator.clock import ManualClock, SimClock, iso_time
-from smartcar_core.simulator.errors import ApiError, OAuthError
-from smartcar_core.simulator.faults import FaultBook, FaultSpec, path_matches
-from smartcar_core.simulator.fleet import Fleet, Vehicle, VehiclePatch, seeded_fleet
-from smartcar_core.simulator.latency import LatencyModel, parse_latency
-from smartcar_core.simulator.limits import RateLimiter, RateLimitSettings
-from smartcar_core.simulator.makes import CAR_MODELS, check_digit, is_valid_vin, make_of_vin
-from smartcar_core.simulator.tokens import Grant, TokenStore
+from smartcar_simulator.clock import ManualClock, SimClock, iso_time
+from smartcar_simulator.errors import ApiError, OAuthError
+from smartcar_simulator.faults import FaultBook, FaultSpec, path_matches
+from smartcar_simulator.fleet import Fleet, Vehicle, VehiclePatch, seeded_fleet
+from smartcar_simulator.latency import LatencyModel, parse_latency
+from smartcar_simulator.limits import RateLimiter, RateLimitSettings
+from smartcar_simulator.makes import CAR_MODELS, check_digit, is_valid_vin, make_of_vin
+from smartcar_simulator.tokens import Grant, TokenStore
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from smartcar_core.simulator.testing import RunningSimulator
+from smartcar_simulator.testing import RunningSimulator
 
 SCRIPT = Path(__file__).with_name("sdk_session.py")
 

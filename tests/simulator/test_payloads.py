@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from smartcar_core.events import Envelope, parse_envelope
-from smartcar_core.simulator import payloads
+from smartcar_simulator import payloads
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 WEBHOOK_ID = "5a8e5e38-1e12-4011-a36d-56f120053f9e"

@@ -14,10 +14,10 @@ from starlette.routing import Route
 import smartcar_core as sc
 from simulator.support import wait_for
 from smartcar_core.events import parse_envelope
-from smartcar_core.simulator.control_client import ControlCallError
-from smartcar_core.simulator.settings import SimulatorSettings
-from smartcar_core.simulator.testing import run_simulator, run_simulator_async, serve_asgi
-from smartcar_core.simulator.tokens import ALL_SCOPES, Grant
+from smartcar_simulator.control_client import ControlCallError
+from smartcar_simulator.settings import SimulatorSettings
+from smartcar_simulator.testing import run_simulator, run_simulator_async, serve_asgi
+from smartcar_simulator.tokens import ALL_SCOPES, Grant
 
 
 def test_settings_come_from_the_shared_variables_and_hide_secrets(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 import smartcar_core as sc
-from smartcar_core.simulator.testing import RunningSimulator, run_simulator
+from smartcar_simulator.testing import RunningSimulator, run_simulator
 
 
 def _auth(sim: RunningSimulator, redirect_uri: str | None = "https://app.example/cb") -> sc.AuthClient:

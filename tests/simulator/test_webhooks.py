@@ -17,8 +17,8 @@ from starlette.routing import Route
 import smartcar_core as sc
 from simulator.support import first, wait_for
 from smartcar_core.events import Envelope, parse_envelope
-from smartcar_core.simulator.control_client import Delivery
-from smartcar_core.simulator.testing import RunningSimulator, run_simulator, serve_asgi
+from smartcar_simulator.control_client import Delivery
+from smartcar_simulator.testing import RunningSimulator, run_simulator, serve_asgi
 
 WEBHOOK = "wh-test"
 

@@ -12,8 +12,8 @@ import redis
 from cryptography.fernet import Fernet
 
 from smartcar_core.config import Origins
-from smartcar_core.simulator import payloads
-from smartcar_core.simulator.testing import RunningSimulator, run_simulator
+from smartcar_simulator import payloads
+from smartcar_simulator.testing import RunningSimulator, run_simulator
 from workers.registry import HandlerRegistry
 from workers.runtime import Runtime
 from workers.settings import WorkerSettings

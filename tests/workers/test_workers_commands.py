@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from smartcar_core.simulator.testing import RunningSimulator
+from smartcar_simulator.testing import RunningSimulator
 from workers.process import Outcome, process_event
 from workers.registry import HandlerContext, HandlerRegistry
 from workers.runtime import Runtime

@@ -12,7 +12,7 @@ import pytest
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
 from receiver.testing import LiveReceiver, serve
-from smartcar_core.simulator.testing import RunningSimulator
+from smartcar_simulator.testing import RunningSimulator
 from workers.codec import text
 from workers.testing import WorkerLauncher, accept_event, event_status, wait_until
 from workers.tokens import TokenStore

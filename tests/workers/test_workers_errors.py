@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from smartcar_core.catalogue import BENIGN, CATALOGUE, RetryClass
-from smartcar_core.simulator.errors import CATALOGUE as SIMULATED_ERRORS
-from smartcar_core.simulator.testing import RunningSimulator
+from smartcar_simulator.errors import CATALOGUE as SIMULATED_ERRORS
+from smartcar_simulator.testing import RunningSimulator
 from workers.process import Outcome, RunResult, process_event
 from workers.runtime import Runtime
 from workers.testing import accept_event

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from smartcar_core.simulator.testing import RunningSimulator
+from smartcar_simulator.testing import RunningSimulator
 from workers.testing import WorkerLauncher, WorkerProcess, accept_event, event_status, wait_until
 from workers.tokens import TokenStore
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from smartcar_core.simulator import payloads
+from smartcar_simulator import payloads
 from workers.process import Outcome, process_event
 from workers.runtime import Runtime
 from workers.state import SignalUpdate, VehicleStateStore

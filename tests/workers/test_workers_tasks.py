@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from smartcar_core.simulator.testing import RunningSimulator
+from smartcar_simulator.testing import RunningSimulator
 from workers import app as app_module
 from workers import tasks
 from workers.app import RelayStep, app, celery_config

@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from smartcar_core.simulator.clock import iso_ms
-from smartcar_core.simulator.errors import error_doc_url
+from smartcar_simulator.clock import iso_ms
+from smartcar_simulator.errors import error_doc_url
 
 Shape = Literal["A", "B"]
 LegacyEventName = Literal["eventBased", "scheduled", "dynamic"]

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from smartcar_core.simulator.fleet import Vehicle
-from smartcar_core.simulator.readings import KPA_TO_PSI, LITERS_TO_GALLONS, charge_state, distance
+from smartcar_simulator.fleet import Vehicle
+from smartcar_simulator.readings import KPA_TO_PSI, LITERS_TO_GALLONS, charge_state, distance
 
 NOT_CAPABLE = {"type": "COMPATIBILITY", "code": "VEHICLE_NOT_CAPABLE"}
 ROWS = ((1, 1), (1, 2), (2, 1), (2, 2))

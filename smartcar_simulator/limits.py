@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from smartcar_core.simulator.clock import SimClock
-from smartcar_core.simulator.errors import ApiError
+from smartcar_simulator.clock import SimClock
+from smartcar_simulator.errors import ApiError
 
 
 class PerVehicleLimit(BaseModel):

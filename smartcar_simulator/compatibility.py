@@ -11,9 +11,9 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import Route
 
-from smartcar_core.simulator.errors import validation
-from smartcar_core.simulator.gateway import Ctx, api
-from smartcar_core.simulator.makes import CAR_MODELS, COUNTRIES, REGIONS, CarModel, is_valid_vin, make_of_vin
+from smartcar_simulator.errors import validation
+from smartcar_simulator.gateway import Ctx, api
+from smartcar_simulator.makes import CAR_MODELS, COUNTRIES, REGIONS, CarModel, is_valid_vin, make_of_vin
 
 # permission -> the endpoints it opens, and what the vehicle needs for them
 ENDPOINTS: dict[str, tuple[tuple[str, ...], str | None]] = {

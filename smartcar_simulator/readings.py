@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from smartcar_core.simulator.fleet import Vehicle
+from smartcar_simulator.fleet import Vehicle
 
 KM_TO_MILES = 0.621371
 LITERS_TO_GALLONS = 0.264172

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from smartcar_core.simulator.clock import SimClock
-from smartcar_core.simulator.errors import ApiError, not_capable, validation, vehicle_state
-from smartcar_core.simulator.makes import CAR_MODELS, CarModel, make_vin
+from smartcar_simulator.clock import SimClock
+from smartcar_simulator.errors import ApiError, not_capable, validation, vehicle_state
+from smartcar_simulator.makes import CAR_MODELS, CarModel, make_vin
 
 HOUR = 3600.0
 CITIES = (

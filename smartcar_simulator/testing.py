@@ -22,11 +22,11 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from smartcar_core.config import Origins
-from smartcar_core.simulator.app import SimulatorApp, create_app
-from smartcar_core.simulator.clock import SimClock
-from smartcar_core.simulator.control_client import SimulatorControl
-from smartcar_core.simulator.settings import SimulatorSettings
-from smartcar_core.simulator.state import Simulator
+from smartcar_simulator.app import SimulatorApp, create_app
+from smartcar_simulator.clock import SimClock
+from smartcar_simulator.control_client import SimulatorControl
+from smartcar_simulator.settings import SimulatorSettings
+from smartcar_simulator.state import Simulator
 
 START_TIMEOUT = 15.0
 

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from smartcar_core.simulator.clock import SimClock, iso_time
-from smartcar_core.simulator.faults import FaultBook
-from smartcar_core.simulator.fleet import Fleet, Vehicle, seeded_fleet
-from smartcar_core.simulator.latency import LatencyModel
-from smartcar_core.simulator.limits import RateLimiter
-from smartcar_core.simulator.settings import SimulatorSettings
-from smartcar_core.simulator.tokens import TokenStore
+from smartcar_simulator.clock import SimClock, iso_time
+from smartcar_simulator.faults import FaultBook
+from smartcar_simulator.fleet import Fleet, Vehicle, seeded_fleet
+from smartcar_simulator.latency import LatencyModel
+from smartcar_simulator.limits import RateLimiter
+from smartcar_simulator.settings import SimulatorSettings
+from smartcar_simulator.tokens import TokenStore
 
 
 @dataclass(frozen=True, slots=True)

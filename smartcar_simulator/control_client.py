@@ -15,10 +15,10 @@ from typing import Any, Literal, Self
 
 import httpx
 
-from smartcar_core.simulator.emitter import DeliveryAttempt
-from smartcar_core.simulator.faults import FaultKind
-from smartcar_core.simulator.latency import Distribution
-from smartcar_core.simulator.state import RecordedRequest
+from smartcar_simulator.emitter import DeliveryAttempt
+from smartcar_simulator.faults import FaultKind
+from smartcar_simulator.latency import Distribution
+from smartcar_simulator.state import RecordedRequest
 
 
 class ControlCallError(Exception):

@@ -12,9 +12,9 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from smartcar_core.simulator.faults import FaultSpec
-from smartcar_core.simulator.latency import LatencyModel, parse_latency
-from smartcar_core.simulator.limits import RateLimitSettings
+from smartcar_simulator.faults import FaultSpec
+from smartcar_simulator.latency import LatencyModel, parse_latency
+from smartcar_simulator.limits import RateLimitSettings
 
 DEFAULT_CLIENT_ID = "simulator-client-id"
 DEFAULT_CLIENT_SECRET = "simulator-client-secret"  # noqa: S105 - the local simulator's well-known default

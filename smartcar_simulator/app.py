@@ -16,19 +16,19 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from smartcar_core.simulator.api_v2 import ROUTES as V2_ROUTES
-from smartcar_core.simulator.api_v3 import ROUTES as V3_ROUTES
-from smartcar_core.simulator.auth import ROUTES as AUTH_ROUTES
-from smartcar_core.simulator.clock import SimClock
-from smartcar_core.simulator.compatibility import ROUTES as COMPATIBILITY_ROUTES
-from smartcar_core.simulator.control import ROUTES as CONTROL_ROUTES
-from smartcar_core.simulator.control_webhooks import ROUTES as WEBHOOK_CONTROL_ROUTES
-from smartcar_core.simulator.errors import not_found
-from smartcar_core.simulator.gateway import Ctx, api
-from smartcar_core.simulator.management import ROUTES as MANAGEMENT_ROUTES
-from smartcar_core.simulator.settings import SimulatorSettings
-from smartcar_core.simulator.state import Simulator
-from smartcar_core.simulator.webhooks import WebhookHub
+from smartcar_simulator.api_v2 import ROUTES as V2_ROUTES
+from smartcar_simulator.api_v3 import ROUTES as V3_ROUTES
+from smartcar_simulator.auth import ROUTES as AUTH_ROUTES
+from smartcar_simulator.clock import SimClock
+from smartcar_simulator.compatibility import ROUTES as COMPATIBILITY_ROUTES
+from smartcar_simulator.control import ROUTES as CONTROL_ROUTES
+from smartcar_simulator.control_webhooks import ROUTES as WEBHOOK_CONTROL_ROUTES
+from smartcar_simulator.errors import not_found
+from smartcar_simulator.gateway import Ctx, api
+from smartcar_simulator.management import ROUTES as MANAGEMENT_ROUTES
+from smartcar_simulator.settings import SimulatorSettings
+from smartcar_simulator.state import Simulator
+from smartcar_simulator.webhooks import WebhookHub
 
 logger = logging.getLogger(__name__)
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from smartcar_core.simulator.errors import OAuthError
-from smartcar_core.simulator.gateway import Ctx, api, basic, dumps, is_client, read_body, same
-from smartcar_core.simulator.state import Simulator
-from smartcar_core.simulator.tokens import ALL_SCOPES, Grant
+from smartcar_simulator.errors import OAuthError
+from smartcar_simulator.gateway import Ctx, api, basic, dumps, is_client, read_body, same
+from smartcar_simulator.state import Simulator
+from smartcar_simulator.tokens import ALL_SCOPES, Grant
 
 MAX_FORM_BYTES = 16_384
 MODES = frozenset({"live", "test", "simulated"})

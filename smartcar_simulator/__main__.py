@@ -1,4 +1,4 @@
-"""`smartcar-simulator` (also `python -m smartcar_core.simulator`): serve the local Smartcar.
+"""`smartcar-simulator` (also `python -m smartcar_simulator`): serve the local Smartcar.
 
 Flags override the environment (`SIMULATOR_*`, and `SMARTCAR_CLIENT_ID` / `SMARTCAR_CLIENT_SECRET` /
 `SMARTCAR_AMT` / `SMARTCAR_WEBHOOK_ID` for the application), which overrides the defaults.
@@ -14,8 +14,8 @@ import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 
-from smartcar_core.simulator.app import create_app
-from smartcar_core.simulator.settings import SimulatorSettings
+from smartcar_simulator.app import create_app
+from smartcar_simulator.settings import SimulatorSettings
 
 cli = typer.Typer(add_completion=False, help="A local Smartcar: API, Connect, webhooks and fault injection.")
 console = Console(stderr=True)

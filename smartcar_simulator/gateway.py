@@ -23,13 +23,13 @@ from typing import Any, Literal
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smartcar_core.simulator.clock import iso_time
-from smartcar_core.simulator.errors import ApiError, OAuthError, validation
-from smartcar_core.simulator.faults import GATEWAY_PAGE, ErrorSpec, Fault
-from smartcar_core.simulator.fleet import Vehicle
-from smartcar_core.simulator.settings import SimulatorSettings
-from smartcar_core.simulator.state import RecordedRequest, Simulator
-from smartcar_core.simulator.tokens import Grant
+from smartcar_simulator.clock import iso_time
+from smartcar_simulator.errors import ApiError, OAuthError, validation
+from smartcar_simulator.faults import GATEWAY_PAGE, ErrorSpec, Fault
+from smartcar_simulator.fleet import Vehicle
+from smartcar_simulator.settings import SimulatorSettings
+from smartcar_simulator.state import RecordedRequest, Simulator
+from smartcar_simulator.tokens import Grant
 
 Family = Literal["v2", "v3", "oauth"]
 Auth = Literal["bearer", "client", "management", "none"]

@@ -12,9 +12,9 @@ import binascii
 from starlette.responses import Response
 from starlette.routing import Route
 
-from smartcar_core.simulator.clock import iso_time
-from smartcar_core.simulator.errors import validation
-from smartcar_core.simulator.gateway import Ctx, api
+from smartcar_simulator.clock import iso_time
+from smartcar_simulator.errors import validation
+from smartcar_simulator.gateway import Ctx, api
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100

@@ -11,8 +11,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from smartcar_core.simulator.clock import SimClock
-from smartcar_core.simulator.errors import OAuthError
+from smartcar_simulator.clock import SimClock
+from smartcar_simulator.errors import OAuthError
 
 ALL_SCOPES: tuple[str, ...] = (
     "read_vehicle_info",

@@ -9,10 +9,10 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.routing import Route
 
-from smartcar_core.simulator.errors import ApiError, not_capable
-from smartcar_core.simulator.fleet import Vehicle
-from smartcar_core.simulator.gateway import Ctx, api, check_vehicle
-from smartcar_core.simulator.signals import BY_CODE, SIGNALS, SignalReading, read_signal, resource
+from smartcar_simulator.errors import ApiError, not_capable
+from smartcar_simulator.fleet import Vehicle
+from smartcar_simulator.gateway import Ctx, api, check_vehicle
+from smartcar_simulator.signals import BY_CODE, SIGNALS, SignalReading, read_signal, resource
 
 
 def _vehicle_resource(vehicle: Vehicle) -> dict[str, object]:

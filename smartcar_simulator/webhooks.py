@@ -18,17 +18,17 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
-from smartcar_core.simulator import payloads
-from smartcar_core.simulator.emitter import WebhookEmitter
-from smartcar_core.simulator.fleet import Vehicle
-from smartcar_core.simulator.signals import (
+from smartcar_simulator import payloads
+from smartcar_simulator.emitter import WebhookEmitter
+from smartcar_simulator.fleet import Vehicle
+from smartcar_simulator.signals import (
     BY_CODE,
     DEFAULT_WEBHOOK_SIGNALS,
     SignalReading,
     read_signal,
     read_signals,
 )
-from smartcar_core.simulator.state import Simulator
+from smartcar_simulator.state import Simulator
 
 Shape = Literal["A", "B"]
 T = TypeVar("T")

@@ -8,12 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.routing import Route
 
-from smartcar_core.simulator import payloads
-from smartcar_core.simulator.control import ControlError, control, read_model, vehicle_or_404
-from smartcar_core.simulator.emitter import event_id_of
-from smartcar_core.simulator.fleet import Vehicle
-from smartcar_core.simulator.state import Simulator
-from smartcar_core.simulator.webhooks import Webhook, WebhookHub
+from smartcar_simulator import payloads
+from smartcar_simulator.control import ControlError, control, read_model, vehicle_or_404
+from smartcar_simulator.emitter import event_id_of
+from smartcar_simulator.fleet import Vehicle
+from smartcar_simulator.state import Simulator
+from smartcar_simulator.webhooks import Webhook, WebhookHub
 
 EventType = Literal[
     "VERIFY",

@@ -24,8 +24,8 @@ import structlog
 
 from smartcar_core._version import __version__
 from smartcar_core.events import EnvelopeError, parse_envelope
-from smartcar_core.simulator.payloads import new_id, now_ms
 from smartcar_core.webhooks import signature_of
+from smartcar_simulator.payloads import new_id, now_ms
 
 Event: TypeAlias = Mapping[str, Any] | bytes
 """A payload to deliver: a dict (serialised compactly, re-stamped per attempt) or exact bytes (sent as is)."""

@@ -9,10 +9,10 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import Route
 
-from smartcar_core.simulator.errors import ApiError, not_found, validation
-from smartcar_core.simulator.fleet import Vehicle
-from smartcar_core.simulator.gateway import Ctx, api, bearer, check_vehicle, fault_error, same
-from smartcar_core.simulator.readings import READS, SERVICE_HISTORY_PERMISSION, service_history
+from smartcar_simulator.errors import ApiError, not_found, validation
+from smartcar_simulator.fleet import Vehicle
+from smartcar_simulator.gateway import Ctx, api, bearer, check_vehicle, fault_error, same
+from smartcar_simulator.readings import READS, SERVICE_HISTORY_PERMISSION, service_history
 
 ACTION_OK = {"status": "success", "message": "Successfully sent request to vehicle"}
 MAX_PAGE = 50

@@ -16,14 +16,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from smartcar_core.simulator.control_client import SimulatorControl
-from smartcar_core.simulator.faults import FaultSpec, path_matches
-from smartcar_core.simulator.fleet import Vehicle, VehiclePatch
-from smartcar_core.simulator.gateway import bearer, read_body, same
-from smartcar_core.simulator.latency import LatencyModel
-from smartcar_core.simulator.limits import RateLimitSettings
-from smartcar_core.simulator.state import Simulator
-from smartcar_core.simulator.tokens import ALL_SCOPES, Grant
+from smartcar_simulator.control_client import SimulatorControl
+from smartcar_simulator.faults import FaultSpec, path_matches
+from smartcar_simulator.fleet import Vehicle, VehiclePatch
+from smartcar_simulator.gateway import bearer, read_body, same
+from smartcar_simulator.latency import LatencyModel
+from smartcar_simulator.limits import RateLimitSettings
+from smartcar_simulator.state import Simulator
+from smartcar_simulator.tokens import ALL_SCOPES, Grant
 
 __all__ = ["ROUTES", "ControlError", "SimulatorControl", "control", "read_model", "vehicle_or_404"]
 
