@@ -40,7 +40,7 @@ from pathlib import Path
 import redis
 from webhook_bodies import BENCH_AMT, write_bodies, write_wrk_script
 
-from receiver.testing import free_port
+from testsupport.receiver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = Path(__file__).resolve().parent / "apps"

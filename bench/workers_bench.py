@@ -42,12 +42,12 @@ import redis
 from workers_poster import post_all, request_bytes
 from workers_stack import HOST, process, receiver_command, simulator_command
 
-from receiver.testing import free_port
 from smartcar_core.webhooks import signature_of
 from smartcar_simulator import payloads
 from smartcar_simulator.control_client import SimulatorControl
+from testsupport.receiver import free_port
+from testsupport.workers import WorkerLauncher, wait_until
 from workers.settings import WorkerSettings
-from workers.testing import WorkerLauncher, wait_until
 from workers.tokens import TokenStore
 
 AMT = "amt-workers-bench-00000000000000"

@@ -41,7 +41,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from receiver.testing import free_port
+from testsupport.receiver import free_port
 
 WEBHOOK_ID = "demo-webhook"
 STOP_AT_PERCENT = 80.0

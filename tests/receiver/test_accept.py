@@ -11,8 +11,8 @@ import pytest
 
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
-from receiver.testing import Harness, asgi_client, body_of
 from smartcar_simulator import payloads
+from testsupport.receiver import Harness, asgi_client, body_of
 
 EventMaker = Callable[..., dict[str, Any]]
 OLD_AMT = "amt-test-previous-9876543210"

@@ -15,10 +15,10 @@ import redis
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
 from receiver.store import KeySpace
-from receiver.testing import Harness, LiveReceiver, TcpProxy, read_inbox, read_record, serve, wait_for
 from smartcar_core.webhooks import hash_challenge
 from smartcar_simulator import payloads
 from smartcar_simulator.emitter import WebhookEmitter
+from testsupport.receiver import Harness, LiveReceiver, TcpProxy, read_inbox, read_record, serve, wait_for
 
 EventMaker = Callable[..., dict[str, Any]]
 FAST = 0.002  # Smartcar's 25/50/100 s retries become 50/100/200 ms

@@ -14,9 +14,9 @@ from structlog.testing import capture_logs
 from receiver.app import create_app
 from receiver.logs import configure_logging, get_logger
 from receiver.settings import ReceiverSettings
-from receiver.testing import Harness, asgi_client, body_of
 from smartcar_core.webhooks import hash_challenge, signature_of
 from smartcar_simulator import payloads
+from testsupport.receiver import Harness, asgi_client, body_of
 
 EventMaker = Callable[..., dict[str, Any]]
 CHALLENGE = "3a5c8f72-e6d9-4b1a-9f2e-8c7d6a5b4e3f"

@@ -24,7 +24,7 @@ import receiver.app
 from receiver.app import STARTUP_FAILURE, create_app
 from receiver.cli import cli
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
-from receiver.testing import Harness, asgi_client, deliver, free_port
+from testsupport.receiver import Harness, asgi_client, deliver, free_port
 
 EventMaker = Callable[..., dict[str, Any]]
 
@@ -341,7 +341,7 @@ def test_cli_verify_status_with_a_fixed_window(operator_env: None, monkeypatch: 
 
 
 def test_production_code_imports_no_test_helpers() -> None:
-    """`receiver.testing` and the other packages' `testing` modules are for tests: the app loads none."""
+    """`testsupport.receiver` and the other packages' `testing` modules are for tests: the app loads none."""
     code = (
         "import importlib, pkgutil, sys, receiver\n"
         "for found in pkgutil.iter_modules(receiver.__path__):\n"

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.app import WEBHOOK_PATH, create_app
 from receiver.settings import ReceiverSettings
-from receiver.testing import Harness, LiveReceiver, asgi_client, body_of, serve, signed_headers
 from smartcar_core.webhooks import signature_of
+from testsupport.receiver import Harness, LiveReceiver, asgi_client, body_of, serve, signed_headers
 
 EventMaker = Callable[..., dict[str, Any]]
 OTHER_AMT = "amt-of-another-application-00"

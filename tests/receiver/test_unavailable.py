@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
-from receiver.testing import Harness, TcpProxy, asgi_client
+from testsupport.receiver import Harness, TcpProxy, asgi_client
 
 EventMaker = Callable[..., dict[str, Any]]
 

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from receiver.app import create_app
 from receiver.cli import cli
 from receiver.settings import ReceiverSettings
-from receiver.testing import Harness, asgi_client, body_of
 from receiver.verify import armed_key
 from smartcar_core.webhooks import hash_challenge, signature_of
 from smartcar_simulator import payloads
+from testsupport.receiver import Harness, asgi_client, body_of
 
 EventMaker = Callable[..., dict[str, Any]]
 OTHER_AMT = "amt-of-another-application-00"

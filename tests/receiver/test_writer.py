@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from receiver.store import KeySpace
-from receiver.testing import body_of, read_inbox, read_record
 from receiver.writer import MAX_BATCH, EventWriter
 from smartcar_core.events import Envelope, parse_envelope
+from testsupport.receiver import body_of, read_inbox, read_record
 
 pytestmark = pytest.mark.anyio
 

@@ -14,10 +14,10 @@ from cryptography.fernet import Fernet
 from smartcar_core.config import Origins
 from smartcar_simulator import payloads
 from smartcar_simulator.testing import RunningSimulator, run_simulator
+from testsupport.workers import WorkerLauncher
 from workers.registry import HandlerRegistry
 from workers.runtime import Runtime
 from workers.settings import WorkerSettings
-from workers.testing import WorkerLauncher
 
 FERNET_KEY = Fernet.generate_key().decode()
 WEBHOOK_ID = "wh-test"

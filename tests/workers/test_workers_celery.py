@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from workers.testing import WorkerLauncher, accept_event, event_status, settings_environment, wait_until
+from testsupport.workers import WorkerLauncher, accept_event, event_status, settings_environment, wait_until
 
 
 @pytest.fixture(scope="module")

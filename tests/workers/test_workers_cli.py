@@ -10,12 +10,12 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
+from testsupport.workers import accept_event, settings_environment
 from workers.cli import app
 from workers.process import Outcome, process_event
 from workers.runtime import Runtime
 from workers.settings import WorkerSettings, get_settings
 from workers.state import vehicle_state
-from workers.testing import accept_event, settings_environment
 from workers.tokens import grant_id_for, put_tokens
 
 runner = CliRunner()

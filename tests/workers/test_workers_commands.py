@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from smartcar_simulator.testing import RunningSimulator
+from testsupport.workers import accept_event
 from workers.process import Outcome, process_event
 from workers.registry import HandlerContext, HandlerRegistry
 from workers.runtime import Runtime
-from workers.testing import accept_event
 
 SOC = "tractionbattery-stateofcharge"
 Maker = Callable[..., dict[str, Any]]

@@ -11,10 +11,10 @@ import pytest
 
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
-from receiver.testing import LiveReceiver, serve
 from smartcar_simulator.testing import RunningSimulator
+from testsupport.receiver import LiveReceiver, serve
+from testsupport.workers import WorkerLauncher, accept_event, event_status, wait_until
 from workers.codec import text
-from workers.testing import WorkerLauncher, accept_event, event_status, wait_until
 from workers.tokens import TokenStore
 
 SOC = "tractionbattery-stateofcharge"

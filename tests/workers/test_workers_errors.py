@@ -13,9 +13,9 @@ import redis
 from smartcar_core.catalogue import BENIGN, CATALOGUE, RetryClass
 from smartcar_simulator.errors import CATALOGUE as SIMULATED_ERRORS
 from smartcar_simulator.testing import RunningSimulator
+from testsupport.workers import accept_event
 from workers.process import Outcome, RunResult, process_event
 from workers.runtime import Runtime
-from workers.testing import accept_event
 
 Maker = Callable[..., dict[str, Any]]
 CHARGING = {"soc": 0.9, "charging": True, "plugged_in": True, "charge_limit": 1.0}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from smartcar_simulator.testing import RunningSimulator
-from workers.testing import WorkerLauncher, WorkerProcess, accept_event, event_status, wait_until
+from testsupport.workers import WorkerLauncher, WorkerProcess, accept_event, event_status, wait_until
 from workers.tokens import TokenStore
 
 SOC = "tractionbattery-stateofcharge"

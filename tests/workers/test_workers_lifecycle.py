@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from receiver.store import KeySpace
+from testsupport.workers import accept_event, event_status
 from workers.lifecycle import BeginState, EventStore, history_entry
-from workers.testing import accept_event, event_status
 
 
 def _store(client: redis.Redis, prefix: str) -> EventStore:

@@ -11,11 +11,11 @@ import pytest
 import redis
 
 from receiver.store import KeySpace
+from testsupport.workers import accept_event, event_status, wait_until
 from workers.lifecycle import EventStore
 from workers.limits import DeferredError, RateLimiter
 from workers.relay import Relay, RelayThread
 from workers.sweeper import sweep
-from workers.testing import accept_event, event_status, wait_until
 
 
 def _limiter(client: redis.Redis, prefix: str, **overrides: Any) -> RateLimiter:

@@ -11,11 +11,11 @@ import pytest
 import redis
 
 from smartcar_core.errors import SmartcarError, error_from_response
+from testsupport.workers import accept_event, event_status
 from workers.limits import DeferredError
 from workers.process import Outcome, process_event
 from workers.registry import HandlerContext, HandlerRegistry
 from workers.runtime import Runtime
-from workers.testing import accept_event, event_status
 
 
 def smartcar_error(status: int, error_type: str, code: str | None, **extra: Any) -> SmartcarError:

@@ -8,11 +8,11 @@ from typing import Any
 
 import redis
 
+from testsupport.workers import publisher
 from workers.app import publishing_app
 from workers.codec import text
 from workers.publish import BatchPublisher, check_against_celery, differences
 from workers.settings import WorkerSettings
-from workers.testing import publisher
 
 
 def test_batch_messages_match_celerys_own(client: redis.Redis, settings: WorkerSettings) -> None:

@@ -16,13 +16,13 @@ import pytest
 import redis
 
 from smartcar_simulator.testing import RunningSimulator
+from testsupport.workers import accept_event, event_status, settings_environment, wait_until
 from workers import app as app_module
 from workers import tasks
 from workers.app import RelayStep, app, celery_config
 from workers.codec import text
 from workers.runtime import get_runtime, reset_runtime
 from workers.settings import WorkerSettings, get_settings
-from workers.testing import accept_event, event_status, settings_environment, wait_until
 from workers.tokens import TokenStore
 
 Maker = Callable[..., dict[str, Any]]
