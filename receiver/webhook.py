@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
@@ -27,7 +26,7 @@ from receiver.metrics import Outcome, ReceiverMetrics, VerifyRefusal
 from receiver.signatures import SignatureChecker, SignatureFailure
 from receiver.verify import VerifyGate
 from receiver.writer import EventWriter
-from smartcar_core.events import Envelope, EnvelopeError, epoch_millis, parse_envelope
+from smartcar_core.events import Envelope, EnvelopeError, parse_envelope
 
 _JSON = b"application/json"
 # Only a body naming VERIFY can be a challenge; any other unsigned body is refused unread.
@@ -84,22 +83,6 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _delivered_at(envelope: Envelope) -> float | None:
-    """`meta.deliveredAt` as epoch seconds: Unix milliseconds, seconds, or ISO-8601 (all three are seen)."""
-    meta = envelope.body.get("meta")
-    value = meta.get("deliveredAt") if isinstance(meta, dict) else None
-    millis = epoch_millis(value)
-    if millis is not None:
-        return millis / 1000
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return moment.timestamp() if moment.tzinfo else None
-    return None
 
 
 class WebhookEndpoint:
@@ -181,7 +164,8 @@ class WebhookEndpoint:
     async def _store(
         self, send: Send, scope: Scope, envelope: Envelope, raw: bytes, received_at: float
     ) -> None:
-        delivered_at = _delivered_at(envelope)
+        # `meta.deliveredAt` read by the parser, one rule with the workers' (ms, s, or ISO-8601 with a zone).
+        delivered_at = envelope.delivered_at
         if delivered_at is not None and received_at - delivered_at > self._max_age:
             await self._refuse(
                 send,

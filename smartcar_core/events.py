@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 VERIFY = "VERIFY"
@@ -59,7 +60,14 @@ class SignalValue:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """What every handler needs from a delivery; `body` keeps the whole parsed JSON."""
+    """What every handler needs from a delivery; `body` keeps the whole parsed JSON.
+
+    `delivered_at` is `meta.deliveredAt` as epoch seconds (the rule: `epoch_seconds`), or None when the
+    delivery has none that reads as a moment. `parse_envelope` reads it once, and the receiver's replay
+    check and the workers' ordering both use that value. An Envelope built by hand has it only if given
+    (`delivered_at=epoch_seconds(...)`): a slots dataclass has no room for a cached property, and
+    deriving it in `__post_init__` would cost every delivery more than reading it in the parser does.
+    """
 
     event_id: str
     event_type: str
@@ -71,6 +79,7 @@ class Envelope:
     delivery_id: str | None = None
     mode: str | None = None
     challenge: str | None = None
+    delivered_at: float | None = field(default=None, compare=False)  # read from body: not compared
 
     @property
     def is_test(self) -> bool:
@@ -114,6 +123,7 @@ class Envelope:
 
 
 MILLIS_FLOOR = 1e11  # epoch values above this are milliseconds (year 1973 in ms, 5138 in seconds)
+_NUMBER = int | float  # built once: `int | float` inside the test builds a union on every call
 
 
 def epoch_millis(value: Any) -> int | None:
@@ -121,9 +131,32 @@ def epoch_millis(value: Any) -> int | None:
 
     0 means "no timestamp" (seen in dashboard samples), as do negatives, booleans and non-numbers.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, _NUMBER) or value <= 0:
         return None
     return int(value if value > MILLIS_FLOOR else value * 1000)
+
+
+_MILLIS_CEILING = 253_402_300_800_000  # 10000-01-01T00:00:00Z: past the last moment a datetime holds
+
+
+def epoch_seconds(value: Any) -> float | None:
+    """A Smartcar moment (`meta.deliveredAt`) as epoch seconds; None when it does not read as one.
+
+    Numbers follow `epoch_millis` (milliseconds or seconds by magnitude; 0, negatives and booleans are
+    unknown), and numbers past year 9999 are unknown too. A string is ISO-8601 (`Z` or an offset) and
+    counts only with its timezone: a naive `2025-10-31T07:39:11` could be any of 26 hours, so it is
+    None, as is any other string or type.
+    """
+    millis = epoch_millis(value)
+    if millis is not None:
+        return millis / 1000 if millis < _MILLIS_CEILING else None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return moment.timestamp() if moment.tzinfo is not None else None
+    return None
 
 
 def _signal(item: dict[str, Any]) -> SignalValue:
@@ -185,6 +218,7 @@ def parse_envelope(raw: bytes) -> Envelope:
         raise EnvelopeError("data", "must be an object")
     data = data or {}
     meta = _object(body.get("meta"))
+    delivered_at = meta.get("deliveredAt")
     vehicle = _object(data.get("vehicle"))
     user = _object(data.get("user"))
     vehicle_id = _text(body.get("vehicleId")) or _text(vehicle.get("id"))
@@ -206,7 +240,13 @@ def parse_envelope(raw: bytes) -> Envelope:
         delivery_id=_text(meta.get("deliveryId")),
         mode=_text(meta.get("mode")),
         challenge=challenge,
+        delivered_at=None if delivered_at is None else epoch_seconds(delivered_at),
     )
+
+
+def _delivered_at(meta: dict[str, Any]) -> float | None:
+    value = meta.get("deliveredAt")
+    return None if value is None else epoch_seconds(value)
 
 
 def _legacy(body: dict[str, Any], raw: bytes) -> Envelope:
@@ -223,7 +263,13 @@ def _legacy(body: dict[str, Any], raw: bytes) -> Envelope:
             raise EnvelopeError("payload.challenge", "a verify event carries a challenge")
         event_id = "legacy-verify-" + hashlib.sha256(raw).hexdigest()[:32]
         return Envelope(
-            event_id, VERIFY, "2.0", body, webhook_id=_text(body.get("webhookId")), challenge=challenge
+            event_id,
+            VERIFY,
+            "2.0",
+            body,
+            webhook_id=_text(body.get("webhookId")),
+            challenge=challenge,
+            delivered_at=_delivered_at(_object(body.get("meta"))),
         )
     vehicles = payload.get("vehicles")
     first = vehicles[0] if isinstance(vehicles, list) and vehicles and isinstance(vehicles[0], dict) else {}
@@ -237,4 +283,5 @@ def _legacy(body: dict[str, Any], raw: bytes) -> Envelope:
         vehicle_id=_text(payload.get("vehicleId")) or _text(first.get("vehicleId")),
         webhook_id=_text(body.get("webhookId")),
         mode=_text(body.get("mode")),
+        delivered_at=_delivered_at(_object(body.get("meta"))),
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from smartcar_core.events import VEHICLE_ERROR, VEHICLE_STATE
-from smartcar_core.v3 import epoch_to_datetime
 from workers.registry import HandlerContext, handler
 from workers.state import SignalUpdate
 
@@ -111,11 +110,13 @@ def _decide(seen: dict[str, Any], stop_at: float | None, start_below: float | No
 
 @handler(VEHICLE_ERROR, name="vehicle-errors", order=10)
 def vehicle_errors(ctx: HandlerContext) -> dict[str, Any]:
-    """Keep each error of the vehicle (by TYPE:CODE) with its state: ERROR, or RESOLVED when it cleared."""
-    meta = ctx.envelope.body.get("meta")
-    moment = epoch_to_datetime(meta.get("deliveredAt")) if isinstance(meta, dict) else None
-    delivered = int(moment.timestamp() * 1000) if moment is not None else None
-    at = delivered or int(ctx.record.received_at * 1000)
+    """Keep each error of the vehicle (by TYPE:CODE) with its state: ERROR, or RESOLVED when it cleared.
+
+    Ordered by `meta.deliveredAt` (as the receiver reads it: ms, s or ISO-8601 with a zone), else by the
+    time the receiver accepted the delivery.
+    """
+    delivered = ctx.envelope.delivered_at
+    at = round(delivered * 1000) if delivered is not None else int(ctx.record.received_at * 1000)
     items = ctx.envelope.errors
     written = ctx.runtime.vehicles.record_errors(ctx.vehicle_id, items, at=at, event_id=ctx.event_id)
     states = {f"{i.get('type')}:{i.get('code') or ''}": str(i.get("state") or "ERROR").upper() for i in items}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from smartcar_core.events import Envelope, EnvelopeError, SignalValue, parse_envelope
+from smartcar_core.events import Envelope, EnvelopeError, SignalValue, epoch_seconds, parse_envelope
 
 VEHICLE = "9af13248-3b73-4c9d-9a4b-d937ce6bc8e2"
 USER = "93b3ea96-ca37-43a9-9073-f4334719iok7"
@@ -497,3 +497,73 @@ def test_every_envelope_error(data: bytes, field: str, problem: str) -> None:
         error.problem,
         str(error),
     )
+
+
+def _state_delivered(meta: Any) -> bytes:
+    body = {"eventId": "e-1", "eventType": "VEHICLE_STATE", "vehicleId": VEHICLE, "data": {}}
+    return raw(body if meta is _NO_META else {**body, "meta": meta})
+
+
+_NO_META = object()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(1761896351529, 1761896351.529, id="milliseconds"),
+        pytest.param(1731940328, 1731940328.0, id="seconds"),
+        pytest.param(1731940328.25, 1731940328.25, id="fractional-seconds"),
+        pytest.param("2023-11-14T22:13:20Z", 1700000000.0, id="iso-z"),
+        pytest.param("2023-11-14T23:13:20.250+01:00", 1700000000.25, id="iso-offset"),
+        pytest.param("2023-11-14T22:13:20", None, id="iso-naive"),
+        pytest.param("2023-11-14", None, id="iso-date-only-is-naive"),
+        pytest.param("not a time", None, id="garbage-text"),
+        pytest.param("", None, id="empty-text"),
+        pytest.param("1700000000000", None, id="number-as-text"),
+        pytest.param(0, None, id="zero"),
+        pytest.param(-1700000000, None, id="negative"),
+        pytest.param(True, None, id="boolean"),
+        pytest.param([1700000000], None, id="list"),
+        pytest.param({"at": 1700000000}, None, id="object"),
+        pytest.param(None, None, id="null"),
+        pytest.param(253_402_300_799_999, 253_402_300_799.999, id="last-millisecond-of-9999"),
+        pytest.param(10**17, None, id="past-year-9999"),
+    ],
+)
+def test_delivered_at_one_rule(value: Any, expected: float | None) -> None:
+    envelope = parse_envelope(_state_delivered({"deliveredAt": value}))
+
+    assert envelope.delivered_at == expected
+    assert epoch_seconds(value) == expected
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        pytest.param({"deliveryId": "d-1"}, id="missing"),
+        pytest.param(_NO_META, id="no-meta"),
+        pytest.param("2023-11-14T22:13:20Z", id="meta-a-string"),
+        pytest.param([{"deliveredAt": 1761896351529}], id="meta-a-list"),
+        pytest.param(None, id="meta-null"),
+    ],
+)
+def test_no_delivered_at_without_a_meta_object_holding_one(meta: Any) -> None:
+    assert parse_envelope(_state_delivered(meta)).delivered_at is None
+
+
+def test_delivered_at_is_read_in_every_generation() -> None:
+    assert parse_envelope(raw(VERIFY_4)).delivered_at == 1761896351.529
+    assert parse_envelope(raw(STATE_3)).delivered_at == 1731940328.0
+    legacy = {**LEGACY_EVENT_BASED, "meta": {"deliveredAt": "2023-11-14T22:13:20Z"}}
+    assert parse_envelope(raw(legacy)).delivered_at == 1700000000.0
+    assert parse_envelope(raw(LEGACY_EVENT_BASED)).delivered_at is None
+
+
+def test_delivered_at_is_a_value_kept_with_the_envelope() -> None:
+    envelope = parse_envelope(_state_delivered({"deliveredAt": "2023-11-14T22:13:20Z"}))
+
+    copied = pickle.loads(pickle.dumps(envelope))  # noqa: S301 - our own bytes
+    assert (copied, copied.delivered_at) == (envelope, 1700000000.0)
+    # Read from the body, so it takes no part in equality; by hand it is what it is given.
+    assert envelope == Envelope("e-1", "VEHICLE_STATE", "4.0", envelope.body, vehicle_id=VEHICLE)
+    assert Envelope("e", "X", "4.0", {}).delivered_at is None

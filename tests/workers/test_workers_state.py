@@ -135,3 +135,40 @@ def test_vehicle_errors_are_kept_with_their_state(
     again["meta"]["deliveredAt"] = 1_700_000_030_000
     assert process_event(runtime, accept_event(client, key_prefix, again)).outcome is Outcome.DONE
     assert runtime.vehicles.errors(vehicle["id"])["VEHICLE_STATE:UNREACHABLE"]["state"] == "RESOLVED"
+
+
+def test_an_iso_delivery_time_orders_vehicle_errors_like_milliseconds(
+    client: redis.Redis,
+    key_prefix: str,
+    make_runtime: Callable[..., Runtime],
+    car: Callable[..., dict[str, Any]],
+) -> None:
+    """`meta.deliveredAt` as ISO-8601 with a zone is the moment it names, as the receiver reads it."""
+    runtime = make_runtime()
+    vehicle = car()
+
+    def deliver(state: str, delivered_at: object) -> str:
+        event = payloads.vehicle_error_event(
+            vehicle, [{"type": "VEHICLE_STATE", "code": "ASLEEP", "state": state}], webhook_id="wh"
+        )
+        event["meta"]["deliveredAt"] = delivered_at
+        assert process_event(runtime, accept_event(client, key_prefix, event)).outcome is Outcome.DONE
+        return str(event["eventId"])
+
+    def stored() -> dict[str, Any]:
+        return runtime.vehicles.errors(vehicle["id"])["VEHICLE_STATE:ASLEEP"]
+
+    deliver("ERROR", "2023-11-14T22:13:20.000Z")  # 1_700_000_000_000 ms
+    assert (stored()["state"], stored()["at"]) == ("ERROR", 1_700_000_000_000)
+    resolved = deliver("RESOLVED", 1_700_000_060_123)
+    assert (stored()["state"], stored()["at"]) == ("RESOLVED", 1_700_000_060_123)
+    # A late ERROR delivered in between, in ISO with an offset, is older: it does not reopen the error.
+    deliver("ERROR", "2023-11-14T23:13:50+01:00")  # 1_700_000_030_000 ms
+    assert (stored()["state"], stored()["event_id"]) == ("RESOLVED", resolved)
+    # An ERROR delivered later, in ISO, is newer than the RESOLVED in milliseconds.
+    reopened = deliver("ERROR", "2023-11-14T22:15:00.5+00:00")  # 1_700_000_100_500 ms
+    assert (stored()["state"], stored()["at"], stored()["event_id"]) == (
+        "ERROR",
+        1_700_000_100_500,
+        reopened,
+    )
