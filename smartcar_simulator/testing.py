@@ -1,4 +1,5 @@
-"""Run the simulator inside a test: uvicorn on a free port, in a thread (or in the running event loop).
+"""Run the simulator inside a test: uvicorn in a thread on a socket bound first (or in the running event
+loop); `serve_asgi` serves any small app the same way (`smartcar_simulator.serving`).
 
     with run_simulator(vehicles=5, seed=1) as sim:
         tokens = sim.control.mint_tokens(vehicle_ids=[sim.vehicle_ids[0]])
@@ -12,23 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
-from starlette.types import ASGIApp
 
 from smartcar_core.config import Origins
 from smartcar_simulator.app import SimulatorApp, create_app
 from smartcar_simulator.clock import SimClock
 from smartcar_simulator.control_client import SimulatorControl
+from smartcar_simulator.serving import START_TIMEOUT, bound_socket, serve_asgi, serve_in_thread, url_of
 from smartcar_simulator.settings import SimulatorSettings
 from smartcar_simulator.state import Simulator
 
-START_TIMEOUT = 15.0
+__all__ = ["RunningSimulator", "run_simulator", "run_simulator_async", "serve_asgi"]
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -84,15 +84,6 @@ def _settings(settings: SimulatorSettings | None, overrides: dict[str, Any]) -> 
     return type(settings)(**{**dict(settings), **overrides}) if overrides else settings
 
 
-def _bind(host: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    sock.listen(2048)
-    sock.setblocking(False)  # noqa: FBT003 - the socket API
-    return sock
-
-
 def _server(app: SimulatorApp, settings: SimulatorSettings) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
@@ -106,38 +97,10 @@ def _server(app: SimulatorApp, settings: SimulatorSettings) -> uvicorn.Server:
 
 
 def _running(app: SimulatorApp, sock: socket.socket, settings: SimulatorSettings) -> RunningSimulator:
-    host, port = sock.getsockname()[:2]
-    url = f"http://{host}:{port}"
+    url = url_of(sock)
     origins = Origins(api=url, auth=url, connect=url, management=url, vehicle_v3=url)
     token = settings.control_token.get_secret_value() if settings.control_token else None
     return RunningSimulator(url, origins, SimulatorControl(url, token=token), settings, app)
-
-
-@contextlib.contextmanager
-def _served(server: uvicorn.Server, sock: socket.socket) -> Iterator[None]:
-    """`server` running in a thread on `sock` until the block ends."""
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.01)
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(timeout=START_TIMEOUT)
-        sock.close()
-
-
-@contextlib.contextmanager
-def serve_asgi(app: ASGIApp, *, host: str = "127.0.0.1") -> Iterator[str]:
-    """Any ASGI app (a tiny webhook receiver in a test) served on a free port; yields its URL."""
-    sock = _bind(host)
-    config = uvicorn.Config(app, lifespan="auto", access_log=False, log_level="warning", ws="none")
-    with _served(uvicorn.Server(config), sock):
-        yield "http://{}:{}".format(*sock.getsockname()[:2])
 
 
 @contextlib.contextmanager
@@ -150,10 +113,10 @@ def run_simulator(
     """
     chosen = _settings(settings, {"host": "127.0.0.1", "port": 0, **overrides})
     app = create_app(chosen, clock=clock)
-    sock = _bind(chosen.host)
+    sock = bound_socket(chosen.host)
     running = _running(app, sock, chosen)
     try:
-        with _served(_server(app, chosen), sock):
+        with serve_in_thread(_server(app, chosen), sock, what="the simulator"):
             yield running
     finally:
         running.control.close()
@@ -167,7 +130,7 @@ async def run_simulator_async(
     through `asyncio.to_thread`, or talk to `sim.sim` directly)."""
     chosen = _settings(settings, {"host": "127.0.0.1", "port": 0, **overrides})
     app = create_app(chosen, clock=clock)
-    sock = _bind(chosen.host)
+    sock = bound_socket(chosen.host)
     server = _server(app, chosen)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     running = _running(app, sock, chosen)
