@@ -40,6 +40,7 @@ from tls import TLSFiles, make_certificates
 from smartcar_core import AsyncVehicle, Origins, Vehicle
 from smartcar_core.config import USER_AGENT
 from smartcar_core.transport import shared_async_client, shared_client
+from testsupport import wait_until
 
 SERVER_SCRIPT = Path(__file__).with_name("odometer_server.py")
 HOST = "127.0.0.1"
@@ -112,19 +113,21 @@ def odometer_server(*, delay: float = 0.0, tls: TLSFiles | None = None) -> Itera
 
 def _wait_until_answering(origin: str, process: subprocess.Popen[bytes], tls: TLSFiles | None) -> None:
     verify = ssl.create_default_context(cafile=tls.ca_file) if tls else True
-    deadline = time.monotonic() + SERVER_START_SECONDS
     with httpx.Client(verify=verify, timeout=2.0, trust_env=False) as probe:
-        while True:
+
+        def answering() -> bool:
             if process.poll() is not None:
                 raise RuntimeError(f"the odometer server exited with status {process.returncode}")
-            try:
-                probe.get(odometer_url(origin, "probe"), headers={"authorization": "Bearer probe"})
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-            else:
-                return
+            probe.get(odometer_url(origin, "probe"), headers={"authorization": "Bearer probe"})
+            return True
+
+        wait_until(
+            answering,
+            timeout=SERVER_START_SECONDS,
+            interval=0.05,
+            what=f"the odometer server at {origin}",
+            ignoring=(httpx.TransportError,),
+        )
 
 
 def odometer_url(origin: str, vehicle_id: str = VEHICLE_ID) -> str:

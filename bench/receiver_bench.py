@@ -40,7 +40,7 @@ from pathlib import Path
 import redis
 from webhook_bodies import BENCH_AMT, write_bodies, write_wrk_script
 
-from testsupport.receiver import free_port
+from testsupport import delete_keys, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = Path(__file__).resolve().parent / "apps"
@@ -121,14 +121,18 @@ def serve(app: App, env: dict[str, str], log_path: Path) -> Iterator[int]:
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], deadline_seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if process.poll() is not None:
             sys.exit(f"the server on port {port} exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
-            return
-        time.sleep(0.1)
-    sys.exit(f"nothing listens on port {port} after {deadline_seconds} s")
+        with socket.create_connection((HOST, port), timeout=1):
+            return True
+
+    try:
+        wait_until(
+            listening, timeout=deadline_seconds, interval=0.1, what=f"port {port}", ignoring=(OSError,)
+        )
+    except AssertionError:
+        sys.exit(f"nothing listens on port {port} after {deadline_seconds} s")
 
 
 def wrk(wrk_path: str, script: Path, bodies: Path, port: int, seconds: int) -> Run:
@@ -143,11 +147,7 @@ def wrk(wrk_path: str, script: Path, bodies: Path, port: int, seconds: int) -> R
 
 def delete_prefix(client: redis.Redis, prefix: str) -> None:
     """Every key of one app's run, kombu's binding of the Celery queue included."""
-    batch = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    batch += list(client.scan_iter(match=f"_kombu.binding*.{prefix}*", count=1000))
-    while batch:
-        client.unlink(*batch[:1000])
-        batch = batch[1000:]
+    delete_keys(client, f"{prefix}*", f"_kombu.binding*.{prefix}*")
 
 
 def metric(port: int, outcome: str) -> float:

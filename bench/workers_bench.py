@@ -45,8 +45,8 @@ from workers_stack import HOST, process, receiver_command, simulator_command
 from smartcar_core.webhooks import signature_of
 from smartcar_simulator import payloads
 from smartcar_simulator.control_client import SimulatorControl
-from testsupport.receiver import free_port
-from testsupport.workers import WorkerLauncher, wait_until
+from testsupport import free_port, wait_until
+from testsupport.workers import WorkerLauncher
 from workers.settings import WorkerSettings
 from workers.tokens import TokenStore
 

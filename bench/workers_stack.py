@@ -10,10 +10,11 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from testsupport import wait_until
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,16 +22,16 @@ START_SECONDS = 30.0
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_SECONDS
-    while True:
+    def answering() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{url} did not start:\n{log.read_text(errors='replace')[-2000:]}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - local
-            if answer.status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer in {START_SECONDS:g} s")
-        time.sleep(0.1)
+        with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - local
+            return bool(answer.status == 200)
+
+    try:
+        wait_until(answering, timeout=START_SECONDS, interval=0.1, what=url, ignoring=(OSError,))
+    except AssertionError:
+        raise RuntimeError(f"{url} did not answer in {START_SECONDS:g} s") from None
 
 
 @contextlib.contextmanager

@@ -27,7 +27,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -41,7 +40,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from testsupport.receiver import free_port
+from testsupport import delete_keys, free_port, wait_until
 
 WEBHOOK_ID = "demo-webhook"
 STOP_AT_PERCENT = 80.0
@@ -58,16 +57,18 @@ SMARTCAR_ORIGIN_VARIABLES = (
 console = Console()
 
 
-def wait_until(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, redis.RedisError, OSError):
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"demo: {what} did not happen within {timeout:.0f} s")
+def wait_or_exit(what: str, check: Callable[[], bool], timeout: float) -> None:
+    """Poll `check` (a connection error counts as "not yet"); the demo exits naming `what` after `timeout`."""
+    try:
+        wait_until(
+            check,
+            timeout=timeout,
+            interval=0.1,
+            what=what,
+            ignoring=(httpx.HTTPError, redis.RedisError, OSError),
+        )
+    except AssertionError:
+        raise SystemExit(f"demo: {what} did not happen within {timeout:.0f} s") from None
 
 
 def demo_environment(simulator_url: str, redis_url: str, prefix: str) -> dict[str, str]:
@@ -140,8 +141,8 @@ class Demo:
         for name, command in (("simulator", simulator), ("receiver", [*receiver, "--no-access-log"])):
             processes.enter_context(process(name, command, self.env, self.logs))
         processes.enter_context(process("worker", worker, self.env, self.logs))
-        wait_until("the simulator to answer", lambda: bool(self.control.health()), 30)
-        wait_until(
+        wait_or_exit("the simulator to answer", lambda: bool(self.control.health()), 30)
+        wait_or_exit(
             "the receiver to be ready", lambda: httpx.get(f"{self.receiver_url}/readyz").is_success, 30
         )
         console.print("simulator, receiver and worker are up")
@@ -155,7 +156,7 @@ class Demo:
             triggers=["tractionbattery-stateofcharge", "charge-ischarging"],
         )
         event_id = self.control.emit(WEBHOOK_ID, "VERIFY")
-        wait_until(
+        wait_or_exit(
             "the VERIFY answer", lambda: any(d.ok for d in self.control.deliveries(event_id=event_id)), 20
         )
         console.print("1. VERIFY answered with HMAC-SHA256(AMT, challenge): the webhook is verified")
@@ -295,14 +296,18 @@ class Demo:
         )
 
     def watch(self) -> bool:
-        deadline = time.monotonic() + self.args.timeout
-        told = False
         with Live(self.table(), console=console, refresh_per_second=2) as live:
-            while not told and time.monotonic() < deadline:
-                time.sleep(0.5)
-                told = self.story_told()
+
+            def told() -> bool:
+                done = self.story_told()
                 live.update(self.table())
-        return told
+                return done
+
+            try:
+                wait_until(told, timeout=self.args.timeout, interval=0.5, what="the story")
+            except AssertionError:
+                return False
+        return True
 
     def summary(self, told: bool) -> bool:
         counts = self.statuses()
@@ -328,8 +333,7 @@ class Demo:
         )
 
     def clean_up(self, ok: bool) -> None:
-        for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
-            self.redis.delete(key)
+        delete_keys(self.redis, f"{self.prefix}*")
         self.redis.close()
         self.control.close()
         if ok and not self.args.keep_logs:

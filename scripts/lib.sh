@@ -37,8 +37,8 @@ redis_answers() { # host port
     [[ "$reply" == +PONG* ]]
 }
 
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+free_port() { # after ensure_venv: testsupport's, the one free_port of tests, bench and scripts
+    "$VENV/bin/python" -c 'from testsupport import free_port; print(free_port())'
 }
 
 # Sets REDIS_HOST / REDIS_PORT to a Redis that answers: the local default when it does, else our own.
