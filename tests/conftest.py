@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from testsupport import delete_keys
+
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
@@ -22,10 +24,5 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     """A Redis key prefix of this test's own; every key under it is deleted afterwards."""
     prefix = f"test:{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    with redis.Redis.from_url(redis_url) as client:
+        delete_keys(client, f"{prefix}*")

@@ -1,6 +1,6 @@
 """Helpers for testing the receiver, and for testing against it: run the app in-process (httpx's ASGI
-transport, lifespan included) or under a real uvicorn in a thread, post signed deliveries, read the event
-store back with a plain Redis client.
+transport, lifespan included) or under a real uvicorn in a thread (`testsupport.serve_asgi`, on a socket
+bound first), post signed deliveries, read the event store back with a plain Redis client.
 
     async with asgi_client(create_app(settings)) as http:
         response = await deliver(http, event, amt=amt)
@@ -13,21 +13,20 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import redis
-import uvicorn
 from starlette.applications import Starlette
 
 from receiver.app import WEBHOOK_PATH
 from receiver.store import KeySpace, decode_record
 from smartcar_core.webhooks import signature_of
+from testsupport import bound_socket, serve_asgi
 
 SERVER_START_SECONDS = 10.0
 
@@ -96,13 +95,6 @@ async def asgi_client(
             yield client
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass(frozen=True, slots=True)
 class LiveReceiver:
     url: str
@@ -115,37 +107,18 @@ class LiveReceiver:
 
 @contextmanager
 def serve(app: Starlette, **config: Any) -> Iterator[LiveReceiver]:
-    """The app under a real uvicorn (httptools, lifespan on) in a thread, until the block ends."""
-    port = free_port()
-    options: dict[str, Any] = {"http": "httptools", "lifespan": "on", "access_log": False, **config}
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
-    thread = threading.Thread(target=server.run, name=f"receiver-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("the receiver did not start (see its log)")
-        time.sleep(0.01)
-    try:
-        yield LiveReceiver(f"http://127.0.0.1:{port}", app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=SERVER_START_SECONDS)
-
-
-async def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Poll `condition` until it holds; AssertionError after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+    """The app under a real uvicorn (httptools, lifespan on, no access log; `config`: uvicorn's options) in
+    a thread, on a socket bound first, until the block ends."""
+    with serve_asgi(app, start_timeout=SERVER_START_SECONDS, what="the receiver", **config) as url:
+        yield LiveReceiver(url, app)
 
 
 class TcpProxy:
     """A TCP relay to `target` on a fixed local port that a test can cut (`stop`) and restore (`start`):
     a Redis outage as the receiver's connections see it (refused connections, broken pooled ones).
+
+    The port is held from the start by a bound socket that never listens (connections to it are refused
+    while the relay is stopped, and no other process can take it); `start` listens beside it (SO_REUSEPORT).
 
     `fail_next(marker, mode)` breaks the next connection whose request contains `marker`, once: `"cut"`
     closes it before the request reaches Redis; `"mute"` lets the request through and drops the replies
@@ -154,7 +127,11 @@ class TcpProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self.port = free_port()
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", 0))
+        weakref.finalize(self, holder.close)
+        self.port: int = holder.getsockname()[1]
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._failure: tuple[bytes, str] | None = None
@@ -169,7 +146,9 @@ class TcpProxy:
         self._failure = (marker, mode)
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(
+            self._relay, sock=bound_socket(port=self.port, reuse_port=True)
+        )
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -2,7 +2,7 @@
 
 event_id = accept_event(client, "sc:", payload)        # record + inbox + pending, one round trip
 result = process_event(runtime, event_id)                # or let a worker's relay pick it up
-wait_until(lambda: event_status(client, "sc:", event_id) == "done")
+wait_until(lambda: event_status(client, "sc:", event_id) == "done")  # testsupport.wait_until
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 from celery import Celery
@@ -25,11 +25,10 @@ from pydantic import AliasChoices, SecretStr
 
 from receiver.store import ACCEPT_SCRIPT, DEFAULT_DEDUPE_SECONDS, KeySpace, accept_arguments
 from smartcar_core.events import parse_envelope
+from testsupport import wait_until
 from workers.app import publishing_app
 from workers.codec import text
 from workers.settings import WorkerSettings
-
-T = TypeVar("T")
 
 
 def accept_event(
@@ -52,20 +51,6 @@ def accept_event(
 def event_status(client: redis.Redis, prefix: str, event_id: str) -> str | None:
     value = client.hget(KeySpace(prefix).event(event_id), "status")
     return text(value) if value is not None else None
-
-
-def wait_until(
-    predicate: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.05, what: str = "the condition"
-) -> T:
-    """Poll `predicate` until it returns something truthy (returned); AssertionError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 def settings_environment(settings: WorkerSettings) -> dict[str, str]:

@@ -38,6 +38,7 @@ from smartcar_core import (
 )
 from smartcar_core.catalogue import RetryClass
 from smartcar_core.errors import error_from_response, parse_retry_after
+from testsupport import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -441,15 +442,8 @@ async def test_network_failures_are_typed_and_chained(
     assert error.retry_class is RetryClass.RETRY
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def test_connection_refused_is_a_connection_error_not_sent() -> None:
-    origins = Origins(api=f"http://127.0.0.1:{closed_port()}")
+    origins = Origins(api=f"http://127.0.0.1:{free_port()}")
     with httpx.Client() as http:
         vehicle = Vehicle(VEHICLE_ID, "token", origins=origins, http=http, timeout=5.0)
         with pytest.raises(SmartcarConnectionError) as caught:
@@ -459,7 +453,7 @@ def test_connection_refused_is_a_connection_error_not_sent() -> None:
 
 
 async def test_connection_refused_is_a_connection_error_not_sent_async() -> None:
-    origins = Origins(api=f"http://127.0.0.1:{closed_port()}")
+    origins = Origins(api=f"http://127.0.0.1:{free_port()}")
     async with httpx.AsyncClient() as http:
         vehicle = AsyncVehicle(VEHICLE_ID, "token", origins=origins, http=http, timeout=5.0)
         with pytest.raises(SmartcarConnectionError) as caught:

@@ -17,7 +17,8 @@ from receiver.app import create_app
 from receiver.settings import ReceiverSettings
 from receiver.store import KeySpace
 from smartcar_simulator import payloads
-from testsupport.receiver import Harness, LiveReceiver, asgi_client, free_port, serve
+from testsupport import free_port
+from testsupport.receiver import Harness, LiveReceiver, asgi_client, serve
 
 AMT = "amt-test-current-0123456789"
 WEBHOOK_ID = "5a8e5e38-1e12-4011-a36d-56f120053f9e"

@@ -18,7 +18,8 @@ from receiver.store import KeySpace
 from smartcar_core.webhooks import hash_challenge
 from smartcar_simulator import payloads
 from smartcar_simulator.emitter import WebhookEmitter
-from testsupport.receiver import Harness, LiveReceiver, TcpProxy, read_inbox, read_record, serve, wait_for
+from testsupport import wait_until_async
+from testsupport.receiver import Harness, LiveReceiver, TcpProxy, read_inbox, read_record, serve
 
 EventMaker = Callable[..., dict[str, Any]]
 FAST = 0.002  # Smartcar's 25/50/100 s retries become 50/100/200 ms
@@ -139,7 +140,9 @@ async def test_redis_down_then_back_within_smartcars_retries_loses_nothing(
             target_url=live.webhook_url, amt=harness.amt, time_scale=0.02, timeout=5.0
         ) as sender:
             delivery = sender.send(event)  # Redis is down: nothing listens behind the proxy yet
-            await wait_for(lambda: len(sender.attempts) >= 1)
+            await wait_until_async(
+                lambda: len(sender.attempts) >= 1, timeout=5, interval=0.01, what="the first attempt"
+            )
             assert sender.attempts[0].status_code == 503
             assert harness.inbox() == []
             await proxy.start()

@@ -24,7 +24,8 @@ import receiver.app
 from receiver.app import STARTUP_FAILURE, create_app
 from receiver.cli import cli
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
-from testsupport.receiver import Harness, asgi_client, deliver, free_port
+from testsupport import free_port
+from testsupport.receiver import Harness, asgi_client, deliver
 
 EventMaker = Callable[..., dict[str, Any]]
 

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
+from typing import Any
 
 import httpx
 from typer.testing import CliRunner
 
 from smartcar_simulator.__main__ import cli
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from testsupport import free_port, wait_until
 
 
 def test_bad_settings_are_refused_with_a_clear_message() -> None:
@@ -37,7 +30,7 @@ def test_bad_settings_are_refused_with_a_clear_message() -> None:
 
 
 def test_the_module_serves_with_flags_over_the_environment() -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SIMULATOR_VEHICLES": "7", "SIMULATOR_SEED": "3", "SMARTCAR_CLIENT_ID": "from-env"}
     process = subprocess.Popen(  # noqa: S603 - our own module, with our interpreter
         [sys.executable, "-m", "smartcar_simulator", "--port", str(port), "--vehicles", "4"],
@@ -45,17 +38,16 @@ def test_the_module_serves_with_flags_over_the_environment() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+    def health() -> Any:
+        assert process.poll() is None, "the simulator exited"
+        return httpx.get(f"http://127.0.0.1:{port}/_sim/health").json()
+
     try:
-        deadline = time.monotonic() + 20
-        health = None
-        while health is None:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/_sim/health").json()
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        assert health["vehicles"] == 4  # the flag beats SIMULATOR_VEHICLES
+        answered = wait_until(
+            health, timeout=20, what="the simulator to answer", ignoring=(httpx.TransportError,)
+        )
+        assert answered["vehicles"] == 4  # the flag beats SIMULATOR_VEHICLES
         authorize = httpx.get(
             f"http://127.0.0.1:{port}/oauth/authorize",
             params={"response_type": "code", "client_id": "from-env", "redirect_uri": "http://localhost/cb"},

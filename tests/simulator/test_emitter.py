@@ -1,12 +1,10 @@
-"""The webhook emitter against a real receiving app (Starlette under uvicorn, in a thread, on a free port)."""
+"""The webhook emitter against a real receiving app (Starlette under uvicorn, in a thread: `serve_asgi`)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
-import socket
-import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -32,6 +29,7 @@ from smartcar_simulator.emitter import (
     WebhookEmitter,
     percentile,
 )
+from testsupport import free_port, serve_asgi, wait_until_async
 
 pytestmark = pytest.mark.anyio
 
@@ -87,21 +85,11 @@ class Receiver:
 def server() -> Iterator[Receiver]:
     receiver = Receiver()
     app = Starlette(routes=[Route("/{path:path}", receiver.handle, methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", timeout_graceful_shutdown=2)
-    uvicorn_server = uvicorn.Server(config)
-    thread = threading.Thread(target=uvicorn_server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uvicorn_server.started:
-        assert time.monotonic() < deadline, "the receiving app did not start"
-        time.sleep(0.01)
-    receiver.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    yield receiver
-    uvicorn_server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_asgi(
+        app, lifespan="off", timeout_graceful_shutdown=2, start_timeout=10, what="the receiving app"
+    ) as url:
+        receiver.url = url
+        yield receiver
 
 
 @pytest.fixture
@@ -275,9 +263,7 @@ async def test_a_receiver_slower_than_the_timeout_fails_the_attempt(receiver: Re
 
 
 async def test_connection_errors_are_failures() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed_url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+    closed_url = f"http://127.0.0.1:{free_port()}/hook"
     async with WebhookEmitter(target_url=closed_url, amt=AMT, time_scale=0.0) as emitter:
         attempts = await emitter.deliver(state_event())
     assert len(attempts) == 4
@@ -331,10 +317,9 @@ async def test_aclose_cancels_deliveries_waiting_to_retry(receiver: Receiver) ->
     receiver.reset(503)
     emitter = WebhookEmitter(target_url=receiver.url + "/hook", amt=AMT)  # real 25 s retry delay
     task = emitter.send(state_event())
-    deadline = time.monotonic() + 10
-    while not emitter.attempts:
-        assert time.monotonic() < deadline, "the first attempt never finished"
-        await asyncio.sleep(0.01)
+    await wait_until_async(
+        lambda: emitter.attempts, timeout=10, interval=0.01, what="the first attempt to finish"
+    )
     await emitter.aclose()
     assert task.cancelled()
     assert len(receiver.requests) == 1

@@ -12,12 +12,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import smartcar_core as sc
-from simulator.support import wait_for
 from smartcar_core.events import parse_envelope
 from smartcar_simulator.control_client import ControlCallError
 from smartcar_simulator.settings import SimulatorSettings
-from smartcar_simulator.testing import run_simulator, run_simulator_async, serve_asgi
+from smartcar_simulator.testing import run_simulator, run_simulator_async
 from smartcar_simulator.tokens import ALL_SCOPES, Grant
+from testsupport import serve_asgi, wait_until
 
 
 def test_settings_come_from_the_shared_variables_and_hide_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,7 +73,7 @@ def test_a_webhook_configured_at_start_receives_every_vehicle() -> None:
             webhook = simulator.control.webhook("wh-start")
             assert sorted(webhook["vehicle_ids"]) == sorted(simulator.vehicle_ids)
             assert webhook["shape"] == "B"
-            wait_for(lambda: len(received) >= 3)  # one FIRST_DELIVERY per vehicle
+            wait_until(lambda: len(received) >= 3, timeout=10)  # one FIRST_DELIVERY per vehicle
             envelopes = [parse_envelope(body) for body in received]
             assert {e.vehicle_id for e in envelopes} == set(simulator.vehicle_ids)
             assert {tuple(e.trigger_codes) for e in envelopes} == {("FIRST_DELIVERY",)}

@@ -15,10 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import smartcar_core as sc
-from simulator.support import first, wait_for
+from simulator.support import first
 from smartcar_core.events import Envelope, parse_envelope
 from smartcar_simulator.control_client import Delivery
-from smartcar_simulator.testing import RunningSimulator, run_simulator, serve_asgi
+from smartcar_simulator.testing import RunningSimulator, run_simulator
+from testsupport import serve_asgi, wait_until
 
 WEBHOOK = "wh-test"
 
@@ -80,11 +81,12 @@ def _subscribed(simulator: RunningSimulator, powertrain: str = "BEV") -> tuple[s
 def test_verify_is_sent_unsigned_with_a_challenge(hooked: tuple[RunningSimulator, Receiver]) -> None:
     simulator, target = hooked
     simulator.control.configure_webhook(WEBHOOK, verify=True)
-    verify = wait_for(lambda: target.of_type("VERIFY"))[0]
+    verify = wait_until(lambda: target.of_type("VERIFY"), timeout=10)[0]
     assert verify.envelope.challenge
     assert verify.signature is None
     event_id = simulator.control.emit(WEBHOOK, "LEGACY_VERIFY", challenge="abc")
-    legacy = wait_for(lambda: [r for r in target.received if r.envelope.event_id == event_id])[0]
+    received = wait_until(lambda: [r for r in target.received if r.envelope.event_id == event_id], timeout=10)
+    legacy = received[0]
     assert legacy.envelope.challenge == "abc"
     assert legacy.envelope.version == "2.0"
 
@@ -94,7 +96,7 @@ def test_subscribing_sends_a_signed_first_delivery_with_every_subscribed_signal(
 ) -> None:
     simulator, target = hooked
     _, vehicle = _subscribed(simulator)
-    first_delivery = wait_for(lambda: target.of_type("VEHICLE_STATE"))[0]
+    first_delivery = wait_until(lambda: target.of_type("VEHICLE_STATE"), timeout=10)[0]
     assert first_delivery.envelope.vehicle_id == vehicle["id"]
     assert first_delivery.envelope.user_id == vehicle["user_id"]
     assert first_delivery.envelope.trigger_codes == ["FIRST_DELIVERY"]
@@ -114,19 +116,19 @@ def test_a_command_that_changes_a_trigger_signal_sends_vehicle_state(
 ) -> None:
     simulator, target = hooked
     client, vehicle = _subscribed(simulator)
-    wait_for(lambda: target.of_type("VEHICLE_STATE"))
+    wait_until(lambda: target.of_type("VEHICLE_STATE"), timeout=10)
     simulator.control.patch_vehicle(vehicle["id"], locked=False)
-    unlocked = wait_for(lambda: target.of_type("VEHICLE_STATE")[1:])[0]
+    unlocked = wait_until(lambda: target.of_type("VEHICLE_STATE")[1:], timeout=10)[0]
     assert unlocked.envelope.trigger_codes == ["closure-islocked"]
     client.lock()
-    locked = wait_for(lambda: target.of_type("VEHICLE_STATE")[2:])[0]
+    locked = wait_until(lambda: target.of_type("VEHICLE_STATE")[2:], timeout=10)[0]
     assert {s.code: s.value for s in locked.envelope.signals}["closure-islocked"] is True
     client.lock_status()  # a read changes nothing: no event
     client.unsubscribe(simulator.amt, WEBHOOK)
     client.unlock()
     # An event would have been handed to the emitter before unlock() was answered: once nothing is
     # pending, every event sent has a recorded attempt.
-    wait_for(lambda: simulator.control.webhook(WEBHOOK)["pending"] == 0)
+    wait_until(lambda: simulator.control.webhook(WEBHOOK)["pending"] == 0, timeout=10)
     assert len(simulator.control.deliveries(webhook_id=WEBHOOK)) == 3
     assert len(target.of_type("VEHICLE_STATE")) == 3
 
@@ -152,14 +154,15 @@ def test_charging_progress_is_emitted_as_state_of_charge_changes(
             for r in soc_update()
         }
 
-    assert wait_for(lambda: 75 in values())
+    assert wait_until(lambda: 75 in values(), timeout=10)
     simulator.control.advance_clock(3600)  # reaches the limit and stops
-    wait_for(
+    wait_until(
         lambda: [
             r
             for r in soc_update()
             if {s.code: s.value for s in r.envelope.signals}["charge-ischarging"] is False
-        ]
+        ],
+        timeout=10,
     )
     assert simulator.control.vehicle(vehicle["id"])["state"]["soc"] == 0.8
 
@@ -168,10 +171,10 @@ def test_vehicle_errors_are_sent_and_resolved(hooked: tuple[RunningSimulator, Re
     simulator, target = hooked
     _, vehicle = _subscribed(simulator)
     simulator.control.patch_vehicle(vehicle["id"], online=False)
-    error = wait_for(lambda: target.of_type("VEHICLE_ERROR"))[0]
+    error = wait_until(lambda: target.of_type("VEHICLE_ERROR"), timeout=10)[0]
     assert [(e["code"], e["state"]) for e in error.envelope.errors] == [("UNREACHABLE", "ERROR")]
     simulator.control.patch_vehicle(vehicle["id"], online=True)
-    resolved = wait_for(lambda: target.of_type("VEHICLE_ERROR")[1:])[0]
+    resolved = wait_until(lambda: target.of_type("VEHICLE_ERROR")[1:], timeout=10)[0]
     assert [(e["code"], e["state"]) for e in resolved.envelope.errors] == [("UNREACHABLE", "RESOLVED")]
     event_id = simulator.control.emit(
         WEBHOOK,
@@ -185,7 +188,7 @@ def test_vehicle_errors_are_sent_and_resolved(hooked: tuple[RunningSimulator, Re
         found = [r for r in target.of_type("VEHICLE_ERROR") if r.envelope.errors[0]["code"] == "SUBSCRIPTION"]
         return {r.envelope.errors[0]["state"]: r for r in found}
 
-    wait_for(lambda: len(subscription_errors()) == 2)
+    wait_until(lambda: len(subscription_errors()) == 2, timeout=10)
     pair = subscription_errors()
     assert pair["ERROR"].envelope.event_id == event_id
     assert pair["RESOLVED"].envelope.event_id != event_id
@@ -202,7 +205,7 @@ def test_failed_deliveries_are_retried_with_the_same_event_id(
         attempts = simulator.control.deliveries(event_id=event_id)
         return attempts if any(attempt.ok for attempt in attempts) else []
 
-    attempts = wait_for(attempts_when_delivered)
+    attempts = wait_until(attempts_when_delivered, timeout=10)
     assert [(a.attempt, a.status_code) for a in attempts] == [(1, 500), (2, 500), (3, 200)]
     assert len({a.delivery_id for a in attempts}) == 3
     bodies = [r for r in target.received if r.envelope.event_id == event_id]
@@ -219,7 +222,7 @@ def test_legacy_envelopes(hooked: tuple[RunningSimulator, Receiver]) -> None:
     simulator, target = hooked
     for kind in ("LEGACY_EVENTBASED", "LEGACY_SCHEDULED", "LEGACY_DYNAMIC"):
         event_id = simulator.control.emit(WEBHOOK, kind)
-        item = wait_for(lambda: _with_id(target, event_id))[0]  # noqa: B023 - used before the loop moves on
+        item = wait_until(lambda: _with_id(target, event_id), timeout=10)[0]  # noqa: B023 - used before the loop moves on
         assert item.envelope.event_type == kind
         assert item.envelope.vehicle_id in simulator.vehicle_ids
 
@@ -231,8 +234,9 @@ def test_a_burst_delivers_at_a_given_rate(hooked: tuple[RunningSimulator, Receiv
     assert report["report"]["delivered"] == 40
     assert report["report"]["by_status"] == {"200": 40}
     started = simulator.control.burst(WEBHOOK, count=5, rate=100)
-    done = wait_for(
-        lambda: simulator.control.burst_report(started["burst_id"])["status"] == "done" and started
+    done = wait_until(
+        lambda: simulator.control.burst_report(started["burst_id"])["status"] == "done" and started,
+        timeout=10,
     )
     assert done["burst_id"].startswith("burst-")
     assert len(target.of_type("VEHICLE_STATE")) == 45

@@ -14,6 +14,7 @@ from cryptography.fernet import Fernet
 from smartcar_core.config import Origins
 from smartcar_simulator import payloads
 from smartcar_simulator.testing import RunningSimulator, run_simulator
+from testsupport import delete_keys
 from testsupport.workers import WorkerLauncher
 from workers.registry import HandlerRegistry
 from workers.runtime import Runtime
@@ -157,22 +158,13 @@ def state_event() -> Callable[..., dict[str, Any]]:
     return _state_event
 
 
-def delete_prefix(redis_url: str, prefix: str) -> None:
-    connection = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(connection.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            connection.delete(*keys)
-    finally:
-        connection.close()
-
-
 @pytest.fixture(scope="module")
 def module_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix for a test module's workers (events, tokens and kombu's keys); deleted afterwards."""
     prefix = f"test:wk:{uuid.uuid4().hex[:10]}:"
     yield prefix
-    delete_prefix(redis_url, prefix)
+    with redis.Redis.from_url(redis_url) as client:
+        delete_keys(client, f"{prefix}*")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from testsupport.workers import WorkerLauncher, accept_event, event_status, settings_environment, wait_until
+from testsupport import wait_until
+from testsupport.workers import WorkerLauncher, accept_event, event_status, settings_environment
 
 
 @pytest.fixture(scope="module")

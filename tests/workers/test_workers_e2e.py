@@ -12,8 +12,9 @@ import pytest
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
 from smartcar_simulator.testing import RunningSimulator
+from testsupport import wait_until
 from testsupport.receiver import LiveReceiver, serve
-from testsupport.workers import WorkerLauncher, accept_event, event_status, wait_until
+from testsupport.workers import WorkerLauncher, accept_event, event_status
 from workers.codec import text
 from workers.tokens import TokenStore
 

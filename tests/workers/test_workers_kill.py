@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from smartcar_simulator.testing import RunningSimulator
-from testsupport.workers import WorkerLauncher, WorkerProcess, accept_event, event_status, wait_until
+from testsupport import wait_until
+from testsupport.workers import WorkerLauncher, WorkerProcess, accept_event, event_status
 from workers.tokens import TokenStore
 
 SOC = "tractionbattery-stateofcharge"

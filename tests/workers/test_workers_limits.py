@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from receiver.store import KeySpace
-from testsupport.workers import accept_event, event_status, wait_until
+from testsupport import wait_until
+from testsupport.workers import accept_event, event_status
 from workers.lifecycle import EventStore
 from workers.limits import DeferredError, RateLimiter
 from workers.relay import Relay, RelayThread

@@ -16,7 +16,8 @@ import pytest
 import redis
 
 from smartcar_simulator.testing import RunningSimulator
-from testsupport.workers import accept_event, event_status, settings_environment, wait_until
+from testsupport import wait_until
+from testsupport.workers import accept_event, event_status, settings_environment
 from workers import app as app_module
 from workers import tasks
 from workers.app import RelayStep, app, celery_config
