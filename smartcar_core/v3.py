@@ -77,7 +77,11 @@ class SignalsResponse:
 
     @property
     def signals(self) -> list[Signal]:
-        return [Signal.from_resource(item) for item in self.body.get("data") or [] if isinstance(item, dict)]
+        """The signals of `data` (none when `data` is not a list); items that are not objects are skipped."""
+        items = self.body.get("data")
+        if not isinstance(items, list):
+            return []
+        return [Signal.from_resource(item) for item in items if isinstance(item, dict)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +93,9 @@ class SignalResponse:
 
     @property
     def signal(self) -> Signal:
-        return Signal.from_resource(self.body)
+        """The body as one signal resource (Smartcar's shape), or its `data` object (JSON:API's usual one)."""
+        data = self.body.get("data")
+        return Signal.from_resource(data if isinstance(data, dict) else self.body)
 
 
 def _headers(response: httpx.Response) -> dict[str, str]:

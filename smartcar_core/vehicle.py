@@ -63,6 +63,15 @@ def _date_param(value: date | datetime | str) -> str:
     return str(value)
 
 
+def _user_header(user_id: str | None) -> dict[str, str] | None:
+    """`sc-user-id` for a v3 call made on a user's behalf; nothing when there is no user id."""
+    if user_id is None:
+        return None
+    if not isinstance(user_id, str) or not user_id:
+        raise ValueError(f"user_id must be a non-empty string, got {user_id!r}")
+    return {"sc-user-id": user_id}
+
+
 def _segment(value: str) -> str:
     """A path segment from caller data, escaped so that it cannot change the path."""
     return quote(str(value), safe="")
@@ -231,12 +240,16 @@ class VehicleAPI:
         )
 
     @endpoint
-    def get_signals(self) -> Call[v3.SignalsResponse]:
-        return self.call("GET", "signals", v3.parse_signals, version=V3)
+    def get_signals(self, *, user_id: str | None = None) -> Call[v3.SignalsResponse]:
+        """Every signal of the vehicle (v3). `user_id` is sent as `sc-user-id`, which Smartcar requires
+        when the token is the application's rather than the user's (webhook `data.user.id`)."""
+        return self.call("GET", "signals", v3.parse_signals, version=V3, headers=_user_header(user_id))
 
     @endpoint
-    def get_signal(self, code: str) -> Call[v3.SignalResponse]:
-        return self.call("GET", f"signals/{_segment(code)}", v3.parse_signal, version=V3)
+    def get_signal(self, code: str, *, user_id: str | None = None) -> Call[v3.SignalResponse]:
+        """One signal by code (v3), escaped as one path segment; `user_id` as in `get_signals`."""
+        path = f"signals/{_segment(code)}"
+        return self.call("GET", path, v3.parse_signal, version=V3, headers=_user_header(user_id))
 
 
 def _parse_response(response: httpx.Response) -> r.Response:

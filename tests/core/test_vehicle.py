@@ -761,6 +761,87 @@ async def test_v3_answers_that_are_not_objects_are_unexpected(harness: Harness) 
         await settle(harness.vehicle().get_signals())
 
 
+SIGNAL = {
+    "id": "tractionbattery-stateofcharge",
+    "type": "signal",
+    "attributes": {
+        "code": "tractionbattery-stateofcharge",
+        "name": "StateOfCharge",
+        "group": "TractionBattery",
+        "status": {"value": "SUCCESS"},
+        "body": {"unit": "percent", "value": 61},
+    },
+    "meta": {"retrievedAt": 1752104218549, "oemUpdatedAt": 1752104118549},
+}
+USER_ID = "93b3ea96-ca37-43a9-9073-f4334719iok7"
+
+
+async def test_get_signals_and_get_signal_send_the_user_id(harness: Harness) -> None:
+    every = harness.router.get(f"{V3_BASE}/signals").respond(json={"data": [SIGNAL]})
+    one = harness.router.get(f"{V3_BASE}/signals/tractionbattery-stateofcharge").respond(json=SIGNAL)
+    vehicle = harness.vehicle()
+
+    signals = await settle(vehicle.get_signals(user_id=USER_ID))
+    signal = await settle(vehicle.get_signal("tractionbattery-stateofcharge", user_id=USER_ID))
+
+    assert [s.value for s in signals.signals] == [61]
+    assert signal.signal.value == 61
+    for route in (every, one):
+        request = route.calls.last.request
+        assert request.headers["sc-user-id"] == USER_ID
+        assert_vehicle_headers(request)  # the Bearer token, units, JSON and user agent are still sent
+        assert query(request) == []
+
+
+async def test_without_a_user_id_no_sc_user_id_header_is_sent(harness: Harness) -> None:
+    every = harness.router.get(f"{V3_BASE}/signals").respond(json={"data": []})
+    one = harness.router.get(f"{V3_BASE}/signals/tractionbattery-stateofcharge").respond(json=SIGNAL)
+    vehicle = harness.vehicle()
+
+    await settle(vehicle.get_signals())
+    await settle(vehicle.get_signal("tractionbattery-stateofcharge", user_id=None))
+
+    assert "sc-user-id" not in every.calls.last.request.headers
+    assert "sc-user-id" not in one.calls.last.request.headers
+
+
+@pytest.mark.parametrize("user_id", ["", 42])
+async def test_a_user_id_that_is_not_a_non_empty_string_is_refused(harness: Harness, user_id: Any) -> None:
+    vehicle = harness.vehicle()
+
+    with pytest.raises(ValueError, match="user_id must be a non-empty string"):
+        await settle(vehicle.get_signals(user_id=user_id))
+    with pytest.raises(ValueError, match="user_id must be a non-empty string"):
+        await settle(vehicle.get_signal("odometer-traveleddistance", user_id=user_id))
+    assert harness.router.calls.call_count == 0
+
+
+async def test_the_user_id_is_keyword_only(harness: Harness) -> None:
+    """`get_signal(code, user)` would read as another signal's code: the user id is always named."""
+    with pytest.raises(TypeError):
+        await settle(harness.vehicle().get_signal("odometer-traveleddistance", USER_ID))  # type: ignore[call-arg]
+    assert harness.router.calls.call_count == 0
+
+
+async def test_a_signal_under_a_json_api_data_object_is_read(harness: Harness) -> None:
+    harness.router.get(f"{V3_BASE}/signals/tractionbattery-stateofcharge").respond(json={"data": SIGNAL})
+
+    result = await settle(harness.vehicle().get_signal("tractionbattery-stateofcharge"))
+
+    assert (result.signal.code, result.signal.value) == ("tractionbattery-stateofcharge", 61)
+    assert result.body == {"data": SIGNAL}
+
+
+@pytest.mark.parametrize("data", [None, 5, True, "text", {"id": "x"}])
+async def test_signals_whose_data_is_not_a_list_are_none(harness: Harness, data: Any) -> None:
+    harness.router.get(f"{V3_BASE}/signals").respond(json={"data": data})
+
+    result = await settle(harness.vehicle().get_signals())
+
+    assert result.signals == []
+    assert result.body == {"data": data}
+
+
 async def test_one_vehicles_token_never_reaches_another_vehicles_request(harness: Harness) -> None:
     """The official Python SDK mutated a default `headers={}`: the first vehicle's token leaked."""
     route = harness.router.get(url__startswith=API).respond(json={})
