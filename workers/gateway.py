@@ -18,7 +18,7 @@ import httpx
 
 from smartcar_core import results as r
 from smartcar_core.catalogue import RetryClass
-from smartcar_core.config import V3, Origins
+from smartcar_core.config import Origins
 from smartcar_core.errors import RateLimitError, SmartcarError
 from smartcar_core.v3 import Signal
 from smartcar_core.vehicle import Vehicle
@@ -148,38 +148,25 @@ class SmartcarGateway:
     def _fetch_v3(
         self, vehicle_id: str, codes: Sequence[str], user_id: str, deadline: float | None
     ) -> FetchedSignals:
-        headers = {"sc-user-id": user_id}
         wanted = list(dict.fromkeys(codes))
+        signals: list[Signal]
         if len(wanted) == 1:
-            path = f"signals/{wanted[0]}"
+            code = wanted[0]
             try:
-                response = self.call(
-                    vehicle_id,
-                    lambda v: v.request("GET", path, headers=headers, api_version=V3),
-                    deadline=deadline,
-                )
+                one = self.call(vehicle_id, lambda v: v.get_signal(code, user_id=user_id), deadline=deadline)
             except SmartcarError as error:
                 if error.type not in _PER_SIGNAL_ERRORS:
                     raise
                 # This vehicle cannot give this signal (the list endpoint says so per signal, this one
                 # with an error status): a fact about the signal, not a failure of the event.
-                return FetchedSignals([], {wanted[0]: {"type": error.type, "code": error.code}})
-            body = response.body
-            resources = [body.get("data", body) if isinstance(body, dict) else {}]
+                return FetchedSignals([], {code: {"type": error.type, "code": error.code}})
+            signals = [one.signal]
         else:
-            response = self.call(
-                vehicle_id,
-                lambda v: v.request("GET", "signals", headers=headers, api_version=V3),
-                deadline=deadline,
-            )
-            data = response.body.get("data") if isinstance(response.body, dict) else None
-            resources = data if isinstance(data, list) else []
+            every = self.call(vehicle_id, lambda v: v.get_signals(user_id=user_id), deadline=deadline)
+            signals = every.signals
         updates: list[SignalUpdate] = []
         errors: dict[str, dict[str, Any]] = {}
-        for resource in resources:
-            if not isinstance(resource, dict):
-                continue
-            signal = Signal.from_resource(resource)
+        for signal in signals:
             if signal.code not in wanted:
                 continue
             if signal.body is not None and signal.status in (None, "SUCCESS"):
