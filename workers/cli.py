@@ -21,8 +21,10 @@ from cryptography.fernet import Fernet
 from rich.console import Console
 from rich.table import Table
 
+from eventstore.client import connect
+from eventstore.keys import KeySpace
+from eventstore.vehicles import VehicleStateStore
 from workers.settings import SettingsError, WorkerSettings, load_settings
-from workers.state import VehicleStateStore
 from workers.tokens import TokenError, TokenStore, put_tokens
 
 app = typer.Typer(help="Operate the Smartcar webhook workers.", no_args_is_help=True)
@@ -120,7 +122,7 @@ def put(
 def show(vehicle_id: str) -> None:
     """Show which grant covers a vehicle and when its tokens expire (never the tokens)."""
     settings = _settings()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect(settings.redis_url)
     try:
         store = TokenStore(client, settings.fernet(), prefix=settings.event_key_prefix)
         try:
@@ -153,7 +155,7 @@ def state(
 ) -> None:
     """The latest value of every signal of a vehicle (newest oemUpdatedAt wins) and its errors."""
     settings = _settings()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect(settings.redis_url)
     try:
         store = VehicleStateStore(client, prefix=settings.event_key_prefix)
         signals, vehicle_errors = store.signals(vehicle_id), store.errors(vehicle_id)
@@ -215,7 +217,8 @@ def relay() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     thread.start()
-    console.print(f"relaying {settings.event_key_prefix}inbox to queue {settings.queue}; Ctrl-C stops")
+    inbox = KeySpace(settings.event_key_prefix).inbox
+    console.print(f"relaying {inbox} to queue {settings.queue}; Ctrl-C stops")
     try:
         while not stop.wait(1.0):
             pass

@@ -1,32 +1,11 @@
-"""Reading Redis answers: our clients return bytes (the event's `raw` must stay bytes), typed loosely."""
+"""Reading Redis answers in the workers' own code (the broker): our clients answer bytes.
+
+The event store's decoding lives with the store (`eventstore.codec`); `text` is the one helper the
+workers' broker code and their tests need, and the same function.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+from eventstore.codec import text
 
-
-def text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes | bytearray) else str(value)
-
-
-def texts(values: Iterable[Any]) -> list[str]:
-    return [text(value) for value in values]
-
-
-def as_bytes(value: Any) -> bytes:
-    return bytes(value) if isinstance(value, bytes | bytearray) else str(value).encode()
-
-
-def bytes_map(raw: Mapping[Any, Any]) -> dict[bytes, bytes]:
-    return {as_bytes(key): as_bytes(value) for key, value in raw.items()}
-
-
-def text_map(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {text(key): text(value) for key, value in raw.items()}
-
-
-def dumps(value: Any) -> str:
-    """Compact, key-sorted JSON (anything else as its str)."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+__all__ = ["text"]

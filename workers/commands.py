@@ -1,7 +1,7 @@
 """The command runner: a command for an event is sent at most once, one at a time per vehicle.
 
-Each command belongs to a step of an event (`event_id`, `step`), recorded in `{p}cmd:{event_id}:{step}`
-(hash: `state`, `command`, `params`, `sends`, `result`, `updated_at`). States:
+Each command belongs to a step of an event (`event_id`, `step`), whose record the event store keeps
+(`eventstore.commands`: state, command, params, sends, result). States (`StepState`):
 
 - `sending`: a send started at `sent_at` and has not ended (it is in flight, or its worker died during
   it). Until `sent_at + command_timeout` the call may still be running: nobody sends, the run is
@@ -18,7 +18,6 @@ for one car never race (a worker that dies holding it blocks that car's commands
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,16 +25,13 @@ from typing import Any
 
 import redis
 
+from eventstore.commands import CommandStore, StepRecord, StepState
+from eventstore.keys import KeySpace
 from smartcar_core.errors import SmartcarError
 from smartcar_core.vehicle import Vehicle
-from workers.codec import text_map
 from workers.gateway import SmartcarGateway
-from workers.limits import DeferredError, vehicle_lock
+from workers.limits import DeferredError
 
-SENDING = "sending"
-UNKNOWN = "unknown"
-NOT_SENT = "not_sent"
-DONE = "done"
 _MIN_DEFER = 0.5
 _MAX_DEFER = 30.0
 
@@ -106,18 +102,14 @@ class CommandRunner:
         if lock_lease <= command_timeout:
             raise ValueError("the vehicle lock's lease must outlast a command call (command_timeout)")
         self.command_timeout = command_timeout
-        self.redis = client
+        self.store = CommandStore(client, KeySpace(prefix), retention=retention)
         self.gateway = gateway
-        self.prefix = prefix
         self.lock_lease = lock_lease
         self.lock_wait = lock_wait
-        self.retention = retention
-
-    def key(self, event_id: str, step: str) -> str:
-        return f"{self.prefix}cmd:{event_id}:{step}"
 
     def record(self, event_id: str, step: str) -> dict[str, str]:
-        return text_map(self.redis.hgetall(self.key(event_id, step)))
+        """The step's record as stored (empty if it never ran)."""
+        return self.store.read(event_id, step).fields
 
     def run(
         self,
@@ -138,16 +130,15 @@ class CommandRunner:
         if spec is None:
             raise ValueError(f"unknown command {command!r}; known: {', '.join(sorted(COMMANDS))}")
         params = dict(params or {})
-        key = self.key(event_id, step)
-        if self.redis.hget(key, "state") == DONE.encode():
-            return self._recorded(command, key)
-        lock = vehicle_lock(self.redis, self.prefix, vehicle_id, lease=self.lock_lease)
+        stored = _Step(self.store, event_id, step)
+        if self.store.state(event_id, step) == StepState.DONE:
+            return stored.recorded(command)
+        lock = self.store.lock(vehicle_id, lease=self.lock_lease)
         if not lock.acquire(blocking=True, blocking_timeout=self.lock_wait):
-            left = max(0, int(self.redis.pttl(str(lock.name)))) / 1000
-            delay = min(_MAX_DEFER, max(_MIN_DEFER, left))
+            delay = min(_MAX_DEFER, max(_MIN_DEFER, self.store.lock_left(vehicle_id)))
             raise DeferredError(f"vehicle {vehicle_id} is busy with another command", delay)
         try:
-            return self._run_locked(spec, key, vehicle_id, params, deadline, still_wanted=still_wanted)
+            return self._run_locked(spec, stored, vehicle_id, params, deadline, still_wanted=still_wanted)
         finally:
             with contextlib.suppress(redis.exceptions.LockError):  # the lease ran out: nothing to release
                 lock.release()
@@ -155,48 +146,50 @@ class CommandRunner:
     def _run_locked(
         self,
         spec: CommandSpec,
-        key: str,
+        stored: _Step,
         vehicle_id: str,
         params: dict[str, Any],
         deadline: float | None,
         *,
         still_wanted: Callable[[], bool] | None,
     ) -> CommandOutcome:
-        record = text_map(self.redis.hgetall(key))
-        state = record.get("state")
-        if state == DONE:
-            return self._recorded(spec.name, key)
-        if state == SENDING:
-            in_flight_until = float(record.get("sent_at") or 0) + self.command_timeout
+        record = stored.read()
+        state = record.state
+        if state == StepState.DONE:
+            return stored.recorded(spec.name)
+        if state == StepState.SENDING:
+            in_flight_until = record.sent_at + self.command_timeout
             if time.time() < in_flight_until:
                 wait = min(_MAX_DEFER, max(_MIN_DEFER, in_flight_until - time.time()))
                 raise DeferredError(f"{spec.name} may still be in flight", wait)
-        if state in (SENDING, UNKNOWN) and self._took_effect(spec, vehicle_id, params, deadline):
-            return self._finish(key, spec.name, "confirmed", {"reason": "an earlier send took effect"})
+        if state in (StepState.SENDING, StepState.UNKNOWN) and self._took_effect(
+            spec, vehicle_id, params, deadline
+        ):
+            return stored.finish(spec.name, "confirmed", {"reason": "an earlier send took effect"})
         if still_wanted is not None and not still_wanted():
             return CommandOutcome(
                 spec.name, "withdrawn", {"reason": "no longer wanted on the vehicle's state"}
             )
-        self._mark(key, SENDING, spec.name, params, sends=1)
+        stored.mark(StepState.SENDING, spec.name, params, sending=True)
         try:
             answer = self.gateway.call(
                 vehicle_id, lambda v: spec.send(v, params), command=True, deadline=deadline
             )
         except SmartcarError as error:
             if error.is_benign_for(spec.name):
-                return self._finish(key, spec.name, "benign", {"code": error.code})
+                return stored.finish(spec.name, "benign", {"code": error.code})
             if not error.ambiguous:
-                self._mark(key, NOT_SENT, spec.name, params)
+                stored.mark(StepState.NOT_SENT, spec.name, params)
                 raise
             # The vehicle may have acted: look before anyone sends again.
             if self._took_effect(spec, vehicle_id, params, deadline):
-                return self._finish(
-                    key, spec.name, "confirmed", {"reason": f"state shows it took effect after {error.code}"}
+                return stored.finish(
+                    spec.name, "confirmed", {"reason": f"state shows it took effect after {error.code}"}
                 )
-            self._mark(key, UNKNOWN, spec.name, params)
+            stored.mark(StepState.UNKNOWN, spec.name, params)
             raise
         status = getattr(answer, "status", None)
-        return self._finish(key, spec.name, "sent", {"status": status})
+        return stored.finish(spec.name, "sent", {"status": status})
 
     def _took_effect(
         self, spec: CommandSpec, vehicle_id: str, params: dict[str, Any], deadline: float | None
@@ -204,39 +197,25 @@ class CommandRunner:
         verdict = self.gateway.call(vehicle_id, lambda v: spec.verify(v, params), deadline=deadline)
         return verdict is True
 
-    def _mark(self, key: str, state: str, command: str, params: dict[str, Any], *, sends: int = 0) -> None:
-        now = repr(time.time())
-        fields: dict[Any, Any] = {
-            "state": state,
-            "command": command,
-            "params": json.dumps(params),
-            "updated_at": now,
-        }
-        if sends:
-            fields["sent_at"] = now
-        with self.redis.pipeline() as pipe:
-            pipe.hset(key, mapping=fields)
-            if sends:
-                pipe.hincrby(key, "sends", sends)
-            pipe.expire(key, self.retention)
-            pipe.execute()
 
-    def _finish(self, key: str, command: str, how: str, detail: dict[str, Any]) -> CommandOutcome:
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One (event, step)'s record, through the store."""
+
+    store: CommandStore
+    event_id: str
+    step: str
+
+    def read(self) -> StepRecord:
+        return self.store.read(self.event_id, self.step)
+
+    def mark(self, state: StepState, command: str, params: dict[str, Any], *, sending: bool = False) -> None:
+        self.store.mark(self.event_id, self.step, state, command=command, params=params, sending=sending)
+
+    def finish(self, command: str, how: str, detail: dict[str, Any]) -> CommandOutcome:
         outcome = CommandOutcome(command, how, detail)
-        with self.redis.pipeline() as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "state": DONE,
-                    "result": json.dumps(outcome.as_result()),
-                    "updated_at": repr(time.time()),
-                },
-            )
-            pipe.expire(key, self.retention)
-            pipe.execute()
+        self.store.finish(self.event_id, self.step, outcome.as_result())
         return outcome
 
-    def _recorded(self, command: str, key: str) -> CommandOutcome:
-        raw = self.redis.hget(key, "result")
-        detail = json.loads(raw) if raw else {}
-        return CommandOutcome(command, "recorded", {"earlier": detail})
+    def recorded(self, command: str) -> CommandOutcome:
+        return CommandOutcome(command, "recorded", {"earlier": self.store.result(self.event_id, self.step)})

@@ -6,7 +6,7 @@ type in order (skipping those an earlier run finished), and ends it in one of th
 - done: every handler finished;
 - retrying: a handler failed in a way worth another try (the `RetryPolicy` decides, by the catalogue),
   or must wait (a busy vehicle, an empty rate bucket); short delays become a Celery countdown, longer
-  ones are parked in `{p}scheduled` for the relay to pick up when due;
+  ones are parked in the store's schedule for the relay to pick up when due;
 - failed: the error needs a person (or the tries ran out); the event goes to the dead letters with the
   whole attempt history and, for Smartcar errors, the suggested user message and resolution.
 
@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from eventstore.events import BeginState
+from eventstore.record import EventRecord, history_entry
 from smartcar_core.catalogue import RetryClass
 from smartcar_core.errors import SmartcarError
 from smartcar_core.events import EnvelopeError, parse_envelope
 from smartcar_core.retry import Action
-from workers.lifecycle import BeginState, EventRecord, history_entry
 from workers.limits import DeferredError
 from workers.registry import HandlerContext
 from workers.tokens import TokenError, TokenRefreshBusyError
@@ -191,7 +192,7 @@ class _Run:
                 runtime.enqueue(record.id, delay)
             except Exception:  # the broker is down: park it, the relay will pick it up
                 log.warning("countdown publish failed; parked", event_id=record.id, exc_info=True)
-                runtime.store.redis.zadd(runtime.store.scheduled, {record.id: time.time() + delay})
+                runtime.store.park(record.id, time.time() + delay)
         log.info(
             "event retrying",
             event_id=record.id,

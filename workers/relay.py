@@ -7,16 +7,16 @@ one on its own). A loop:
 
 1. parked retries that are due are taken off `{p}scheduled` and published (looked at every 0.25 s);
 2. while the Celery queue holds fewer than `relay_high_water` messages, up to `relay_batch` ids are
-   popped from the inbox and marked queued in one Lua call, then published in one LPUSH: a burst waits
-   in the inbox, not as thousands of broker messages. The queue's length is read when it may be near
-   the mark (and at least every 0.1 s), not on every pass;
+   popped from the inbox (one RPOP) and marked queued (one Lua call, given their event keys), then
+   published in one LPUSH: a burst waits in the inbox, not as thousands of broker messages. The queue's
+   length is read when it may be near the mark (and at least every 0.1 s), not on every pass;
 3. with nothing to do, it blocks on the inbox (BLMPOP: whatever has arrived, up to a batch) for up to
    `relay_idle_wait` seconds. When that brings less than a batch, it lingers `relay_linger` seconds
-   (10 ms) and claims what came meanwhile: at a steady trickle a pass costs three round trips (pop,
+   (10 ms) and claims what came meanwhile: at a steady trickle a pass costs four round trips (pop, pop,
    claim, publish) for several events instead of for each.
 
-If the relay dies between popping and publishing, the ids are `queued` (or `received` and out of the
-inbox) with no task: the sweeper re-enqueues them after `sweep_after`.
+If the relay dies between popping and publishing, the ids are `received` and out of the inbox (it died
+before the claim) or `queued` (after it), with no task: the sweeper re-enqueues them after `sweep_after`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from collections.abc import Callable
 import redis
 import structlog
 
-from workers.codec import text
-from workers.lifecycle import EventStore
+from eventstore.events import EventStore
 
 log = structlog.get_logger("workers.relay")
 _FULL_QUEUE_WAIT = 0.05
@@ -101,17 +100,14 @@ class Relay:
     def wait_for_inbox(self) -> int:
         """Block on the inbox until ids arrive (or `idle_wait` passes); publish what came."""
         room = max(1, min(self.batch, self._room()))
-        popped = self.store.redis.blmpop(
-            self.idle_wait, 1, self.store.keys.inbox, direction="RIGHT", count=room
-        )
-        if not popped:
+        ids = self.store.wait_pop(self.idle_wait, room)
+        if not ids:
             return 0
-        ids = [text(item) for item in popped[1]]
         if len(ids) < room and self.linger > 0:
             # A trickle: let a few more arrive, so that one claim and one publish carry several.
             time.sleep(self.linger)
             return self._sent(self._send(self.store.claim(room - len(ids), ids)))
-        return self._sent(self._send(self.store.claim(0, ids)))
+        return self._sent(self._send(self.store.mark_queued(ids)))
 
     def run(self, stop: threading.Event) -> None:
         log.info("relay started", inbox=self.store.keys.inbox, high_water=self.high_water)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import httpx
 import redis
 
-from receiver.store import KeySpace
+from eventstore.keys import KeySpace
 from smartcar_core.auth import AuthClient
 from smartcar_core.config import Origins
 from smartcar_core.results import Access

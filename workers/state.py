@@ -1,160 +1,17 @@
-"""The latest known value of every signal of every vehicle, and the vehicle's open errors.
+"""Vehicle state as the workers read it: `vehicle_state` for tools, and the names handlers use.
 
-Deliveries arrive in any order and concurrently, so a value replaces the stored one only when its
-signal's `oemUpdatedAt` (then `retrievedAt`) is newer: never by arrival. A value without any timestamp
-only fills an empty slot. Keys:
-
-- `{p}vehicle:{id}:signals`: hash, signal code -> JSON (`value`, `body`, `oem_updated_at` and
-  `retrieved_at` in epoch ms, `event_id`, `source`: webhook, v3 or v2);
-- `{p}vehicle:{id}:errors`: hash, TYPE:CODE -> JSON (the latest VEHICLE_ERROR item of that kind:
-  `state` ERROR or RESOLVED, `at`, description, suggested user message, resolution, signals).
+The state itself (each signal's latest value, ordered by oemUpdatedAt; the vehicle's errors) is stored by
+`eventstore.vehicles`, whose `SignalState`, `SignalUpdate` and `VehicleStateStore` are the ones named here.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
-
 import redis
 
-from workers.codec import text_map, texts
+from eventstore.client import connect
+from eventstore.vehicles import SignalState, SignalUpdate, VehicleStateStore
 
-# KEYS: hash; ARGV: triples of (field, order key, json). Order keys are "primary:secondary" numbers.
-# Returns the fields that were written.
-_NEWER_WINS = """
-local written = {}
-for i = 1, #ARGV, 3 do
-  local field, order, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local p, s = string.match(order, '^([^:]*):(.*)$')
-  p, s = tonumber(p) or 0, tonumber(s) or 0
-  local old = redis.call('HGET', KEYS[1], field)
-  local replace = not old
-  if old then
-    local stored = cjson.decode(old)
-    local op, os = tonumber(stored['_p']) or 0, tonumber(stored['_s']) or 0
-    replace = (p > op) or (p == op and s > os)
-  end
-  if replace then
-    redis.call('HSET', KEYS[1], field, value)
-    written[#written + 1] = field
-  end
-end
-return written
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class SignalState:
-    code: str
-    value: Any
-    body: dict[str, Any] | None
-    oem_updated_at: int | None
-    retrieved_at: int | None
-    event_id: str | None
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class SignalUpdate:
-    """One signal value to merge; times are epoch milliseconds (None when unknown)."""
-
-    code: str
-    body: dict[str, Any]
-    oem_updated_at: int | None
-    retrieved_at: int | None
-    source: str = "webhook"
-
-    @property
-    def value(self) -> Any:
-        return self.body.get("value", self.body)
-
-
-class VehicleStateStore:
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
-        self.redis = client
-        self.prefix = prefix
-        self._merge = client.register_script(_NEWER_WINS)
-
-    def signals_key(self, vehicle_id: str) -> str:
-        return f"{self.prefix}vehicle:{vehicle_id}:signals"
-
-    def errors_key(self, vehicle_id: str) -> str:
-        return f"{self.prefix}vehicle:{vehicle_id}:errors"
-
-    def merge(self, vehicle_id: str, updates: Iterable[SignalUpdate], *, event_id: str | None) -> list[str]:
-        """Store each update that is newer than what is stored; returns the codes written."""
-        args: list[str] = []
-        for update in updates:
-            primary, secondary = update.oem_updated_at or 0, update.retrieved_at or 0
-            record = {
-                "code": update.code,
-                "value": update.value,
-                "body": update.body,
-                "oem_updated_at": update.oem_updated_at,
-                "retrieved_at": update.retrieved_at,
-                "event_id": event_id,
-                "source": update.source,
-                "_p": primary,
-                "_s": secondary,
-            }
-            args += [update.code, f"{primary}:{secondary}", json.dumps(record, separators=(",", ":"))]
-        if not args:
-            return []
-        return texts(self._merge(keys=[self.signals_key(vehicle_id)], args=args))
-
-    def signals(self, vehicle_id: str) -> dict[str, SignalState]:
-        raw = text_map(self.redis.hgetall(self.signals_key(vehicle_id)))
-        states = {}
-        for field, value in raw.items():
-            record = json.loads(value)
-            states[field] = SignalState(
-                code=field,
-                value=record.get("value"),
-                body=record.get("body"),
-                oem_updated_at=record.get("oem_updated_at"),
-                retrieved_at=record.get("retrieved_at"),
-                event_id=record.get("event_id"),
-                source=record.get("source", "webhook"),
-            )
-        return dict(sorted(states.items()))
-
-    def record_errors(
-        self, vehicle_id: str, items: Iterable[Mapping[str, Any]], *, at: int, event_id: str
-    ) -> list[str]:
-        """Store VEHICLE_ERROR items, each only if newer (`at`, epoch ms) than the stored one of its kind."""
-        args: list[str] = []
-        for item in items:
-            key = f"{item.get('type') or 'UNKNOWN'}:{item.get('code') or ''}"
-            record = {
-                "type": item.get("type"),
-                "code": item.get("code"),
-                "state": str(item.get("state") or "ERROR").upper(),
-                "description": item.get("description"),
-                "suggested_user_message": item.get("suggestedUserMessage"),
-                "resolution": item.get("resolution"),
-                "doc_url": item.get("docURL"),
-                "signals": [s.get("code") for s in item.get("signals") or [] if isinstance(s, dict)],
-                "at": at,
-                "event_id": event_id,
-                "_p": at,
-                "_s": 0,
-            }
-            args += [key, f"{at}:0", json.dumps(record, separators=(",", ":"))]
-        if not args:
-            return []
-        return texts(self._merge(keys=[self.errors_key(vehicle_id)], args=args))
-
-    def errors(self, vehicle_id: str) -> dict[str, dict[str, Any]]:
-        raw = text_map(self.redis.hgetall(self.errors_key(vehicle_id)))
-        out = {}
-        for field, value in raw.items():
-            record = json.loads(value)
-            record.pop("_p", None)
-            record.pop("_s", None)
-            out[field] = record
-        return dict(sorted(out.items()))
+__all__ = ["SignalState", "SignalUpdate", "VehicleStateStore", "vehicle_state"]
 
 
 def vehicle_state(vehicle_id: str, *, client: redis.Redis | None = None) -> dict[str, SignalState]:
@@ -162,7 +19,7 @@ def vehicle_state(vehicle_id: str, *, client: redis.Redis | None = None) -> dict
     from workers.settings import get_settings  # noqa: PLC0415 - settings are read only when called
 
     settings = get_settings()
-    connection = client or redis.Redis.from_url(settings.redis_url)
+    connection = client or connect(settings.redis_url)
     try:
         return VehicleStateStore(connection, prefix=settings.event_key_prefix).signals(vehicle_id)
     finally:

@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from celery import Task
 
-from receiver.store import KeySpace
+from eventstore.keys import KeySpace
 from workers.app import app
 from workers.lifecycle import EventStore
 from workers.process import process_event as run_event

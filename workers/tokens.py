@@ -2,16 +2,13 @@
 
 A Connect grant (one user's consent) yields one access token (2 h) and one refresh token (60 days) that
 may cover several vehicles. A refresh token rotates: after one use it soon stops working, so two workers
-must never refresh with the same one. Keys:
+must never refresh with the same one: one worker holds the grant's lock and exchanges it, the others wait
+for its result.
 
-- `{p}grant:{grant}`: hash: `data` (Fernet token of the access and refresh tokens), `expires_at`,
-  `refresh_expires_at`, `generation`, `vehicles`, `user_id`, `updated_at`;
-- `{p}grant-of:{vehicle}`: string, the grant that covers the vehicle;
-- `{p}grant-expiry`: sorted set, score = access token expiry (what the beat refresher looks at);
-- `{p}grant-lock:{grant}`: string with a lease, held while one worker refreshes.
-
-Every write is one Lua script; a refresh is stored only if the grant's `generation` is still the one the
-refresher read (compare and set), so a stale writer can never overwrite a newer pair.
+The event store keeps the grants (`eventstore.grants`): this module encrypts the pair (Fernet, with
+`TOKEN_ENCRYPTION_KEY`) before it is stored, so the store never sees a token. A refresh is stored only if
+the grant's `generation` is still the one the refresher read (compare and set), so a stale writer can
+never overwrite a newer pair.
 """
 
 from __future__ import annotations
@@ -26,53 +23,15 @@ from typing import TYPE_CHECKING
 
 import redis
 from cryptography.fernet import InvalidToken, MultiFernet
-from redis.lock import Lock
 
+from eventstore.client import connect
+from eventstore.grants import GrantInfo, GrantStore
+from eventstore.keys import KeySpace
 from smartcar_core.errors import OAuthError
 from smartcar_core.results import Access
-from workers.codec import as_bytes, text, text_map, texts
 
 if TYPE_CHECKING:
     from workers.settings import WorkerSettings
-
-# KEYS: grant, expiry; ARGV: grant_id, data, expires_at, refresh_expires_at, vehicles, user_id, now, prefix
-# A vehicle that moves to this grant leaves the grant that covered it; a grant left with no vehicle is
-# deleted (nothing would use it, and the refresher would keep refreshing it).
-_PUT = """
-local gen = redis.call('HINCRBY', KEYS[1], 'generation', 1)
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'expires_at', ARGV[3], 'refresh_expires_at', ARGV[4],
-  'vehicles', ARGV[5], 'user_id', ARGV[6], 'updated_at', ARGV[7])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-for vehicle in string.gmatch(ARGV[5], '[^,]+') do
-  local mapping = ARGV[8] .. 'grant-of:' .. vehicle
-  local old = redis.call('GET', mapping)
-  if old and old ~= ARGV[1] then
-    local old_key = ARGV[8] .. 'grant:' .. old
-    local kept = {}
-    for other in string.gmatch(redis.call('HGET', old_key, 'vehicles') or '', '[^,]+') do
-      if other ~= vehicle then kept[#kept + 1] = other end
-    end
-    if #kept == 0 then
-      redis.call('DEL', old_key)
-      redis.call('ZREM', KEYS[2], old)
-    else
-      redis.call('HSET', old_key, 'vehicles', table.concat(kept, ','))
-    end
-  end
-  redis.call('SET', mapping, ARGV[1])
-end
-return gen
-"""
-
-# KEYS: grant, expiry; ARGV: grant_id, expected_generation, data, expires_at, refresh_expires_at, now
-_SWAP = """
-if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[2] then return 0 end
-local gen = redis.call('HINCRBY', KEYS[1], 'generation', 1)
-redis.call('HSET', KEYS[1], 'data', ARGV[3], 'expires_at', ARGV[4], 'refresh_expires_at', ARGV[5],
-  'updated_at', ARGV[6])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-return gen
-"""
 
 _POLL_SECONDS = 0.05
 
@@ -117,19 +76,6 @@ class AccessToken:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class GrantInfo:
-    """What an operator may see about a grant: no token."""
-
-    grant_id: str
-    user_id: str | None
-    vehicles: list[str]
-    expires_at: float
-    refresh_expires_at: float
-    generation: int
-    updated_at: float
-
-
 Refresher = Callable[[str], Access]
 """Exchanges a refresh token for a new pair (`AuthClient.exchange_refresh_token`)."""
 
@@ -147,9 +93,8 @@ class TokenStore:
         lock_wait: float = 30.0,
         cache_seconds: float = 0.0,
     ) -> None:
-        self.redis = client
+        self.grants = GrantStore(client, KeySpace(prefix))
         self.fernet = fernet
-        self.prefix = prefix
         self.refresher = refresher
         self.refresh_margin = refresh_margin
         self.lock_lease = lock_lease
@@ -158,20 +103,24 @@ class TokenStore:
         # vehicle -> grant, and grant -> (token, read at): a token read from Redis is reused for
         # `cache_seconds` while it is not expiring. Refused tokens never come from here twice: `refresh`
         # compares generations with what is stored.
-        self._grants: dict[str, str] = {}
+        self._cached_grants: dict[str, str] = {}
         self._tokens: dict[str, tuple[AccessToken, float]] = {}
-        self._put = client.register_script(_PUT)
-        self._swap = client.register_script(_SWAP)
 
     def __repr__(self) -> str:
         return f"TokenStore(prefix={self.prefix!r})"
 
-    def _grant_key(self, grant_id: str) -> str:
-        return f"{self.prefix}grant:{grant_id}"
+    @property
+    def prefix(self) -> str:
+        return self.grants.keys.prefix
 
     @property
     def expiry_key(self) -> str:
-        return f"{self.prefix}grant-expiry"
+        """The key of the refresher's schedule, for callers that still write it directly (use `postpone`)."""
+        return self.grants.keys.grant_expiry
+
+    def postpone(self, grant_id: str, until: float) -> None:
+        """Try to refresh the grant again only at `until` (its refresh failed and needs the user)."""
+        self.grants.postpone(grant_id, until)
 
     def _encrypt(self, access_token: str, refresh_token: str) -> str:
         plain = json.dumps({"access_token": access_token, "refresh_token": refresh_token}).encode()
@@ -206,53 +155,36 @@ class TokenStore:
             raise ValueError("a vehicle id cannot contain a comma")
         grant = grant_id_for(vehicles, user_id)
         now = time.time()
-        self._put(
-            keys=[self._grant_key(grant), self.expiry_key],
-            args=[
-                grant,
-                self._encrypt(access_token, refresh_token),
-                repr(expires_at),
-                repr(refresh_expires_at if refresh_expires_at is not None else now + 60 * 86400),
-                ",".join(vehicles),
-                user_id or "",
-                repr(now),
-                self.prefix,
-            ],
+        self.grants.put(
+            grant,
+            data=self._encrypt(access_token, refresh_token),
+            vehicles=vehicles,
+            expires_at=expires_at,
+            refresh_expires_at=refresh_expires_at if refresh_expires_at is not None else now + 60 * 86400,
+            user_id=user_id,
+            now=now,
         )
         return grant
 
     def grant_of(self, vehicle_id: str) -> str:
-        grant = self.redis.get(f"{self.prefix}grant-of:{vehicle_id}")
+        grant = self.grants.grant_of(vehicle_id)
         if grant is None:
             raise TokenError(
                 f"no Smartcar tokens stored for vehicle {vehicle_id} "
                 "(put them with `smartcar-events tokens put`)",
                 vehicle_id=vehicle_id,
             )
-        return text(grant)
+        return grant
 
     def info(self, grant_id: str) -> GrantInfo | None:
-        raw = text_map(self.redis.hgetall(self._grant_key(grant_id)))
-        if "data" not in raw:
-            return None
-        fields = {key: value for key, value in raw.items() if key != "data"}
-        return GrantInfo(
-            grant_id=grant_id,
-            user_id=fields.get("user_id") or None,
-            vehicles=[item for item in fields.get("vehicles", "").split(",") if item],
-            expires_at=float(fields.get("expires_at") or 0),
-            refresh_expires_at=float(fields.get("refresh_expires_at") or 0),
-            generation=int(fields.get("generation") or 0),
-            updated_at=float(fields.get("updated_at") or 0),
-        )
+        return self.grants.info(grant_id)
 
     def _read(self, grant_id: str) -> tuple[AccessToken, str]:
-        raw = self.redis.hmget(self._grant_key(grant_id), ["data", "expires_at", "generation"])
-        data, expires_at, generation = raw
-        if data is None:
+        pair = self.grants.pair(grant_id)
+        if pair.data is None:
             raise TokenError(f"grant {grant_id} has no tokens", grant_id=grant_id)
-        tokens = self._decrypt(grant_id, as_bytes(data))
-        access = AccessToken(grant_id, tokens["access_token"], int(generation or 0), float(expires_at or 0))
+        tokens = self._decrypt(grant_id, pair.data)
+        access = AccessToken(grant_id, tokens["access_token"], pair.generation, pair.expires_at)
         return access, tokens["refresh_token"]
 
     def access_token(self, vehicle_id: str, *, now: float | None = None) -> AccessToken:
@@ -271,7 +203,7 @@ class TokenStore:
     def _cached(self, vehicle_id: str, now: float) -> AccessToken | None:
         if not self.cache_seconds:
             return None
-        grant = self._grants.get(vehicle_id)
+        grant = self._cached_grants.get(vehicle_id)
         entry = self._tokens.get(grant) if grant is not None else None
         if entry is None:
             return None
@@ -282,7 +214,7 @@ class TokenStore:
 
     def _remember(self, vehicle_id: str, access: AccessToken) -> None:
         if self.cache_seconds:
-            self._grants[vehicle_id] = access.grant_id
+            self._cached_grants[vehicle_id] = access.grant_id
             self._tokens[access.grant_id] = (access, time.monotonic())
 
     def refresh(self, grant_id: str, *, stale: AccessToken | None = None) -> AccessToken:
@@ -294,13 +226,7 @@ class TokenStore:
         """
         if self.refresher is None:
             raise TokenError("no refresher configured (SMARTCAR_CLIENT_ID/SECRET)", grant_id=grant_id)
-        lock = Lock(
-            self.redis,
-            f"{self.prefix}grant-lock:{grant_id}",
-            timeout=self.lock_lease,
-            sleep=_POLL_SECONDS,
-            thread_local=False,
-        )
+        lock = self.grants.lock(grant_id, lease=self.lock_lease, poll=_POLL_SECONDS)
         deadline = time.monotonic() + self.lock_wait
         while not lock.acquire(blocking=False):
             current, _ = self._read(grant_id)
@@ -317,20 +243,17 @@ class TokenStore:
                 return self._fresh(current)
             access = self._exchange(grant_id, refresh_token)
             expires_at = access.expiration.timestamp()
-            generation = self._swap(
-                keys=[self._grant_key(grant_id), self.expiry_key],
-                args=[
-                    grant_id,
-                    str(current.generation),
-                    self._encrypt(access.access_token, access.refresh_token),
-                    repr(expires_at),
-                    repr(access.refresh_expiration.timestamp()),
-                    repr(time.time()),
-                ],
+            generation = self.grants.swap(
+                grant_id,
+                expected_generation=current.generation,
+                data=self._encrypt(access.access_token, access.refresh_token),
+                expires_at=expires_at,
+                refresh_expires_at=access.refresh_expiration.timestamp(),
+                now=time.time(),
             )
             if not generation:  # someone put a new pair by hand meanwhile: theirs wins
                 return self._fresh(self._read(grant_id)[0])
-            return self._fresh(AccessToken(grant_id, access.access_token, int(generation), expires_at))
+            return self._fresh(AccessToken(grant_id, access.access_token, generation, expires_at))
         finally:
             # If the lease ran out there is nothing to release; the generation check kept the store right.
             with contextlib.suppress(redis.exceptions.LockError):
@@ -370,8 +293,7 @@ class TokenStore:
     def expiring(self, within: float, *, limit: int = 100, now: float | None = None) -> list[str]:
         """Grants whose access token expires within `within` seconds (for the beat refresher)."""
         now = time.time() if now is None else now
-        found = self.redis.zrangebyscore(self.expiry_key, "-inf", now + within, start=0, num=limit)
-        return texts(found)
+        return self.grants.expiring(now + within, limit=limit)
 
 
 def put_tokens(
@@ -388,7 +310,7 @@ def put_tokens(
     from workers.settings import get_settings  # noqa: PLC0415 - settings are read only when called
 
     settings = settings or get_settings()
-    connection = client or redis.Redis.from_url(settings.redis_url)
+    connection = client or connect(settings.redis_url)
     try:
         store = TokenStore(connection, settings.fernet(), prefix=settings.event_key_prefix)
         return store.put(

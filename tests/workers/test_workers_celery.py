@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from eventstore.keys import KeySpace
 from testsupport import wait_until
 from testsupport.workers import WorkerLauncher, accept_event, event_status, settings_environment
 
@@ -39,7 +40,9 @@ def test_events_accepted_like_the_receiver_does_are_processed(
     wait_until(
         lambda: all(event_status(client, module_prefix, e) == "done" for e in ids), what="every event done"
     )
-    signals = client.hget(f"{module_prefix}vehicle:{vehicle['id']}:signals", "tractionbattery-stateofcharge")
+    signals = client.hget(
+        KeySpace(module_prefix).vehicle_signals(vehicle["id"]), "tractionbattery-stateofcharge"
+    )
     assert signals is not None
     assert b'"value":30' in signals
 
@@ -91,8 +94,8 @@ def test_beat_runs_the_sweeper_which_recovers_a_lost_hand_off(
     client.eval("return 1", 0)  # keep the connection warm
     cluster.client.lpush(f"{module_prefix}hold", "x")
     accept_event(client, module_prefix, body, received_at=0.0)
-    client.lrem(f"{module_prefix}inbox", 0, event_id)
-    client.hset(f"{module_prefix}event:{event_id}", "status", "queued")
+    client.lrem(KeySpace(module_prefix).inbox, 0, event_id)
+    client.hset(KeySpace(module_prefix).event(event_id), "status", "queued")
     beat = cluster.start_beat(env={"WORKERS_SWEEP_INTERVAL": "0.5", "WORKERS_SWEEP_AFTER": "1"})
     try:
         wait_until(

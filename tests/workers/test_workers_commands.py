@@ -203,7 +203,7 @@ def test_a_send_that_may_still_be_in_flight_is_waited_for_then_checked(
     body = state_event(vehicle, {SOC: 90, "charge-ischarging": True})
     event_id = accept_event(client, key_prefix, body)
     # A worker died while sending this event's stop command a moment ago; the car has since stopped.
-    key = runtime.commands.key(event_id, "charging-rule:stop")
+    key = runtime.keys.command(event_id, "charging-rule:stop")
     client.hset(key, mapping={"state": "sending", "sent_at": repr(time.time()), "command": "stop_charge"})
     sim.control.patch_vehicle(vehicle["id"], charging=False)
     result = process_event(runtime, event_id)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from eventstore.keys import KeySpace
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
 from smartcar_simulator.testing import RunningSimulator
@@ -79,7 +80,7 @@ def _done(launcher: WorkerLauncher, event_id: str) -> None:
 
     def finished() -> bool:
         status = event_status(launcher.client, prefix, event_id)
-        assert status != "failed", launcher.client.hgetall(f"{prefix}event:{event_id}")
+        assert status != "failed", launcher.client.hgetall(KeySpace(prefix).event(event_id))
         return status == "done"
 
     wait_until(finished, what=f"event {event_id} done")
@@ -99,7 +100,7 @@ def test_every_built_in_handler_from_a_signed_webhook_to_its_effect(
     prefix = workers.settings.event_key_prefix
     signals = {
         text(key): json.loads(value)
-        for key, value in workers.client.hgetall(f"{prefix}vehicle:{vehicle['id']}:signals").items()
+        for key, value in workers.client.hgetall(KeySpace(prefix).vehicle_signals(vehicle["id"])).items()
     }
     # vehicle state: the delivery's signals; follow-up: the state of charge it lacked, read from v3.
     assert signals["closure-islocked"]["value"] is False
@@ -110,7 +111,7 @@ def test_every_built_in_handler_from_a_signed_webhook_to_its_effect(
     posts = sim.control.requests(vehicle_id=vehicle["id"], method="POST")
     assert [call.sub_path for call in posts] == ["charge"]
     assert sim.control.vehicle(vehicle["id"])["state"]["charging"] is False
-    record = workers.client.hgetall(f"{prefix}event:{event_id}")
+    record = workers.client.hgetall(KeySpace(prefix).event(event_id))
     results = json.loads(record[b"results"])
     assert results["charging-rule"]["result"]["decision"] == "stop_charge"
 
@@ -118,7 +119,7 @@ def test_every_built_in_handler_from_a_signed_webhook_to_its_effect(
     error = {"type": "VEHICLE_STATE", "code": "UNREACHABLE"}
     raised = sim.control.emit(WEBHOOK, "VEHICLE_ERROR", vehicle_id=vehicle["id"], error=error)
     _done(workers, raised)
-    errors_key = f"{prefix}vehicle:{vehicle['id']}:errors"
+    errors_key = KeySpace(prefix).vehicle_errors(vehicle["id"])
     stored = json.loads(workers.client.hget(errors_key, "VEHICLE_STATE:UNREACHABLE") or b"{}")
     assert stored["state"] == "ERROR"
     resolved = sim.control.emit(
@@ -171,7 +172,9 @@ def test_two_worker_processes_refresh_an_expired_token_once(
     assert len([c for c in calls if c.path == "/oauth/token"]) == 1
     workers = set()
     for event_id in ids:
-        record = {text(k): text(v) for k, v in launcher.client.hgetall(f"{prefix}event:{event_id}").items()}
+        record = {
+            text(k): text(v) for k, v in launcher.client.hgetall(KeySpace(prefix).event(event_id)).items()
+        }
         assert record.get("history") in (None, "[]")  # no AUTHENTICATION error reached an event
         workers.add(record["worker"].split("@")[0])
     assert workers == {"one", "two"}  # both processes worked, and refreshed once between them

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from eventstore.keys import KeySpace
 from smartcar_simulator.testing import RunningSimulator
 from testsupport import wait_until
 from testsupport.workers import WorkerLauncher, WorkerProcess, accept_event, event_status
@@ -65,7 +66,7 @@ def _charging_event(
 
 
 def _in_flight(launcher: WorkerLauncher, event_id: str) -> None:
-    key = f"{launcher.settings.event_key_prefix}cmd:{event_id}:charging-rule:stop"
+    key = KeySpace(launcher.settings.event_key_prefix).command(event_id, "charging-rule:stop")
     wait_until(
         lambda: launcher.client.hget(key, "state") == b"sending", what="the stop command to be in flight"
     )
@@ -94,7 +95,7 @@ def _completes_with_one_command(
     posts = sim.control.requests(vehicle_id=vehicle_id, method="POST")
     assert len(posts) == 1
     assert sim.control.vehicle(vehicle_id)["state"]["charging"] is False
-    attempts = launcher.client.hget(f"{prefix}event:{event_id}", "attempts")
+    attempts = launcher.client.hget(KeySpace(prefix).event(event_id), "attempts")
     assert int(attempts or 0) >= 2  # the killed run, and the one that finished it
 
 

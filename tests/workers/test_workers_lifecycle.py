@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import redis
 
-from receiver.store import KeySpace
+from eventstore.events import BeginState, EventStore
+from eventstore.keys import KeySpace
+from eventstore.record import history_entry
 from testsupport.workers import accept_event, event_status
-from workers.lifecycle import BeginState, EventStore, history_entry
 
 
 def _store(client: redis.Redis, prefix: str) -> EventStore:
@@ -123,10 +124,10 @@ def test_retry_appends_history_and_parks_when_asked(
     assert record is not None
     entry = history_entry(attempt=1, outcome="retry", error={"class": "X", "code": "C"}, delay=5, now=1000.0)
     assert store.retry(record, entry, delay=5.0, park=True, results={"a": {"status": "done"}}, now=1000.0)
-    assert client.zscore(store.scheduled, event_id) == 1005.0
+    assert client.zscore(store.keys.scheduled, event_id) == 1005.0
     assert store.due(10, now=1004.0) == []
     assert store.due(10, now=1005.0) == [event_id]
-    assert client.zscore(store.scheduled, event_id) is None
+    assert client.zscore(store.keys.scheduled, event_id) is None
     again = store.begin(event_id, lease=30, now=1006.0).record
     assert again is not None
     assert again.history == [entry]
@@ -137,7 +138,7 @@ def test_retry_appends_history_and_parks_when_asked(
     assert loaded is not None
     assert [item["attempt"] for item in loaded.history] == [1, 2]
     assert loaded.status == "retrying"
-    assert client.zscore(store.scheduled, event_id) is None
+    assert client.zscore(store.keys.scheduled, event_id) is None
 
 
 def test_dead_letter_keeps_the_record_and_lists_it(

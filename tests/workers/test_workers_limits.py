@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import redis
 
-from receiver.store import KeySpace
+from eventstore.events import EventStore
+from eventstore.keys import KeySpace
 from testsupport import wait_until
 from testsupport.workers import accept_event, event_status
-from workers.lifecycle import EventStore
 from workers.limits import DeferredError, RateLimiter
 from workers.relay import Relay, RelayThread
 from workers.sweeper import sweep
@@ -140,7 +140,7 @@ def test_relay_claims_inbox_and_due_retries_within_the_high_water_mark(
     depth["n"] = 3  # the Celery queue is full: the rest waits in the inbox
     assert relay.run_once() == (0, True)
     assert event_status(client, key_prefix, ids[3]) == "received"
-    client.zadd(store.scheduled, {"parked-event": time.time() - 1})
+    client.zadd(store.keys.scheduled, {"parked-event": time.time() - 1})
     depth["n"] = 0
     sent, full = relay.run_once()
     assert (sent, full) == (3, False)
@@ -174,7 +174,7 @@ def test_without_a_bucket_pauses_still_reach_every_worker(client: redis.Redis, k
     wait_until(lambda: reader.try_take("v") > 25, timeout=3, what="the pause to be seen")
     assert reader.try_take("w") == 0
     reader.resume()
-    assert client.exists(f"{key_prefix}rate:pauses") == 0
+    assert client.exists(KeySpace(key_prefix).rate_pauses) == 0
 
 
 def test_an_idle_relay_takes_what_arrived_in_one_pop(

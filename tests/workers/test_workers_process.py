@@ -98,7 +98,7 @@ def test_retryable_smartcar_error_is_retried_with_the_policy_delay(
     assert result.detail["delay"] == 3.0  # Retry-After honoured
     assert result.detail["parked"] is True
     assert event_status(client, key_prefix, event_id) == "retrying"
-    assert client.zscore(runtime.store.scheduled, event_id) is not None
+    assert client.zscore(runtime.store.keys.scheduled, event_id) is not None
     record = runtime.store.load(event_id)
     assert record is not None
     (entry,) = record.history
@@ -248,7 +248,7 @@ def test_countdown_retries_are_published_through_enqueue(
     assert result.outcome is Outcome.RETRY
     assert result.detail["parked"] is False
     assert published == [(event_id, result.detail["delay"])]
-    assert client.zscore(runtime.store.scheduled, event_id) is None
+    assert client.zscore(runtime.store.keys.scheduled, event_id) is None
 
 
 def test_a_busy_event_is_parked_until_the_lease_ends(
@@ -264,6 +264,6 @@ def test_a_busy_event_is_parked_until_the_lease_ends(
     result = process_event(runtime, event_id, task_id="second")
     assert result.outcome is Outcome.SKIPPED
     assert result.detail["reason"] == "busy"
-    due = client.zscore(runtime.store.scheduled, event_id)
+    due = client.zscore(runtime.store.keys.scheduled, event_id)
     assert due is not None
     assert due == pytest.approx(float(holder.record.fields["lease_until"]) + 1.0)

@@ -7,11 +7,11 @@ from typing import Any
 
 import redis
 
+from eventstore.vehicles import SignalUpdate, VehicleStateStore
 from smartcar_simulator import payloads
 from testsupport.workers import accept_event
 from workers.process import Outcome, process_event
 from workers.runtime import Runtime
-from workers.state import SignalUpdate, VehicleStateStore
 
 
 def test_newer_oem_time_wins_whatever_the_arrival_order(client: redis.Redis, key_prefix: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 
+from eventstore.keys import KeySpace
 from smartcar_simulator.testing import RunningSimulator
 from testsupport import wait_until
 from testsupport.workers import accept_event, event_status, settings_environment
@@ -62,7 +63,7 @@ def test_sweep_task_publishes_what_was_lost(
 ) -> None:
     prefix = configured.event_key_prefix
     event_id = accept_event(client, prefix, state_event(car(), {"charge-ischarging": True}), received_at=0.0)
-    client.lrem(f"{prefix}inbox", 0, event_id)  # popped by a relay that died
+    client.lrem(KeySpace(prefix).inbox, 0, event_id)  # popped by a relay that died
     assert tasks.sweep.apply().get() == {"requeued": 1, "backlog": 0, "dropped": 0}
     message = json.loads(text(client.rpop(configured.broker_key_prefix + configured.queue) or b"{}"))
     assert message["headers"]["argsrepr"] == repr((event_id,))
@@ -79,7 +80,7 @@ def test_enqueue_publishes_a_countdown(configured: WorkerSettings, client: redis
 
 def test_ping_task(configured: WorkerSettings, client: redis.Redis) -> None:
     tasks.ping.apply(args=("hello",)).get()
-    assert client.exists(f"{configured.event_key_prefix}ping:hello")
+    assert client.exists(KeySpace(configured.event_key_prefix).ping("hello"))
 
 
 def test_refresh_tokens_task_refreshes_what_expires_soon(
@@ -100,7 +101,7 @@ def test_refresh_tokens_task_refreshes_what_expires_soon(
     soon, spent = grants[soon_user["id"]], grants[spent_user["id"]]
     # The second grant's token expires soon too, but its refresh token is refused: the user must reconnect.
     client.zadd(store.expiry_key, {spent: time.time() + 60})
-    client.hset(f"{configured.event_key_prefix}grant:{spent}", "expires_at", repr(time.time() + 60))
+    client.hset(KeySpace(configured.event_key_prefix).grant(spent), "expires_at", repr(time.time() + 60))
     assert tasks.refresh_tokens.apply().get() == {"refreshed": 1, "failed": 1}
     info = store.info(soon)
     assert info is not None

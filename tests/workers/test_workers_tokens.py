@@ -11,6 +11,7 @@ import pytest
 import redis
 from cryptography.fernet import Fernet, MultiFernet
 
+from eventstore.keys import KeySpace
 from smartcar_core.errors import OAuthError
 from smartcar_core.results import Access
 from workers.tokens import TokenError, TokenRefreshBusyError, TokenStore
@@ -192,7 +193,7 @@ def test_a_held_refresh_lock_defers_instead_of_refreshing_twice(client: redis.Re
     grant = store.put(
         vehicle_ids=["v1"], access_token="old", refresh_token="refresh-0", expires_at=time.time() + 10
     )
-    client.set(f"{key_prefix}grant-lock:{grant}", "someone-else", px=5000)
+    client.set(KeySpace(key_prefix).grant_lock(grant), "someone-else", px=5000)
     with pytest.raises(TokenRefreshBusyError):
         store.access_token("v1")
     assert refresher.calls == []
@@ -222,9 +223,9 @@ def test_tokens_are_cached_in_the_process_until_refreshed(client: redis.Redis, k
         vehicle_ids=["v1"], access_token="old", refresh_token="refresh-0", expires_at=time.time() + 7200
     )
     first = store.access_token("v1")
-    client.delete(f"{key_prefix}grant-of:v1")  # a cached token needs no Redis read
+    client.delete(KeySpace(key_prefix).grant_of("v1"))  # a cached token needs no Redis read
     assert store.access_token("v1") is first
-    client.set(f"{key_prefix}grant-of:v1", grant)
+    client.set(KeySpace(key_prefix).grant_of("v1"), grant)
     fresh = store.refresh(grant, stale=first)  # refused: refreshed, and the cache follows
     assert fresh.token == "access-1"
     assert store.access_token("v1").token == "access-1"

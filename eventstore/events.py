@@ -1,0 +1,280 @@
+"""The event store's operations: the receiver's accept, and an event's life in the workers.
+
+The receiver writes each delivery with one script run (`scripts.ACCEPT`, arguments from
+`accept_arguments`; its writer batches the calls itself). The workers take it from there:
+
+- the relay pops ids from the inbox (`pop`, or `wait_pop` when idle) and marks them queued (`mark_queued`;
+  `claim` does both). Two commands, not one: the claim script is given the event keys in KEYS, so it can
+  only run once the ids are known. A relay that dies between the two leaves ids `received` and out of the
+  inbox, with no task: the sweeper re-enqueues exactly those (`stale`, `statuses`, `in_inbox`);
+- a run starts with `begin`, which bumps the attempt count and takes a *lease* (`run_id`,
+  `lease_until`); `done`, `retry` and `dead_letter` are fenced by that run id, so a run that lost its
+  lease cannot overwrite the newer run's outcome;
+- retries longer than a countdown are parked in `scheduled` (`retry(park=True)`, `park`) until `due`;
+- an operator may `replay` any event, dead letters included.
+
+The `pending` score is the time by which the event should have moved on (receipt, claim, lease end or
+retry due time): the sweeper re-enqueues what is past it and `settle`s what it looked at.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from eventstore import scripts
+from eventstore.codec import dumps, text, texts
+from eventstore.keys import DEFAULT_DEDUPE_SECONDS, KeySpace
+from eventstore.record import EventRecord, history_entry
+from smartcar_core.events import Envelope
+
+PING_TTL = 300
+
+
+def accept_arguments(
+    keys: KeySpace, envelope: Envelope, raw: bytes, *, received_at: float, dedupe_seconds: int
+) -> tuple[bytes | str, ...]:
+    """The 4 keys and 12 arguments of `scripts.ACCEPT` for one delivery, in the script's order."""
+    event_id = envelope.event_id
+    return (
+        keys.seen(event_id),
+        keys.event(event_id),
+        keys.inbox,
+        keys.pending,
+        event_id,
+        envelope.delivery_id or "",
+        str(dedupe_seconds),
+        f"{received_at:.6f}",
+        raw,
+        envelope.event_type,
+        envelope.vehicle_id or "",
+        envelope.user_id or "",
+        envelope.webhook_id or "",
+        envelope.mode or "",
+        envelope.version,
+        "1" if envelope.is_test else "0",
+    )
+
+
+def accept(
+    client: redis.Redis,
+    keys: KeySpace,
+    envelope: Envelope,
+    raw: bytes,
+    *,
+    received_at: float | None = None,
+    dedupe_seconds: int = DEFAULT_DEDUPE_SECONDS,
+) -> bool:
+    """Store a delivery as the receiver does, on a sync client (tools, tests): True when it was new."""
+    arguments = accept_arguments(
+        keys,
+        envelope,
+        raw,
+        received_at=time.time() if received_at is None else received_at,
+        dedupe_seconds=dedupe_seconds,
+    )
+    return bool(client.eval(scripts.ACCEPT, scripts.ACCEPT_KEY_COUNT, *arguments))
+
+
+class BeginState(StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+    FINISHED = "finished"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    state: BeginState
+    record: EventRecord | None = None
+    status: str | None = None
+    lease_until: float | None = None
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+class EventStore:
+    """The workers' side of the event store (a sync client that answers bytes)."""
+
+    def __init__(self, client: redis.Redis, keys: KeySpace, *, retention: int) -> None:
+        self.redis = client
+        self.keys = keys
+        self.retention = retention
+        self._begin = client.register_script(scripts.BEGIN)
+        self._done = client.register_script(scripts.DONE)
+        self._retry = client.register_script(scripts.RETRY)
+        self._dead = client.register_script(scripts.DEAD)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._due = client.register_script(scripts.DUE)
+        self._replay = client.register_script(scripts.REPLAY)
+
+    def load(self, event_id: str) -> EventRecord | None:
+        raw = self.redis.hgetall(self.keys.event(event_id))
+        return EventRecord.from_hash(raw) if raw else None
+
+    # --- the relay ---
+
+    def pop(self, count: int) -> list[str]:
+        """Take up to `count` ids off the inbox, oldest first (they still have to be `mark_queued`)."""
+        if count <= 0:
+            return []
+        return texts(self.redis.rpop(self.keys.inbox, count) or [])
+
+    def wait_pop(self, timeout: float, count: int) -> list[str]:
+        """`pop`, blocking up to `timeout` seconds for the first id; whatever has arrived, up to `count`."""
+        popped = self.redis.blmpop(timeout, 1, self.keys.inbox, direction="RIGHT", count=count)
+        return texts(popped[1]) if popped else []
+
+    def mark_queued(self, event_ids: Sequence[str], *, now: float | None = None) -> list[str]:
+        """Mark popped ids queued; returns those that were waiting for it (received or replayed)."""
+        if not event_ids:
+            return []
+        now = time.time() if now is None else now
+        keys = [self.keys.pending, *(self.keys.event(event_id) for event_id in event_ids)]
+        return texts(self._claim(keys=keys, args=[repr(now), *event_ids]))
+
+    def claim(self, count: int, popped: Sequence[str] = (), *, now: float | None = None) -> list[str]:
+        """Pop up to `count` inbox ids (after `popped`, taken by a blocking pop) and mark them queued."""
+        return self.mark_queued([*popped, *self.pop(count)], now=now)
+
+    def due(self, count: int, *, now: float | None = None) -> list[str]:
+        """Parked retries whose time has come, taken off the schedule."""
+        now = time.time() if now is None else now
+        return texts(self._due(keys=[self.keys.scheduled], args=[repr(now), count]))
+
+    # --- a run ---
+
+    def begin(
+        self,
+        event_id: str,
+        *,
+        lease: float,
+        task_id: str | None = None,
+        worker: str | None = None,
+        now: float | None = None,
+    ) -> Begin:
+        """Take the event for one run: status processing, attempts + 1, a lease of `lease` seconds.
+
+        `task_id` is the Celery task's id: a redelivery of the message holding a live lease takes over.
+        `worker` names the worker running it (Celery's hostname), for operators.
+        """
+        now = time.time() if now is None else now
+        run_id = uuid.uuid4().hex
+        keys = [self.keys.event(event_id), self.keys.pending, self.keys.scheduled]
+        args = [repr(now), repr(now + lease), run_id, event_id, task_id or "", worker or ""]
+        answer = self._begin(keys=keys, args=args)
+        state = BeginState(text(answer[0]))
+        if state is BeginState.OK:
+            return Begin(state, EventRecord.from_hash(_pairs(answer[1])))
+        if state is BeginState.BUSY:
+            return Begin(state, lease_until=float(text(answer[1])))
+        return Begin(state, status=text(answer[1]) if len(answer) > 1 else None)
+
+    def park(self, event_id: str, due: float) -> None:
+        """Run the event again at `due` (the relay publishes it then)."""
+        self.redis.zadd(self.keys.scheduled, {event_id: due})
+
+    def done(self, record: EventRecord, results: dict[str, Any], *, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        keys = [self.keys.event(record.id), self.keys.pending]
+        args: list[str | int] = [record.run_id or "", repr(now), self.retention, dumps(results), record.id]
+        return bool(self._done(keys=keys, args=args))
+
+    def retry(
+        self,
+        record: EventRecord,
+        entry: dict[str, Any],
+        *,
+        delay: float,
+        park: bool,
+        results: dict[str, Any],
+        now: float | None = None,
+    ) -> bool:
+        """Status retrying, due in `delay` s; parked in `scheduled` when `park` (else a countdown runs it)."""
+        now = time.time() if now is None else now
+        keys = [self.keys.event(record.id), self.keys.pending, self.keys.scheduled]
+        args = [
+            record.run_id or "",
+            repr(now),
+            repr(now + delay),
+            dumps(entry),
+            dumps(entry.get("error")),
+            "1" if park else "0",
+            record.id,
+            dumps(results),
+        ]
+        return bool(self._retry(keys=keys, args=args))
+
+    def dead_letter(
+        self,
+        record: EventRecord,
+        entry: dict[str, Any],
+        *,
+        reason: str,
+        results: dict[str, Any],
+        now: float | None = None,
+    ) -> bool:
+        now = time.time() if now is None else now
+        keys = [self.keys.event(record.id), self.keys.pending, self.keys.dead]
+        args = [record.run_id or "", repr(now), dumps(entry), dumps(entry.get("error")), reason, record.id]
+        args.append(dumps(results))
+        return bool(self._dead(keys=keys, args=args))
+
+    def replay(self, event_id: str, *, reason: str = "operator", now: float | None = None) -> bool:
+        """Run the event again from its first handler (dead letters included); False if it is gone."""
+        now = time.time() if now is None else now
+        keys = [self.keys.event(event_id), self.keys.pending, self.keys.dead, self.keys.inbox]
+        entry = dumps(history_entry(attempt=0, outcome="replayed", reason=reason, now=now))
+        return bool(self._replay(keys=keys, args=[repr(now), entry, event_id]))
+
+    # --- the sweeper ---
+
+    def stale(self, before: float, limit: int) -> list[str]:
+        """Pending ids that should have moved on by `before` (at most `limit`, the longest overdue first)."""
+        return texts(self.redis.zrangebyscore(self.keys.pending, "-inf", before, start=0, num=limit))
+
+    def statuses(self, event_ids: Sequence[str]) -> list[str | None]:
+        """Each event's stored status (None: the record is gone), in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.hget(self.keys.event(event_id), "status")
+            return [text(value) if value else None for value in pipe.execute()]
+
+    def in_inbox(self, event_id: str) -> bool:
+        """Whether the id still waits in the inbox (a backlog, not a lost hand-off)."""
+        return self.redis.lpos(self.keys.inbox, event_id) is not None
+
+    def settle(
+        self,
+        *,
+        drop: Sequence[str] = (),
+        bump: Mapping[str, float] | None = None,
+        unschedule: Sequence[str] = (),
+    ) -> None:
+        """After a sweep, in one round trip: forget `drop` from pending, move the pending score of each of
+        `bump` to its time (only ids still pending), and take `unschedule` off the schedule."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            if drop:
+                pipe.zrem(self.keys.pending, *drop)
+            if bump:
+                pipe.zadd(self.keys.pending, dict(bump), xx=True)
+            if unschedule:
+                pipe.zrem(self.keys.scheduled, *unschedule)
+            pipe.execute()
+
+    # --- probes ---
+
+    def ping(self, token: str, *, ttl: int = PING_TTL) -> None:
+        """Leave proof that a worker ran the ping task `token` (for `ttl` seconds)."""
+        self.redis.set(self.keys.ping(token), "1", ex=ttl)
+
+    def pinged(self, token: str) -> bool:
+        return bool(self.redis.exists(self.keys.ping(token)))

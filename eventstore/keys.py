@@ -1,0 +1,122 @@
+"""Every Redis key of the event store, named in one place: the layout the receiver, the workers and the
+operator tools share, and the data already deployed. A key's string must never change here without a
+migration of that data.
+
+Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}` below):
+
+| key | type | what |
+| --- | --- | --- |
+| `{p}seen:{event}` | string, TTL = dedupe window (7 days) | the id was accepted (value: receipt time) |
+| `{p}event:{event}` | hash | the event record (`eventstore.record`) |
+| `{p}inbox` | list | ids not yet handed to Celery (receiver LPUSHes, the relay pops the right end) |
+| `{p}pending` | sorted set, score = when it should move on | ids neither done nor failed: the sweeper's |
+| `{p}dead` | sorted set, score = time of failure | the dead letters |
+| `{p}scheduled` | sorted set, score = due time | retries parked until due (longer than a countdown) |
+| `{p}cmd:{event}:{step}` | hash, TTL = retention | one command step of an event (`eventstore.commands`) |
+| `{p}vehicle:{vehicle}:signals` | hash, code -> JSON | each signal's latest value (`eventstore.vehicles`) |
+| `{p}vehicle:{vehicle}:errors` | hash, TYPE:CODE -> JSON | the latest VEHICLE_ERROR item of each kind |
+| `{p}vlock:{vehicle}` | string with a lease | held while a command for the vehicle runs |
+| `{p}rate:app` | hash `tokens`, `at` | our copy of Smartcar's application rate bucket (`eventstore.rates`) |
+| `{p}rate:pauses` | hash, `app` or vehicle id -> epoch s | no call to Smartcar (or the vehicle) till then |
+| `{p}grant:{grant}` | hash | one OAuth grant's encrypted token pair and its times (`eventstore.grants`) |
+| `{p}grant-of:{vehicle}` | string | the grant that covers the vehicle |
+| `{p}grant-expiry` | sorted set, score = access token expiry | what the beat refresher looks at |
+| `{p}grant-lock:{grant}` | string with a lease | held while one worker refreshes the grant |
+| `{p}verify:armed` | string, TTL = the window | VERIFY is answered while it exists (`eventstore.verify`) |
+| `{p}ping:{token}` | string, TTL 5 min | a worker ran the ping task (proof that the queue is consumed) |
+
+Scripts receive every key they touch in KEYS, built here (none is built inside Lua): that is what Redis
+Cluster needs, once the prefix carries a hash tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "sc:"
+DEFAULT_DEDUPE_SECONDS = 7 * 24 * 3600
+"""How long an accepted event id is remembered (Smartcar retries a delivery for up to 3 days)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """The key names under one prefix (see the module's table)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @classmethod
+    def of(cls, keys: KeySpace | None = None, prefix: str | None = None) -> KeySpace:
+        """`keys`, or the key space of `prefix` (for stores built with `prefix=`), or the default one."""
+        if keys is not None and prefix is not None and keys.prefix != prefix:
+            raise ValueError(f"two prefixes given: {keys.prefix!r} and {prefix!r}")
+        if keys is not None:
+            return keys
+        return cls(DEFAULT_PREFIX if prefix is None else prefix)
+
+    # The event store: what the receiver writes and the workers move through its life.
+
+    def seen(self, event_id: str) -> str:
+        return f"{self.prefix}seen:{event_id}"
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}event:{event_id}"
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.prefix}inbox"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}pending"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}dead"
+
+    @property
+    def scheduled(self) -> str:
+        return f"{self.prefix}scheduled"
+
+    # The workers' own state.
+
+    def command(self, event_id: str, step: str) -> str:
+        return f"{self.prefix}cmd:{event_id}:{step}"
+
+    def vehicle_signals(self, vehicle_id: str) -> str:
+        return f"{self.prefix}vehicle:{vehicle_id}:signals"
+
+    def vehicle_errors(self, vehicle_id: str) -> str:
+        return f"{self.prefix}vehicle:{vehicle_id}:errors"
+
+    def vehicle_lock(self, vehicle_id: str) -> str:
+        return f"{self.prefix}vlock:{vehicle_id}"
+
+    @property
+    def rate_bucket(self) -> str:
+        return f"{self.prefix}rate:app"
+
+    @property
+    def rate_pauses(self) -> str:
+        return f"{self.prefix}rate:pauses"
+
+    def grant(self, grant_id: str) -> str:
+        return f"{self.prefix}grant:{grant_id}"
+
+    def grant_of(self, vehicle_id: str) -> str:
+        return f"{self.prefix}grant-of:{vehicle_id}"
+
+    @property
+    def grant_expiry(self) -> str:
+        return f"{self.prefix}grant-expiry"
+
+    def grant_lock(self, grant_id: str) -> str:
+        return f"{self.prefix}grant-lock:{grant_id}"
+
+    # Operator switches and probes.
+
+    @property
+    def verify_armed(self) -> str:
+        return f"{self.prefix}verify:armed"
+
+    def ping(self, token: str) -> str:
+        return f"{self.prefix}ping:{token}"

@@ -1,0 +1,276 @@
+"""Every Lua script of the store, in one file: each one round trip, atomic, and given every key it
+touches in KEYS (none builds a key name from a prefix, which Redis Cluster could not route).
+
+Statuses are written `$NAME` and substituted from `Status` at import (`eventstore.status.lua`). The
+stores register these texts with their client (`register_script`: EVALSHA, reloaded on NOSCRIPT); the
+receiver's writer packs its EVALSHA calls itself, from `ACCEPT` and `eventstore.events.accept_arguments`.
+"""
+
+from __future__ import annotations
+
+from eventstore.status import lua
+
+# --- the receiver -------------------------------------------------------------------------------------
+
+ACCEPT_KEY_COUNT = 4
+# KEYS: seen, event, inbox, pending
+# ARGV: event_id, delivery_id, dedupe_seconds, received_at, raw, type, vehicle_id, user_id, webhook_id,
+#       mode, version, test
+# Returns 1 for a new event (stored, queued in the inbox, listed as pending), 0 for a duplicate (its
+# delivery id appended to the record when the record still exists, unless the record has it already: a
+# replayed body carries the same delivery id, and must not grow the record; the list is capped too).
+# The id is marked seen last: a script that fails half-way (a Redis error between two writes) leaves the
+# id unseen, so Smartcar's retry stores it again instead of being taken for a duplicate of nothing.
+ACCEPT = lua("""
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then
+    local seen = redis.call('HGET', KEYS[2], 'deliveries')
+    if not seen or seen == '' then
+      redis.call('HSET', KEYS[2], 'deliveries', ARGV[2])
+    elseif #seen < 4096 and not string.find(',' .. seen .. ',', ',' .. ARGV[2] .. ',', 1, true) then
+      redis.call('HSET', KEYS[2], 'deliveries', seen .. ',' .. ARGV[2])
+    end
+  end
+  return 0
+end
+redis.call('HSET', KEYS[2], 'id', ARGV[1], 'raw', ARGV[5], 'type', ARGV[6], 'vehicle_id', ARGV[7],
+  'user_id', ARGV[8], 'webhook_id', ARGV[9], 'mode', ARGV[10], 'version', ARGV[11], 'test', ARGV[12],
+  'deliveries', ARGV[2], 'received_at', ARGV[4], 'status', '$RECEIVED', 'attempts', 0)
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('LPUSH', KEYS[3], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[3])
+return 1
+""")
+
+# --- an event's life in the workers ---------------------------------------------------------------------
+
+# Appends one JSON entry to the `history` array without decoding it (cjson would turn [] into {}).
+_APPEND = """
+local function append_history(key, entry)
+  local h = redis.call('HGET', key, 'history')
+  if not h or h == '' or h == '[]' then h = '[' .. entry .. ']'
+  else h = string.sub(h, 1, -2) .. ',' .. entry .. ']' end
+  redis.call('HSET', key, 'history', h)
+end
+"""
+
+# KEYS: pending, then the event key of each id; ARGV: now, then the ids (ARGV[i] is KEYS[i]'s id)
+# Marks every received (or replayed) one queued; the ids are popped from the inbox first, by the caller.
+# Ids whose record is gone or already further along are dropped: their run happened or is happening.
+CLAIM = lua("""
+local out = {}
+for i = 2, #KEYS do
+  local status = redis.call('HGET', KEYS[i], 'status')
+  if status == '$RECEIVED' or status == '$REPLAYED' then
+    redis.call('HSET', KEYS[i], 'status', '$QUEUED', 'queued_at', ARGV[1], 'updated_at', ARGV[1])
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+    out[#out + 1] = ARGV[i]
+  end
+end
+return out
+""")
+
+# KEYS: event, pending, scheduled; ARGV: now, lease_until, run_id, event_id, task_id, worker
+# A live lease refuses the run (busy, with the lease's end) unless the run comes from the very message
+# that holds it: Celery delivers a message again only when its first delivery was lost with its worker.
+# Answers {'ok', record}, {'missing'}, {'finished', status} or {'busy', lease_until} (`BeginState`).
+BEGIN = lua("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == '$DONE' or status == '$FAILED' then return {'finished', status} end
+if status == '$PROCESSING' then
+  local lease = redis.call('HGET', KEYS[1], 'lease_until') or '0'
+  local holder = redis.call('HGET', KEYS[1], 'task_id') or ''
+  if (tonumber(lease) or 0) > tonumber(ARGV[1]) and (ARGV[5] == '' or holder ~= ARGV[5]) then
+    return {'busy', lease}
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', '$PROCESSING', 'started_at', ARGV[1], 'updated_at', ARGV[1],
+  'lease_until', ARGV[2], 'run_id', ARGV[3], 'task_id', ARGV[5], 'worker', ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+redis.call('ZREM', KEYS[3], ARGV[4])
+return {'ok', redis.call('HGETALL', KEYS[1])}
+""")
+
+# The transitions after BEGIN are fenced by its run id: a run that lost its lease (its worker stalled and
+# the sweeper started another) cannot overwrite the newer run's outcome. Each returns 1, or 0 if fenced.
+
+# KEYS: event, pending; ARGV: run_id, now, retention, results_json, event_id
+DONE = lua("""
+if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'status', '$DONE', 'finished_at', ARGV[2], 'updated_at', ARGV[2],
+  'results', ARGV[4])
+redis.call('HDEL', KEYS[1], 'lease_until', 'next_attempt_at')
+redis.call('ZREM', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+""")
+
+# KEYS: event, pending, scheduled; ARGV: run_id, now, due, entry, last_error, park, event_id, results
+RETRY = lua(
+    _APPEND
+    + """
+if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
+append_history(KEYS[1], ARGV[4])
+redis.call('HSET', KEYS[1], 'status', '$RETRYING', 'updated_at', ARGV[2], 'next_attempt_at', ARGV[3],
+  'last_error', ARGV[5], 'results', ARGV[8])
+redis.call('HDEL', KEYS[1], 'lease_until')
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[7])
+if ARGV[6] == '1' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[7]) end
+return 1
+"""
+)
+
+# KEYS: event, pending, dead; ARGV: run_id, now, entry, last_error, reason, event_id, results
+DEAD = lua(
+    _APPEND
+    + """
+if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
+append_history(KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[1], 'status', '$FAILED', 'failed_at', ARGV[2], 'updated_at', ARGV[2],
+  'last_error', ARGV[4], 'dead_reason', ARGV[5], 'results', ARGV[7])
+redis.call('HDEL', KEYS[1], 'lease_until', 'next_attempt_at')
+redis.call('ZREM', KEYS[2], ARGV[6])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[6])
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+)
+
+# KEYS: event, pending, dead, inbox; ARGV: now, entry, event_id
+# Puts a finished (or stuck) event back through the relay: status replayed, results cleared (every
+# handler runs again; commands already done are not sent again, see workers.commands), history kept.
+REPLAY = lua(
+    _APPEND
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+append_history(KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'status', '$REPLAYED', 'updated_at', ARGV[1])
+redis.call('HDEL', KEYS[1], 'results', 'lease_until', 'next_attempt_at', 'dead_reason')
+redis.call('PERSIST', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+redis.call('LPUSH', KEYS[4], ARGV[3])
+return 1
+"""
+)
+
+# KEYS: scheduled; ARGV: now, count -> ids due, removed from the set
+DUE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do redis.call('ZREM', KEYS[1], id) end
+return ids
+"""
+
+# --- vehicle state --------------------------------------------------------------------------------------
+
+# KEYS: hash; ARGV: triples of (field, order key, json). Order keys are "primary:secondary" numbers.
+# A value replaces the stored one only when its order key is greater; returns the fields written.
+NEWER_WINS = """
+local written = {}
+for i = 1, #ARGV, 3 do
+  local field, order, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local p, s = string.match(order, '^([^:]*):(.*)$')
+  p, s = tonumber(p) or 0, tonumber(s) or 0
+  local old = redis.call('HGET', KEYS[1], field)
+  local replace = not old
+  if old then
+    local stored = cjson.decode(old)
+    local op, os = tonumber(stored['_p']) or 0, tonumber(stored['_s']) or 0
+    replace = (p > op) or (p == op and s > os)
+  end
+  if replace then
+    redis.call('HSET', KEYS[1], field, value)
+    written[#written + 1] = field
+  end
+end
+return written
+"""
+
+# --- Smartcar's rate limits -----------------------------------------------------------------------------
+
+# KEYS: bucket, pauses; ARGV: capacity, refill_per_second, now, vehicle_id, the application's pause field
+# Returns the seconds to wait (0: a token was taken).
+TAKE = """
+local now = tonumber(ARGV[3])
+local paused = redis.call('HMGET', KEYS[2], ARGV[5], ARGV[4])
+local wait = math.max(tonumber(paused[1]) or 0, tonumber(paused[2]) or 0) - now
+if wait > 0 then return tostring(wait) end
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or capacity
+local at = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+local answer = '0'
+if tokens >= 1 then tokens = tokens - 1 else answer = tostring((1 - tokens) / rate) end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', ARGV[3])
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 60)
+return answer
+"""
+
+# KEYS: pauses, bucket; ARGV: field, until, now, empty_bucket
+# Keeps the later of two pauses of one field, drops the pauses that ended, and empties the bucket if asked.
+PAUSE = """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+if tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if (tonumber(all[i + 1]) or 0) <= tonumber(ARGV[3]) then redis.call('HDEL', KEYS[1], all[i]) end
+end
+if ARGV[4] == '1' then redis.call('HSET', KEYS[2], 'tokens', '0', 'at', ARGV[3]) end
+return 1
+"""
+
+# --- OAuth grants ---------------------------------------------------------------------------------------
+
+# KEYS: grant, expiry, then the grant-of mapping of each of the n vehicles, then for each vehicle the key of
+#       the grant its mapping held when read (the new grant's own key when it held none);
+# ARGV: grant_id, data, expires_at, refresh_expires_at, vehicles (comma-separated), user_id, now, then for
+#       each vehicle its id and the grant its mapping held when read ('' for none).
+# A vehicle that moves to this grant leaves the grant that covered it; a grant left with no vehicle is
+# deleted (nothing would use it, and the refresher would keep refreshing it). The mappings are read before
+# the call (their old grants' keys must be in KEYS): if one changed since, nothing is written and the answer
+# is 0 (`GRANT_MOVED`), for the caller to read them again. Otherwise the answer is the new generation.
+GRANT_MOVED = 0
+PUT_GRANT = """
+local n = (#KEYS - 2) / 2
+for i = 1, n do
+  if (redis.call('GET', KEYS[2 + i]) or '') ~= ARGV[7 + 2 * i] then return 0 end
+end
+local gen = redis.call('HINCRBY', KEYS[1], 'generation', 1)
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'expires_at', ARGV[3], 'refresh_expires_at', ARGV[4],
+  'vehicles', ARGV[5], 'user_id', ARGV[6], 'updated_at', ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+for i = 1, n do
+  local vehicle, old = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
+  if old ~= '' and old ~= ARGV[1] then
+    local old_key = KEYS[2 + n + i]
+    local kept = {}
+    for other in string.gmatch(redis.call('HGET', old_key, 'vehicles') or '', '[^,]+') do
+      if other ~= vehicle then kept[#kept + 1] = other end
+    end
+    if #kept == 0 then
+      redis.call('DEL', old_key)
+      redis.call('ZREM', KEYS[2], old)
+    else
+      redis.call('HSET', old_key, 'vehicles', table.concat(kept, ','))
+    end
+  end
+  redis.call('SET', KEYS[2 + i], ARGV[1])
+end
+return gen
+"""
+
+# KEYS: grant, expiry; ARGV: grant_id, expected_generation, data, expires_at, refresh_expires_at, now
+# Compare and set: stored only if the grant's generation is still the one the refresher read (else 0),
+# so a stale writer can never overwrite a newer pair.
+SWAP_GRANT = """
+if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[2] then return 0 end
+local gen = redis.call('HINCRBY', KEYS[1], 'generation', 1)
+redis.call('HSET', KEYS[1], 'data', ARGV[3], 'expires_at', ARGV[4], 'refresh_expires_at', ARGV[5],
+  'updated_at', ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return gen
+"""

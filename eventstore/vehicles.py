@@ -1,0 +1,138 @@
+"""The latest known value of every signal of every vehicle, and the vehicle's open errors.
+
+Deliveries arrive in any order and concurrently, so a value replaces the stored one only when its
+signal's `oemUpdatedAt` (then `retrievedAt`) is newer: never by arrival (`scripts.NEWER_WINS`). A value
+without any timestamp only fills an empty slot.
+
+- `{p}vehicle:{id}:signals`: signal code -> JSON (`value`, `body`, `oem_updated_at` and `retrieved_at`
+  in epoch ms, `event_id`, `source`: webhook, v3 or v2);
+- `{p}vehicle:{id}:errors`: TYPE:CODE -> JSON (the latest VEHICLE_ERROR item of that kind: `state`
+  ERROR or RESOLVED, `at`, description, suggested user message, resolution, signals).
+
+Both keep the order key in `_p`/`_s`, which readers never see.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from eventstore import scripts
+from eventstore.codec import text_map, texts
+from eventstore.keys import KeySpace
+
+
+@dataclass(frozen=True, slots=True)
+class SignalState:
+    code: str
+    value: Any
+    body: dict[str, Any] | None
+    oem_updated_at: int | None
+    retrieved_at: int | None
+    event_id: str | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignalUpdate:
+    """One signal value to merge; times are epoch milliseconds (None when unknown)."""
+
+    code: str
+    body: dict[str, Any]
+    oem_updated_at: int | None
+    retrieved_at: int | None
+    source: str = "webhook"
+
+    @property
+    def value(self) -> Any:
+        return self.body.get("value", self.body)
+
+
+class VehicleStateStore:
+    def __init__(
+        self, client: redis.Redis, keys: KeySpace | None = None, *, prefix: str | None = None
+    ) -> None:
+        self.redis = client
+        self.keys = KeySpace.of(keys, prefix)
+        self._merge = client.register_script(scripts.NEWER_WINS)
+
+    @property
+    def prefix(self) -> str:
+        return self.keys.prefix
+
+    def merge(self, vehicle_id: str, updates: Iterable[SignalUpdate], *, event_id: str | None) -> list[str]:
+        """Store each update that is newer than what is stored; returns the codes written."""
+        args: list[str] = []
+        for update in updates:
+            primary, secondary = update.oem_updated_at or 0, update.retrieved_at or 0
+            record = {
+                "code": update.code,
+                "value": update.value,
+                "body": update.body,
+                "oem_updated_at": update.oem_updated_at,
+                "retrieved_at": update.retrieved_at,
+                "event_id": event_id,
+                "source": update.source,
+                "_p": primary,
+                "_s": secondary,
+            }
+            args += [update.code, f"{primary}:{secondary}", json.dumps(record, separators=(",", ":"))]
+        if not args:
+            return []
+        return texts(self._merge(keys=[self.keys.vehicle_signals(vehicle_id)], args=args))
+
+    def signals(self, vehicle_id: str) -> dict[str, SignalState]:
+        raw = text_map(self.redis.hgetall(self.keys.vehicle_signals(vehicle_id)))
+        states = {}
+        for field, value in raw.items():
+            record = json.loads(value)
+            states[field] = SignalState(
+                code=field,
+                value=record.get("value"),
+                body=record.get("body"),
+                oem_updated_at=record.get("oem_updated_at"),
+                retrieved_at=record.get("retrieved_at"),
+                event_id=record.get("event_id"),
+                source=record.get("source", "webhook"),
+            )
+        return dict(sorted(states.items()))
+
+    def record_errors(
+        self, vehicle_id: str, items: Iterable[Mapping[str, Any]], *, at: int, event_id: str
+    ) -> list[str]:
+        """Store VEHICLE_ERROR items, each only if newer (`at`, epoch ms) than the stored one of its kind."""
+        args: list[str] = []
+        for item in items:
+            key = f"{item.get('type') or 'UNKNOWN'}:{item.get('code') or ''}"
+            record = {
+                "type": item.get("type"),
+                "code": item.get("code"),
+                "state": str(item.get("state") or "ERROR").upper(),
+                "description": item.get("description"),
+                "suggested_user_message": item.get("suggestedUserMessage"),
+                "resolution": item.get("resolution"),
+                "doc_url": item.get("docURL"),
+                "signals": [s.get("code") for s in item.get("signals") or [] if isinstance(s, dict)],
+                "at": at,
+                "event_id": event_id,
+                "_p": at,
+                "_s": 0,
+            }
+            args += [key, f"{at}:0", json.dumps(record, separators=(",", ":"))]
+        if not args:
+            return []
+        return texts(self._merge(keys=[self.keys.vehicle_errors(vehicle_id)], args=args))
+
+    def errors(self, vehicle_id: str) -> dict[str, dict[str, Any]]:
+        raw = text_map(self.redis.hgetall(self.keys.vehicle_errors(vehicle_id)))
+        out = {}
+        for field, value in raw.items():
+            record = json.loads(value)
+            record.pop("_p", None)
+            record.pop("_s", None)
+            out[field] = record
+        return dict(sorted(out.items()))

@@ -1,0 +1,89 @@
+"""The key names are deployed data: each stays exactly what it was, and the one table lists every one."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import pytest
+
+import eventstore.keys
+from eventstore.keys import DEFAULT_DEDUPE_SECONDS, DEFAULT_PREFIX, KeySpace
+
+# Every key as it was written before the store had one owner (receiver.store, workers.*): never edit one.
+DEPLOYED = {
+    "seen": ("seen", ("e1",), "sc:seen:e1"),
+    "event": ("event", ("e1",), "sc:event:e1"),
+    "inbox": ("inbox", None, "sc:inbox"),
+    "pending": ("pending", None, "sc:pending"),
+    "dead": ("dead", None, "sc:dead"),
+    "scheduled": ("scheduled", None, "sc:scheduled"),
+    "command": ("command", ("e1", "charging-rule:stop"), "sc:cmd:e1:charging-rule:stop"),
+    "vehicle_signals": ("vehicle_signals", ("v1",), "sc:vehicle:v1:signals"),
+    "vehicle_errors": ("vehicle_errors", ("v1",), "sc:vehicle:v1:errors"),
+    "vehicle_lock": ("vehicle_lock", ("v1",), "sc:vlock:v1"),
+    "rate_bucket": ("rate_bucket", None, "sc:rate:app"),
+    "rate_pauses": ("rate_pauses", None, "sc:rate:pauses"),
+    "grant": ("grant", ("u1:0123abcd",), "sc:grant:u1:0123abcd"),
+    "grant_of": ("grant_of", ("v1",), "sc:grant-of:v1"),
+    "grant_expiry": ("grant_expiry", None, "sc:grant-expiry"),
+    "grant_lock": ("grant_lock", ("u1:0123abcd",), "sc:grant-lock:u1:0123abcd"),
+    "verify_armed": ("verify_armed", None, "sc:verify:armed"),
+    "ping": ("ping", ("t0k3n",), "sc:ping:t0k3n"),
+}
+
+
+def key_names() -> set[str]:
+    """Every key KeySpace names: its public properties and methods (not `of`, which builds a KeySpace)."""
+    return {
+        name
+        for name, member in inspect.getmembers(KeySpace)
+        if not name.startswith("_") and (isinstance(member, property) or inspect.isfunction(member))
+    }
+
+
+def render(keys: KeySpace, name: str, arguments: tuple[str, ...] | None) -> str:
+    member = getattr(keys, name)
+    key = member if arguments is None else member(*arguments)
+    assert isinstance(key, str)
+    return key
+
+
+def test_every_key_is_named_as_deployed() -> None:
+    assert key_names() == set(DEPLOYED)
+    keys = KeySpace()
+    for name, (attribute, arguments, expected) in DEPLOYED.items():
+        assert render(keys, attribute, arguments) == expected, name
+
+
+def test_every_key_starts_with_its_prefix() -> None:
+    keys = KeySpace("test:x:")
+    for name, (attribute, arguments, expected) in DEPLOYED.items():
+        assert render(keys, attribute, arguments) == "test:x:" + expected.removeprefix("sc:"), name
+
+
+def test_the_defaults_are_the_deployed_ones() -> None:
+    assert (DEFAULT_PREFIX, DEFAULT_DEDUPE_SECONDS) == ("sc:", 7 * 24 * 3600)
+    assert KeySpace() == KeySpace.of() == KeySpace("sc:")
+
+
+def test_the_module_table_lists_every_key() -> None:
+    table = eventstore.keys.__doc__ or ""
+    keys = KeySpace("{p}")
+    for name in key_names():
+        member = getattr(KeySpace, name)
+        if isinstance(member, property):
+            rendered = render(keys, name, None)
+        else:  # event_id -> {event}, vehicle_id -> {vehicle}, step -> {step}: the table's placeholders
+            parameters = list(inspect.signature(member).parameters)[1:]
+            rendered = render(keys, name, tuple("{" + p.removesuffix("_id") + "}" for p in parameters))
+        assert re.search(rf"^\| `{re.escape(rendered)}` \|", table, re.MULTILINE), rendered
+
+
+def test_a_store_built_with_a_prefix_or_a_key_space_gets_one_key_space() -> None:
+    keys = KeySpace("a:")
+    assert KeySpace.of(keys) is keys
+    assert KeySpace.of(prefix="b:") == KeySpace("b:")
+    assert KeySpace.of(keys, "a:") is keys
+    with pytest.raises(ValueError, match="two prefixes"):
+        KeySpace.of(keys, "b:")
