@@ -24,11 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from eventstore.keys import KeySpace
 from receiver.logs import configure_logging, get_logger
 from receiver.metrics import CONTENT_TYPE, ReceiverMetrics
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
 from receiver.signatures import SignatureChecker
-from receiver.store import KeySpace
 from receiver.verify import VerifyGate
 from receiver.webhook import WebhookEndpoint
 from receiver.writer import EventWriter

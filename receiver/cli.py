@@ -8,7 +8,6 @@ python -m receiver verify-status
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -17,8 +16,10 @@ import redis
 import typer
 from rich.console import Console
 
+from eventstore.client import connect
+from eventstore.keys import KeySpace
+from eventstore.verify import VerifySwitch
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
-from receiver.verify import armed_key
 
 MAX_ARM_MINUTES = 24 * 60
 
@@ -37,11 +38,7 @@ def _settings() -> ReceiverSettings:
 @contextmanager
 def _redis(settings: ReceiverSettings) -> Iterator[redis.Redis]:
     """A client on the receiver's Redis, closed after; a Redis error ends the command: one line, exit 1."""
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-    )
+    client = connect(settings.redis_url, timeout=settings.redis_timeout)
     try:
         yield client
     except redis.RedisError as error:
@@ -53,6 +50,10 @@ def _redis(settings: ReceiverSettings) -> Iterator[redis.Redis]:
         raise typer.Exit(1) from None
     finally:
         client.close()
+
+
+def _switch(client: redis.Redis, settings: ReceiverSettings) -> VerifySwitch:
+    return VerifySwitch(client, KeySpace(settings.event_key_prefix))
 
 
 @cli.command()
@@ -77,7 +78,7 @@ def arm_verify(
     """Answer VERIFY challenges for a while: do it just before creating the webhook or changing its URL."""
     settings = _settings()
     with _redis(settings) as client:
-        client.set(armed_key(settings.event_key_prefix), str(int(time.time())), ex=minutes * 60)
+        _switch(client, settings).arm(minutes * 60)
     until = datetime.now(UTC) + timedelta(minutes=minutes)
     console.print(f"VERIFY armed until {until:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
     if not settings.verify_require_armed:
@@ -89,7 +90,7 @@ def disarm_verify() -> None:
     """Stop answering VERIFY now (when arming is required)."""
     settings = _settings()
     with _redis(settings) as client:
-        removed = client.delete(armed_key(settings.event_key_prefix))
+        removed = _switch(client, settings).disarm()
     console.print("VERIFY disarmed" if removed else "VERIFY was not armed")
 
 
@@ -98,7 +99,7 @@ def verify_status() -> None:
     """Say whether VERIFY is answered now, and for how long."""
     settings = _settings()
     with _redis(settings) as client:
-        ttl = int(client.ttl(armed_key(settings.event_key_prefix)))
+        ttl = _switch(client, settings).seconds_left()
     if not settings.verify_require_armed:
         console.print("VERIFY is answered whenever it is well-formed (RECEIVER_VERIFY_REQUIRE_ARMED is off)")
     elif ttl > 0:

@@ -7,8 +7,8 @@ is a signing oracle: send `challenge = <forged body>`, get back a valid signatur
 2. only challenges of Smartcar's shape are answered (`SignatureChecker.challenge_acceptable`: letters, digits
    and dashes, short), which no JSON body can pass;
 3. with `RECEIVER_VERIFY_REQUIRE_ARMED=true`, VERIFY is answered only while an operator has armed it:
-   a Redis key with a TTL (`python -m receiver arm-verify --minutes 15`), or a fixed
-   `RECEIVER_VERIFY_WINDOW_UNTIL`.
+   the event store's switch with a TTL (`eventstore.verify`; `python -m receiver arm-verify --minutes 15`),
+   or a fixed `RECEIVER_VERIFY_WINDOW_UNTIL`.
 """
 
 from __future__ import annotations
@@ -16,26 +16,20 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from eventstore.keys import KeySpace
+from eventstore.verify import AsyncVerifySwitch
 from receiver.metrics import VerifyRefusal
 from receiver.settings import ReceiverSettings
 from receiver.signatures import SignatureChecker
 
-ARMED_KEY = "verify:armed"
-
-
-def armed_key(prefix: str) -> str:
-    """The Redis key whose existence arms VERIFY answering (its TTL is the window)."""
-    return f"{prefix}{ARMED_KEY}"
-
 
 class VerifyGate:
-    __slots__ = ("_checker", "_key", "_redis", "_settings")
+    __slots__ = ("_checker", "_settings", "_switch")
 
     def __init__(self, settings: ReceiverSettings, checker: SignatureChecker, redis: Redis) -> None:
         self._settings = settings
         self._checker = checker
-        self._redis = redis
-        self._key = armed_key(settings.event_key_prefix)
+        self._switch = AsyncVerifySwitch(redis, KeySpace(settings.event_key_prefix))
 
     async def refusal(self, challenge: str) -> VerifyRefusal | None:
         """None when this challenge may be answered, else why not."""
@@ -44,7 +38,7 @@ class VerifyGate:
         if not self._settings.verify_require_armed or self._settings.verify_window_open():
             return None
         try:
-            armed = await self._redis.exists(self._key)
+            armed = await self._switch.armed()
         except (RedisError, OSError):
             return VerifyRefusal.UNAVAILABLE
         return None if armed else VerifyRefusal.NOT_ARMED

@@ -1,6 +1,7 @@
 """The receiver's side of the event store: one EVALSHA per event that deduplicates, stores and enqueues it.
 
-The script (`receiver.store.ACCEPT_SCRIPT`) is loaded at start-up and then called by its SHA; a Redis that
+The script and its arguments are the event store's (`eventstore.scripts.ACCEPT`,
+`eventstore.events.accept_arguments`): it is loaded at start-up and then called by its SHA; a Redis that
 lost its script cache (restart, SCRIPT FLUSH, failover) gets it again on the NOSCRIPT reply.
 
 Deliveries that arrive together share their round trip: `accept` queues its call and awaits its own reply,
@@ -26,11 +27,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from receiver.store import ACCEPT_SCRIPT, KeySpace, accept_arguments
+from eventstore.events import accept_arguments
+from eventstore.keys import KeySpace
+from eventstore.scripts import ACCEPT, ACCEPT_KEY_COUNT
 from smartcar_core.events import Envelope
 
 MAX_BATCH = 256
 _Call = tuple[tuple[bytes | str, ...], "asyncio.Future[int]"]
+_NUMKEYS = b"$%d\r\n%d\r\n" % (len(str(ACCEPT_KEY_COUNT)), ACCEPT_KEY_COUNT)  # EVALSHA's numkeys, in RESP
 
 
 class EventWriter:
@@ -40,12 +44,12 @@ class EventWriter:
         self._retries = retries
         self.keyspace = keyspace
         self._dedupe_seconds = dedupe_seconds
-        self._sha = hashlib.sha1(ACCEPT_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+        self._sha = hashlib.sha1(ACCEPT.encode(), usedforsecurity=False).hexdigest()
         self._queue: list[_Call] = []  # not empty exactly while a flush that will take it is scheduled
         self._flushes: set[asyncio.Task[None]] = set()
 
     async def load_script(self) -> None:
-        self._sha = await self._redis.script_load(ACCEPT_SCRIPT)
+        self._sha = await self._redis.script_load(ACCEPT)
 
     async def accept(self, envelope: Envelope, raw: bytes, received_at: float) -> bool:
         """Store and enqueue `envelope` unless its eventId is known: True when new, False for a duplicate.
@@ -131,7 +135,7 @@ class EventWriter:
 
 def _evalsha(sha: bytes, args: tuple[bytes | str, ...]) -> bytes:
     """One `EVALSHA <sha> 4 <keys and args>` in RESP, as redis-py's encoder would write it."""
-    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n4\r\n" % (len(args) + 3, len(sha), sha)]
+    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n%b" % (len(args) + 3, len(sha), sha, _NUMKEYS)]
     for arg in args:
         data = arg.encode() if isinstance(arg, str) else arg
         parts.append(b"$%d\r\n%b\r\n" % (len(data), data))

@@ -23,8 +23,9 @@ import httpx
 import redis
 from starlette.applications import Starlette
 
+from eventstore.keys import KeySpace
+from eventstore.record import EventRecord
 from receiver.app import WEBHOOK_PATH
-from receiver.store import KeySpace, decode_record
 from smartcar_core.webhooks import signature_of
 from testsupport import bound_socket, serve_asgi
 
@@ -54,7 +55,8 @@ async def deliver(
 
 def read_record(client: redis.Redis, keyspace: KeySpace, event_id: str) -> dict[str, Any]:
     """The stored event (text fields decoded, `raw` as bytes); empty when there is none."""
-    return decode_record(client.hgetall(keyspace.event(event_id)))  # type: ignore[arg-type] # - a sync client
+    stored = client.hgetall(keyspace.event(event_id))
+    return EventRecord.from_hash(stored).as_dict() if stored else {}
 
 
 def read_inbox(client: redis.Redis, keyspace: KeySpace) -> list[str]:

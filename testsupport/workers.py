@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ import redis
 from celery import Celery
 from pydantic import AliasChoices, SecretStr
 
-from receiver.store import ACCEPT_SCRIPT, DEFAULT_DEDUPE_SECONDS, KeySpace, accept_arguments
+from eventstore.events import EventStore, accept
+from eventstore.keys import KeySpace
 from smartcar_core.events import parse_envelope
 from testsupport import wait_until
 from workers.app import publishing_app
@@ -34,17 +34,10 @@ from workers.settings import WorkerSettings
 def accept_event(
     client: redis.Redis, prefix: str, body: Mapping[str, Any] | bytes, *, received_at: float | None = None
 ) -> str:
-    """Store a delivery exactly as the receiver does (`ACCEPT_SCRIPT`); returns its event id."""
+    """Store a delivery exactly as the receiver does (`eventstore.scripts.ACCEPT`); returns its event id."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     envelope = parse_envelope(raw)
-    arguments = accept_arguments(
-        KeySpace(prefix),
-        envelope,
-        raw,
-        received_at=time.time() if received_at is None else received_at,
-        dedupe_seconds=DEFAULT_DEDUPE_SECONDS,
-    )
-    client.eval(ACCEPT_SCRIPT, 4, *arguments)
+    accept(client, KeySpace(prefix), envelope, raw, received_at=received_at)
     return envelope.event_id
 
 
@@ -179,13 +172,14 @@ class WorkerLauncher:
     def wait_ready(self, worker: WorkerProcess, *, timeout: float = 30.0) -> None:
         """Until the worker runs a ping task sent to its private queue (or fails if it exits)."""
         token = uuid.uuid4().hex
-        key = f"{self.settings.event_key_prefix}ping:{token}"
+        keys = KeySpace(self.settings.event_key_prefix)
+        store = EventStore(self.client, keys, retention=self.settings.done_retention)
         self.app.send_task("workers.ping", args=[token], queue=worker.private_queue)
 
         def answered() -> bool:
             if not worker.alive():
                 raise AssertionError(f"worker {worker.name} exited:\n{worker.output()[-3000:]}")
-            return bool(self.client.exists(key))
+            return store.pinged(token)
 
         wait_until(answered, timeout=timeout, interval=0.1, what=f"worker {worker.name} to answer a ping")
 

@@ -13,9 +13,9 @@ import pytest
 import redis
 import structlog
 
+from eventstore.keys import KeySpace
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
-from receiver.store import KeySpace
 from smartcar_simulator import payloads
 from testsupport import free_port
 from testsupport.receiver import Harness, LiveReceiver, asgi_client, serve

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import redis
 
+from eventstore.keys import KeySpace
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
-from receiver.store import KeySpace
 from smartcar_core.webhooks import hash_challenge
 from smartcar_simulator import payloads
 from smartcar_simulator.emitter import WebhookEmitter

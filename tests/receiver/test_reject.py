@@ -34,7 +34,7 @@ async def metric(http: httpx.AsyncClient, name: str, **labels: str) -> float:
 def assert_nothing_stored(harness: Harness) -> None:
     assert harness.inbox() == []
     assert harness.redis.zcard(harness.keys.pending) == 0
-    assert list(harness.redis.scan_iter(match=f"{harness.keys.prefix}event:*")) == []
+    assert list(harness.redis.scan_iter(match=harness.keys.event("*"))) == []
 
 
 @pytest.mark.parametrize(

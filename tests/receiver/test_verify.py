@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from receiver.app import create_app
 from receiver.cli import cli
 from receiver.settings import ReceiverSettings
-from receiver.verify import armed_key
 from smartcar_core.webhooks import hash_challenge, signature_of
 from smartcar_simulator import payloads
 from testsupport.receiver import Harness, asgi_client, body_of
@@ -141,7 +140,7 @@ async def test_with_arming_required_verify_is_answered_only_while_armed(
     armed = runner.invoke(cli, ["arm-verify", "--minutes", "5"])
     assert armed.exit_code == 0, armed.output
     assert "VERIFY armed until" in armed.output
-    assert 290 < int(armed_only.redis.ttl(armed_key(armed_only.keys.prefix))) <= 300
+    assert 290 < int(armed_only.redis.ttl(armed_only.keys.verify_armed)) <= 300
     assert "armed for" in runner.invoke(cli, ["verify-status"]).output
 
     answered = await armed_only.deliver(event, unsigned=True)
@@ -155,7 +154,7 @@ async def test_with_arming_required_verify_is_answered_only_while_armed(
 
 
 async def test_arming_does_not_let_a_bad_challenge_through(armed_only: Harness, webhook_id: str) -> None:
-    armed_only.redis.set(armed_key(armed_only.keys.prefix), "1", ex=60)
+    armed_only.redis.set(armed_only.keys.verify_armed, "1", ex=60)
     event = payloads.verify_event('{"eventId":"forged"}', webhook_id=webhook_id)
     assert (await armed_only.deliver(event, unsigned=True)).status_code == 403
 

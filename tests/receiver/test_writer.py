@@ -12,7 +12,7 @@ import redis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from receiver.store import KeySpace
+from eventstore.keys import KeySpace
 from receiver.writer import MAX_BATCH, EventWriter
 from smartcar_core.events import Envelope, parse_envelope
 from testsupport.receiver import body_of, read_inbox, read_record
