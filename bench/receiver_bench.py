@@ -40,6 +40,7 @@ from pathlib import Path
 import redis
 from webhook_bodies import BENCH_AMT, write_bodies, write_wrk_script
 
+from eventstore.keys import KeySpace
 from testsupport import delete_keys, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,7 +181,7 @@ def measure(app: App, context: BenchContext) -> Run:
             if app.name == "ours":
                 accepted = metric(port, "accepted") - before[0]
                 duplicates = metric(port, "duplicate") - before[1]
-                inbox = context.redis.llen(f"{prefix}inbox")
+                inbox = context.redis.llen(KeySpace(prefix).inbox)
                 print(f"    ours: {accepted:.0f} accepted, {duplicates:.0f} duplicates, {inbox} in the inbox")
                 # wrk does not count the answers still in flight when it stops; the server did.
                 context.inbox_matches &= inbox == accepted >= run.requests - run.non_2xx

@@ -42,6 +42,8 @@ import redis
 from workers_poster import post_all, request_bytes
 from workers_stack import HOST, process, receiver_command, simulator_command
 
+from eventstore.keys import KeySpace
+from eventstore.status import Status
 from smartcar_core.webhooks import signature_of
 from smartcar_simulator import payloads
 from smartcar_simulator.control_client import SimulatorControl
@@ -215,18 +217,22 @@ class Bench:
         def all_done() -> bool:
             with self.client.pipeline(transaction=False) as pipe:
                 for event_id in ids:
-                    pipe.hget(f"{self.prefix}event:{event_id}", "status")
+                    pipe.hget(KeySpace(self.prefix).event(event_id), "status")
                 statuses = pipe.execute()
-            failed = [event_id for event_id, status in zip(ids, statuses, strict=True) if status == b"failed"]
+            failed = [
+                event_id
+                for event_id, status in zip(ids, statuses, strict=True)
+                if status == Status.FAILED.encode()
+            ]
             if failed:
-                record = self.client.hgetall(f"{self.prefix}event:{failed[0]}")
+                record = self.client.hgetall(KeySpace(self.prefix).event(failed[0]))
                 raise RuntimeError(f"{len(failed)} events failed, e.g. {record.get(b'history')!r}")
-            return all(status == b"done" for status in statuses)
+            return all(status == Status.DONE.encode() for status in statuses)
 
         wait_until(all_done, timeout=timeout, interval=0.2, what=f"{len(ids)} events done")
         with self.client.pipeline(transaction=False) as pipe:
             for event_id in ids:
-                pipe.hmget(f"{self.prefix}event:{event_id}", FIELDS)
+                pipe.hmget(KeySpace(self.prefix).event(event_id), FIELDS)
             return [tuple(float(value) for value in row) for row in pipe.execute()]
 
     def noop(self, settings: WorkerSettings, count: int) -> Result:

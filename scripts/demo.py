@@ -40,6 +40,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from eventstore.keys import KeySpace
+from eventstore.status import FINISHED, Status
 from testsupport import delete_keys, free_port, wait_until
 
 WEBHOOK_ID = "demo-webhook"
@@ -251,7 +253,7 @@ class Demo:
 
     def statuses(self) -> Counter[str]:
         counts: Counter[str] = Counter()
-        for key in self.redis.scan_iter(match=f"{self.prefix}event:*", count=1000):
+        for key in self.redis.scan_iter(match=KeySpace(self.prefix).event("*"), count=1000):
             status: bytes | None = self.redis.hget(key, "status")  # type: ignore[assignment] # - a bytes client
             counts[status.decode() if status else "?"] += 1
         return counts
@@ -292,7 +294,7 @@ class Demo:
         counts = self.statuses()
         burst = self.control.burst_report(self.burst_id)
         return (
-            burst["status"] != "running" and counts.get("done", 0) > 0 and set(counts) <= {"done", "failed"}
+            burst["status"] != "running" and counts.get(Status.DONE, 0) > 0 and set(counts) <= FINISHED
         )
 
     def watch(self) -> bool:
@@ -328,7 +330,7 @@ class Demo:
             told
             and on_target
             and self.duplicate_seen
-            and counts.get("failed", 0) == 0
+            and counts.get(Status.FAILED, 0) == 0
             and set(commands.values()) == {2}
         )
 
