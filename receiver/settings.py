@@ -17,7 +17,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.connection import parse_url
 
-from receiver.store import DEFAULT_DEDUPE_SECONDS, DEFAULT_PREFIX
+from eventstore.keys import DEFAULT_DEDUPE_SECONDS, DEFAULT_PREFIX
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 # The AMT is the HMAC key of every signature: one that short is a placeholder, not a token.
