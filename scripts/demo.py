@@ -293,9 +293,7 @@ class Demo:
             return False
         counts = self.statuses()
         burst = self.control.burst_report(self.burst_id)
-        return (
-            burst["status"] != "running" and counts.get(Status.DONE, 0) > 0 and set(counts) <= FINISHED
-        )
+        return burst["status"] != "running" and counts.get(Status.DONE, 0) > 0 and set(counts) <= FINISHED
 
     def watch(self) -> bool:
         with Live(self.table(), console=console, refresh_per_second=2) as live:
