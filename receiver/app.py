@@ -25,13 +25,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from eventstore.keys import KeySpace
-from receiver.logs import configure_logging, get_logger
 from receiver.metrics import CONTENT_TYPE, ReceiverMetrics
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
 from receiver.signatures import SignatureChecker
 from receiver.verify import VerifyGate
 from receiver.webhook import WebhookEndpoint
 from receiver.writer import EventWriter
+from service_base.logs import bound_logger, configure_logging
 
 WEBHOOK_PATH = "/webhooks/smartcar"
 # uvicorn's own exit status for "failed before serving": under `--workers N` its supervisor stops on it,
@@ -67,7 +67,7 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
     redis = Redis(connection_pool=pool)
     checker = SignatureChecker(settings.amts, max_challenge_length=settings.verify_max_challenge_length)
     metrics = ReceiverMetrics()
-    log = get_logger()
+    log = bound_logger("receiver")
     writer = EventWriter(
         redis,
         KeySpace(settings.event_key_prefix),

@@ -1,8 +1,8 @@
 """`ReceiverSettings`: every knob of the webhook receiver, typed, with its default stated here.
 
-Contract names are read as they are (`SMARTCAR_AMT`, `REDIS_URL`, `EVENT_KEY_PREFIX`), as are the shared
-`EVENT_DEDUPE_SECONDS`, `LOG_FORMAT` and `LOG_LEVEL`; the receiver's own settings are read from
-`RECEIVER_<FIELD NAME>` (for example `RECEIVER_MAX_BODY_BYTES=524288`).
+The settings both services read (`REDIS_URL`, `EVENT_KEY_PREFIX`, `EVENT_DEDUPE_SECONDS`, `LOG_FORMAT`,
+`LOG_LEVEL`) come from `service_base.settings.ServiceSettings`; `SMARTCAR_AMT` is read as it is, and the
+receiver's own settings from `RECEIVER_<FIELD NAME>` (for example `RECEIVER_MAX_BODY_BYTES=524288`).
 
 `load_settings()` is what the app calls at start-up: a missing or empty `SMARTCAR_AMT`, or any invalid
 value, stops the process there with a message naming the setting (and never echoing a secret).
@@ -10,51 +10,35 @@ value, stops the process there with a message naming the setting (and never echo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Literal
+from typing import ClassVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.connection import parse_url
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 
-from eventstore.keys import DEFAULT_DEDUPE_SECONDS, DEFAULT_PREFIX
+from service_base.settings import ServiceSettings, SettingsError, env
+
+__all__ = ["ReceiverSettings", "SettingsError", "load_settings"]
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 # The AMT is the HMAC key of every signature: one that short is a placeholder, not a token.
 MIN_AMT_LENGTH = 8
+_MISSING_AMT = (
+    "SMARTCAR_AMT is not set: the receiver needs the Application Management Token (Smartcar Dashboard, "
+    "your application's Configuration) to answer VERIFY and check SC-Signature. Set SMARTCAR_AMT=<token>, "
+    "or SMARTCAR_AMT=<new>,<old> while rotating."
+)
 
 
-class SettingsError(RuntimeError):
-    """The configuration cannot work; the message says which setting and how to fix it."""
+class ReceiverSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="RECEIVER_")
+    service: ClassVar[str] = "receiver"
+    missing: ClassVar[Mapping[str, str]] = {"SMARTCAR_AMT": _MISSING_AMT}
 
-
-def _alias(name: str) -> AliasChoices:
-    return AliasChoices(name)
-
-
-class ReceiverSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="RECEIVER_", frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True
-    )
-
-    # --- contract names (see ARCHITECTURE.md) ---
-    smartcar_amt: SecretStr = Field(validation_alias=_alias("SMARTCAR_AMT"))
+    smartcar_amt: SecretStr = Field(validation_alias=env("SMARTCAR_AMT"))
     """Application Management Token(s), comma-separated: the first answers VERIFY, all verify signatures
     (list the new one first and keep the old one while Smartcar rotates)."""
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_alias("REDIS_URL"))
-    event_key_prefix: str = Field(DEFAULT_PREFIX, validation_alias=_alias("EVENT_KEY_PREFIX"))
-    """Prefix of every event-store key; the workers read the same."""
-    event_dedupe_seconds: int = Field(
-        DEFAULT_DEDUPE_SECONDS, ge=7 * 24 * 3600, validation_alias=_alias("EVENT_DEDUPE_SECONDS")
-    )
-    """How long an accepted eventId is remembered (duplicates inside it are absorbed); at least 7 days."""
-
-    # --- logging ---
-    log_format: Literal["auto", "json", "console"] = Field("auto", validation_alias=_alias("LOG_FORMAT"))
-    """`auto`: pretty when stderr is a terminal, JSON lines otherwise."""
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", validation_alias=_alias("LOG_LEVEL")
-    )
 
     # --- the receiver's own (RECEIVER_*) ---
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)
@@ -81,17 +65,6 @@ class ReceiverSettings(BaseSettings):
     """Retries of the store round trip after a connection error (safe: the script deduplicates). The worst
     case, (retries + 1) x 2 x redis_timeout, stays far below Smartcar's 15 s."""
 
-    @field_validator("log_format", "log_level", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str) -> str:
-        parse_url(value)  # type: ignore[no-untyped-call] # - its ValueError says what is wrong, not the URL
-        return value
-
     @field_validator("verify_window_until")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
@@ -102,14 +75,6 @@ class ReceiverSettings(BaseSettings):
     @property
     def amts(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.smartcar_amt.get_secret_value().split(",") if part.strip())
-
-    @property
-    def redis_address(self) -> str:
-        """Where `REDIS_URL` points (host:port/db, or socket path/db), for logs and messages: the URL
-        itself may hold a password."""
-        where = parse_url(self.redis_url)  # type: ignore[no-untyped-call] # - redis-py leaves it untyped
-        place = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
-        return f"{place}/{where.get('db', 0)}"
 
     @property
     def delivery_age_limit(self) -> int:
@@ -125,16 +90,7 @@ class ReceiverSettings(BaseSettings):
 
 def load_settings(**overrides: object) -> ReceiverSettings:
     """Read the environment (plus `overrides`), or raise `SettingsError` saying what to fix."""
-    try:
-        settings = ReceiverSettings(**overrides)  # type: ignore[arg-type] # - pydantic validates the overrides
-    except ValidationError as error:
-        problems = []
-        for item in error.errors(include_input=False, include_url=False):
-            name = _env_name(str(item["loc"][0]) if item["loc"] else "?")
-            if name == "SMARTCAR_AMT" and item["type"] == "missing":
-                raise SettingsError(_MISSING_AMT) from None
-            problems.append(f"{name}: {item['msg']}")
-        raise SettingsError("invalid receiver settings: " + "; ".join(problems)) from None
+    settings = ReceiverSettings.load(**overrides)
     amts = settings.amts
     if not amts:
         raise SettingsError(_MISSING_AMT)
@@ -143,19 +99,3 @@ def load_settings(**overrides: object) -> ReceiverSettings:
             f"SMARTCAR_AMT: every token must be at least {MIN_AMT_LENGTH} characters (is a placeholder set?)"
         )
     return settings
-
-
-_MISSING_AMT = (
-    "SMARTCAR_AMT is not set: the receiver needs the Application Management Token (Smartcar Dashboard, "
-    "your application's Configuration) to answer VERIFY and check SC-Signature. Set SMARTCAR_AMT=<token>, "
-    "or SMARTCAR_AMT=<new>,<old> while rotating."
-)
-
-
-def _env_name(field: str) -> str:
-    """The environment name of what pydantic reports: a contract field by its alias when it was read from
-    the environment, by its name when it was passed by name."""
-    info = ReceiverSettings.model_fields.get(field)
-    if info is not None and isinstance(info.validation_alias, AliasChoices):
-        return str(info.validation_alias.choices[0])
-    return field if field.isupper() else "RECEIVER_" + field.upper()

@@ -1,53 +1,72 @@
 """`WorkerSettings`: every knob of the workers, typed, keyword-only, with its default stated here.
 
-Contract names (`REDIS_URL`, `CELERY_BROKER_URL`, `TOKEN_ENCRYPTION_KEY`, `SMARTCAR_*`, `EVENT_KEY_PREFIX`)
-are read as they are; the workers' own settings are read from `WORKERS_<FIELD NAME>` (for example
-`WORKERS_CONCURRENCY=128`). Lists and mappings are JSON in the environment.
+The settings both services read (`REDIS_URL`, `EVENT_KEY_PREFIX`, `EVENT_DEDUPE_SECONDS`, `LOG_FORMAT`,
+`LOG_LEVEL`) come from `service_base.settings.ServiceSettings`; the other contract names
+(`CELERY_BROKER_URL`, `TOKEN_ENCRYPTION_KEY`, `SMARTCAR_*`) are read as they are, and the workers' own
+settings from `WORKERS_<FIELD NAME>` (for example `WORKERS_CONCURRENCY=128`). Lists and mappings are JSON
+in the environment.
+
+A worker process reads them once (`load_settings`, called by `workers.assembly`) and passes them down;
+the rules that tie settings together are stated once, here (`visibility_problem`, `lock_lease_problem`),
+and used by the settings' own check and by the check of the Celery configuration actually in effect.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Literal
+from collections.abc import Mapping
+from typing import ClassVar, Literal
 
 from cryptography.fernet import Fernet, MultiFernet
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
+from service_base.settings import ServiceSettings, SettingsError, env
 from smartcar_core.retry import RetryPolicy
 
+__all__ = ["SettingsError", "WorkerSettings", "load_settings", "lock_lease_problem", "visibility_problem"]
 
-class SettingsError(RuntimeError):
-    """The configuration cannot work; the message says which setting and how to fix it."""
+_MISSING_KEY = (
+    "TOKEN_ENCRYPTION_KEY is not set: the workers encrypt Smartcar tokens at rest with it "
+    "(create one with `smartcar-events tokens new-key`)"
+)
 
 
-def _alias(name: str) -> AliasChoices:
-    return AliasChoices(name)
-
-
-class WorkerSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="WORKERS_", frozen=True, extra="ignore", populate_by_name=True
+def visibility_problem(visibility_timeout: float, max_countdown: float, time_limit: float) -> str | None:
+    """Why a message could be delivered twice while it waits in a worker or runs (None: it cannot)."""
+    needed = max_countdown + time_limit
+    if visibility_timeout > needed:
+        return None
+    return (
+        f"visibility_timeout {visibility_timeout:g} s must exceed the longest countdown plus the hard time "
+        f"limit ({max_countdown:g} + {time_limit:g} s): a message still unacknowledged then is delivered "
+        "again while it waits or runs (raise WORKERS_VISIBILITY_TIMEOUT)"
     )
+
+
+def lock_lease_problem(lock_lease: float, command_timeout: float) -> str | None:
+    """Why two commands could reach one vehicle at once (None: they cannot)."""
+    if lock_lease > command_timeout:
+        return None
+    return (
+        f"WORKERS_VEHICLE_LOCK_LEASE ({lock_lease:g} s) must exceed WORKERS_COMMAND_TIMEOUT "
+        f"({command_timeout:g} s): the vehicle's lock must outlast a command call"
+    )
+
+
+class WorkerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKERS_")
+    service: ClassVar[str] = "worker"
+    missing: ClassVar[Mapping[str, str]] = {"TOKEN_ENCRYPTION_KEY": _MISSING_KEY}
 
     # --- contract names (see ARCHITECTURE.md) ---
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_alias("REDIS_URL"))
-    """The event store, token store, locks and rate bucket."""
-    celery_broker_url: str | None = Field(None, validation_alias=_alias("CELERY_BROKER_URL"))
+    celery_broker_url: str | None = Field(None, validation_alias=env("CELERY_BROKER_URL"))
     """Celery's broker; `REDIS_URL` when unset."""
-    token_encryption_key: SecretStr = Field(validation_alias=_alias("TOKEN_ENCRYPTION_KEY"))
+    token_encryption_key: SecretStr = Field(validation_alias=env("TOKEN_ENCRYPTION_KEY"))
     """One Fernet key, or several comma-separated (the first encrypts, all decrypt: key rotation)."""
-    event_key_prefix: str = Field("sc:", validation_alias=_alias("EVENT_KEY_PREFIX"))
-    smartcar_client_id: str | None = Field(None, validation_alias=_alias("SMARTCAR_CLIENT_ID"))
-    smartcar_client_secret: SecretStr | None = Field(None, validation_alias=_alias("SMARTCAR_CLIENT_SECRET"))
-    smartcar_amt: SecretStr | None = Field(None, validation_alias=_alias("SMARTCAR_AMT"))
-    smartcar_webhook_id: str | None = Field(None, validation_alias=_alias("SMARTCAR_WEBHOOK_ID"))
-    log_format: Literal["auto", "json", "console"] = Field("auto", validation_alias=_alias("LOG_FORMAT"))
-    """Our own log lines (structlog): JSON, or a pretty console when stderr is a terminal."""
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", validation_alias=_alias("LOG_LEVEL")
-    )
-    """`debug` adds a line per event done; info has retries, dead letters and the relay's state."""
+    smartcar_client_id: str | None = Field(None, validation_alias=env("SMARTCAR_CLIENT_ID"))
+    smartcar_client_secret: SecretStr | None = Field(None, validation_alias=env("SMARTCAR_CLIENT_SECRET"))
+    smartcar_amt: SecretStr | None = Field(None, validation_alias=env("SMARTCAR_AMT"))
+    smartcar_webhook_id: str | None = Field(None, validation_alias=env("SMARTCAR_WEBHOOK_ID"))
     log_task_lines: bool = False
     """Celery's two INFO lines per task (received, succeeded): off, they would be most of the log at
     fleet rates and cost CPU; retries and dead letters are logged by us either way."""
@@ -118,7 +137,7 @@ class WorkerSettings(BaseSettings):
 
     # --- handlers ---
     handler_modules: list[str] = Field(default_factory=list)
-    """Modules imported at start-up to register your own handlers (see `workers.registry`)."""
+    """Modules imported at start-up to register your own handlers (see `workers.api`)."""
     signals_api: Literal["v3", "v2"] = "v3"
     """How follow-up signals are read: the v3 signals API, or v2 reads (legacy vehicles)."""
     follow_up_signals: dict[str, list[str]] = Field(default_factory=dict)
@@ -146,19 +165,13 @@ class WorkerSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _limits_fit(self) -> WorkerSettings:
-        if self.vehicle_lock_lease <= self.command_timeout:
-            raise ValueError(
-                "WORKERS_VEHICLE_LOCK_LEASE must exceed WORKERS_COMMAND_TIMEOUT (a command call)"
-            )
         if self.task_soft_time_limit >= self.task_time_limit:
             raise ValueError("WORKERS_TASK_SOFT_TIME_LIMIT must be below WORKERS_TASK_TIME_LIMIT")
-        needed = self.max_countdown + self.task_time_limit
-        if self.visibility_timeout <= needed:
-            raise ValueError(
-                f"WORKERS_VISIBILITY_TIMEOUT ({self.visibility_timeout:g} s) must exceed the longest "
-                f"countdown plus the hard time limit ({self.max_countdown:g} + {self.task_time_limit:g} s): "
-                "a message still unacknowledged then is delivered again while it is being worked on"
-            )
+        problem = lock_lease_problem(self.vehicle_lock_lease, self.command_timeout) or visibility_problem(
+            self.visibility_timeout, self.max_countdown, self.task_time_limit
+        )
+        if problem:
+            raise ValueError(problem)
         return self
 
     @property
@@ -184,25 +197,4 @@ class WorkerSettings(BaseSettings):
 
 def load_settings() -> WorkerSettings:
     """Settings from the environment; a `SettingsError` with every problem named when they cannot work."""
-    from pydantic import ValidationError  # noqa: PLC0415 - only needed on this path
-
-    try:
-        return WorkerSettings()
-    except ValidationError as error:
-        problems = []
-        for item in error.errors(include_input=False, include_url=False):
-            where = ".".join(str(part) for part in item["loc"]) or "settings"
-            if item["type"] == "missing" and where == "TOKEN_ENCRYPTION_KEY":
-                problems.append(
-                    "TOKEN_ENCRYPTION_KEY is not set: the workers encrypt Smartcar tokens at rest with it "
-                    "(create one with `smartcar-events tokens new-key`)"
-                )
-            else:
-                problems.append(f"{where}: {item['msg']}")
-        raise SettingsError("invalid worker settings:\n  " + "\n  ".join(problems)) from None
-
-
-@functools.cache
-def get_settings() -> WorkerSettings:
-    """The process's settings, read once."""
-    return load_settings()
+    return WorkerSettings.load()

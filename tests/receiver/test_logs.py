@@ -12,8 +12,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from receiver.app import create_app
-from receiver.logs import configure_logging, get_logger
 from receiver.settings import ReceiverSettings
+from service_base.logs import bound_logger, configure_logging
 from smartcar_core.webhooks import hash_challenge, signature_of
 from smartcar_simulator import payloads
 from testsupport.receiver import Harness, asgi_client, body_of
@@ -106,7 +106,9 @@ async def test_rendered_json_lines_hold_no_secret(
 def test_secret_keys_are_redacted_whoever_logs_them() -> None:
     out = io.StringIO()
     configure_logging("json", "info", out)
-    get_logger().info("careless", amt="amt-secret-000000", token="tok", raw=b"{}", vehicle_id="v1")
+    bound_logger("receiver").info(
+        "careless", amt="amt-secret-000000", token="tok", raw=b"{}", vehicle_id="v1"
+    )
     line = json.loads(out.getvalue())
     assert line["amt"] == line["token"] == line["raw"] == "[redacted]"
     assert line["vehicle_id"] == "v1"
@@ -116,7 +118,7 @@ def test_secret_keys_are_redacted_whoever_logs_them() -> None:
 def test_console_format_and_level_filter() -> None:
     out = io.StringIO()
     configure_logging("console", "warning", out)
-    log = get_logger()
+    log = bound_logger("receiver")
     log.info("quiet", event_id="e-1")
     log.warning("loud", event_id="e-2")
     text = out.getvalue()
@@ -130,5 +132,5 @@ def test_console_format_and_level_filter() -> None:
 def test_auto_format_is_json_off_a_terminal() -> None:
     out = io.StringIO()
     configure_logging("auto", "info", out)
-    get_logger().info("hello", event_id="e-3")
+    bound_logger("receiver").info("hello", event_id="e-3")
     assert json.loads(out.getvalue())["event_id"] == "e-3"
