@@ -153,7 +153,7 @@ class Bench:
 
     def connect_fleet(self) -> None:
         """Tokens for every simulated user, stored (encrypted) as the workers read them."""
-        store = TokenStore(self.client, self.settings().fernet(), prefix=self.prefix)
+        store = TokenStore(self.client, self.settings().fernet(), keys=KeySpace(self.prefix))
         with SimulatorControl(self.sim_url) as control:
             # Cars with a traction battery: the follow-up reads their state of charge.
             self.vehicles = [v for v in control.vehicles() if v["powertrain"] in ("BEV", "PHEV")]

@@ -44,15 +44,6 @@ class KeySpace:
 
     prefix: str = DEFAULT_PREFIX
 
-    @classmethod
-    def of(cls, keys: KeySpace | None = None, prefix: str | None = None) -> KeySpace:
-        """`keys`, or the key space of `prefix` (for stores built with `prefix=`), or the default one."""
-        if keys is not None and prefix is not None and keys.prefix != prefix:
-            raise ValueError(f"two prefixes given: {keys.prefix!r} and {prefix!r}")
-        if keys is not None:
-            return keys
-        return cls(DEFAULT_PREFIX if prefix is None else prefix)
-
     # The event store: what the receiver writes and the workers move through its life.
 
     def seen(self, event_id: str) -> str:

@@ -53,16 +53,10 @@ class SignalUpdate:
 
 
 class VehicleStateStore:
-    def __init__(
-        self, client: redis.Redis, keys: KeySpace | None = None, *, prefix: str | None = None
-    ) -> None:
+    def __init__(self, client: redis.Redis, keys: KeySpace) -> None:
         self.redis = client
-        self.keys = KeySpace.of(keys, prefix)
+        self.keys = keys
         self._merge = client.register_script(scripts.NEWER_WINS)
-
-    @property
-    def prefix(self) -> str:
-        return self.keys.prefix
 
     def merge(self, vehicle_id: str, updates: Iterable[SignalUpdate], *, event_id: str | None) -> list[str]:
         """Store each update that is newer than what is stored; returns the codes written."""

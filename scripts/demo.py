@@ -125,6 +125,9 @@ class Demo:
         os.environ.update(self.env)  # this process reads the same settings (token store, origins)
         # Imported once the environment is set, since both read it.
         from smartcar_simulator.control import SimulatorControl  # noqa: PLC0415
+        from workers.settings import load_settings  # noqa: PLC0415
+
+        self.worker_settings = load_settings()
 
         self.control = SimulatorControl(self.simulator_url)
         self.redis = redis.Redis.from_url(args.redis)
@@ -179,6 +182,7 @@ class Demo:
         for user_id in sorted({car["user_id"] for car in fleet}):
             granted = self.control.mint_tokens(user_id=user_id)
             put_tokens(
+                settings=self.worker_settings,
                 vehicle_ids=granted.vehicle_ids,
                 access_token=granted.access_token,
                 refresh_token=granted.refresh_token,
@@ -276,7 +280,9 @@ class Demo:
             table.add_column(column)
         for car in self.electric:
             state = self.control.vehicle(car["id"])["state"]
-            known = vehicle_state(car["id"], client=self.redis).get("tractionbattery-stateofcharge")
+            known = vehicle_state(self.worker_settings, car["id"], client=self.redis).get(
+                "tractionbattery-stateofcharge"
+            )
             table.add_row(
                 car["id"][:8],
                 car["powertrain"],

@@ -22,12 +22,12 @@ import redis
 from celery import Celery
 from pydantic import AliasChoices, SecretStr
 
+from eventstore.codec import text
 from eventstore.events import EventStore, accept
 from eventstore.keys import KeySpace
 from smartcar_core.events import parse_envelope
 from testsupport import wait_until
 from workers.app import publishing_app
-from workers.codec import text
 from workers.settings import WorkerSettings
 
 

@@ -4,6 +4,10 @@ Celery on Redis loses or duplicates work with its defaults; `celery_config` says
 what we use instead and why (README.md, "Celery settings and why", has the long form). The
 configuration is built from `WorkerSettings` when first needed, and checked when a worker or beat
 starts: a configuration that could deliver a message twice while it is being worked on is refused.
+
+As in Celery's usual layout, this module imports no task: Celery loads `workers.tasks` (named in
+`include`), and the tasks import `app` and `assembly` from here. `assembly` (`workers.assembly`) is
+where the process's settings, runtime, publisher and relay are built, once.
 """
 
 from __future__ import annotations
@@ -17,7 +21,12 @@ import redis
 from celery import Celery, bootsteps, signals
 from celery import __version__ as celery_version
 
-from workers.settings import SettingsError, WorkerSettings, get_settings
+from eventstore.client import connect
+from service_base.logs import configure_logging, renders_json, stdlib_formatter
+from workers import broker
+from workers.assembly import Assembly
+from workers.publish import BatchPublisher, check_against_celery
+from workers.settings import SettingsError, WorkerSettings, visibility_problem
 
 
 def celery_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -93,12 +102,9 @@ def check_configuration(conf: Any, settings: WorkerSettings) -> list[str]:
         problems.append(
             "task_time_limit must be set: a run without a limit could outlast the visibility timeout"
         )
-    needed = settings.max_countdown + time_limit
-    if visibility <= needed:
-        problems.append(
-            f"visibility_timeout {visibility:g} s must exceed the longest countdown plus the hard time limit "
-            f"({needed:g} s), or a message is delivered twice while it waits or runs"
-        )
+    problem = visibility_problem(visibility, settings.max_countdown, time_limit)
+    if problem:
+        problems.append(problem)
     return problems
 
 
@@ -117,18 +123,21 @@ def broker_problems(settings: WorkerSettings, *, max_retries: int | None = None)
     published but never run). Checked by workers and beat at start-up, `smartcar-events relay` and
     `check`. Waits for the broker as Celery would (`broker_connection_max_retries`, or `max_retries`).
     """
-    from workers import broker  # noqa: PLC0415 - kombu's transport, only when checking
-    from workers.publish import check_against_celery  # noqa: PLC0415 - only when checking
-    from workers.tasks import batch_publisher  # noqa: PLC0415 - tasks import this module
-
     celery = publishing_app(settings)
+    publisher = BatchPublisher(
+        connect(settings.broker_url),
+        queue=settings.queue,
+        key_prefix=settings.broker_key_prefix,
+        time_limit=settings.task_time_limit,
+        soft_time_limit=settings.task_soft_time_limit,
+    )
     try:
         with celery.connection_for_write() as connection:
             retries = celery.conf.broker_connection_max_retries if max_retries is None else max_retries
             connection.ensure_connection(max_retries=retries)
             found = broker.problems(connection.default_channel)
         if settings.relay_fast_publish:
-            mismatch = check_against_celery(celery, batch_publisher(settings))
+            mismatch = check_against_celery(celery, publisher)
             if mismatch:
                 found.append(
                     f"workers.publish no longer writes the message Celery {celery_version} writes "
@@ -136,12 +145,14 @@ def broker_problems(settings: WorkerSettings, *, max_retries: int | None = None)
                     "until workers.publish is updated"
                 )
     finally:
+        publisher.client.close()
         celery.close()
     return found
 
 
 app = Celery("workers", include=["workers.tasks"])
-app.add_defaults(lambda: celery_config(get_settings()))
+assembly = Assembly(app)
+app.add_defaults(lambda: celery_config(assembly.settings))
 
 
 def _refuse(problem: str) -> None:
@@ -152,39 +163,56 @@ def _refuse(problem: str) -> None:
 @signals.worker_init.connect
 def _check_worker(**_: Any) -> None:
     _check_startup()
-    settings = get_settings()
-    _configure_logs(settings)
+    _configure_logs(assembly.settings)
 
 
 @signals.beat_init.connect
 def _check_beat(**_: Any) -> None:
     _check_startup()
-    _configure_logs(get_settings())
+    _configure_logs(assembly.settings)
 
 
 @signals.after_setup_logger.connect
-def _quiet_task_lines(**_: Any) -> None:
-    """Celery decides once (when its consumer starts) whether to log each task: decide before that."""
+def _celery_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    """Celery decides once (when its consumer starts) whether to log each task: decide before that. And
+    with JSON logs, Celery's own lines are written in the shape of ours."""
     try:
-        settings = get_settings()
+        settings = assembly.settings
     except SettingsError:
         return  # the start-up check reports it
     if not settings.log_task_lines:
         for name in ("celery.worker.strategy", "celery.app.trace"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    _json_celery_lines(logger, settings)
+
+
+@signals.after_setup_task_logger.connect
+def _celery_task_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    try:
+        settings = assembly.settings
+    except SettingsError:
+        return
+    _json_celery_lines(logger, settings)
+
+
+def _json_celery_lines(logger: logging.Logger | None, settings: WorkerSettings) -> None:
+    stream = sys.__stderr__
+    if logger is None or stream is None or not renders_json(settings.log_format, stream):
+        return
+    formatter = stdlib_formatter(settings.log_format, stream)
+    for handler in logger.handlers:
+        handler.setFormatter(formatter)
 
 
 def _configure_logs(settings: WorkerSettings) -> None:
     """Our structlog lines go straight to the real stderr, one line each: not through Celery's stdout
     redirection, which would log every line a second time as a WARNING."""
-    from receiver.logs import configure_logging  # noqa: PLC0415 - the project's one structlog set-up
-
     configure_logging(settings.log_format, settings.log_level, stream=sys.__stderr__)
 
 
 def _check_startup() -> None:
     try:
-        settings = get_settings()
+        settings = assembly.settings
     except SettingsError as error:
         _refuse(str(error))
         return
@@ -197,16 +225,12 @@ def _check_startup() -> None:
         _refuse(f"the broker did not answer the start-up check: {error}")
     if problems:
         _refuse("\n  ".join(["Celery or kombu changed under us:", *problems]))
-    from workers.runtime import load_handlers  # noqa: PLC0415 - only in the worker, after the check
-
-    load_handlers(settings)
+    assembly.handlers()  # a handler module that cannot be imported stops the start, not the first event
 
 
 @signals.worker_process_init.connect
 def _forked(**_: Any) -> None:
-    from workers.runtime import reset_runtime  # noqa: PLC0415 - avoids an import cycle
-
-    reset_runtime()
+    assembly.forked()
 
 
 class RelayStep(bootsteps.StartStopStep):
@@ -219,12 +243,9 @@ class RelayStep(bootsteps.StartStopStep):
         self.thread: Any = None
 
     def start(self, worker: Any) -> None:  # noqa: ARG002 - the bootstep interface
-        settings = get_settings()
-        if not settings.relay_enabled:
+        if not assembly.settings.relay_enabled:
             return
-        from workers.tasks import build_relay  # noqa: PLC0415 - tasks import this module
-
-        self.thread = build_relay(settings)
+        self.thread = assembly.relay()
         self.thread.start()
 
     def stop(self, worker: Any) -> None:  # noqa: ARG002 - the bootstep interface

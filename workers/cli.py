@@ -124,7 +124,7 @@ def show(vehicle_id: str) -> None:
     settings = _settings()
     client = connect(settings.redis_url)
     try:
-        store = TokenStore(client, settings.fernet(), prefix=settings.event_key_prefix)
+        store = TokenStore(client, settings.fernet(), keys=KeySpace(settings.event_key_prefix))
         try:
             info = store.info(store.grant_of(vehicle_id))
         except TokenError:
@@ -157,7 +157,7 @@ def state(
     settings = _settings()
     client = connect(settings.redis_url)
     try:
-        store = VehicleStateStore(client, prefix=settings.event_key_prefix)
+        store = VehicleStateStore(client, KeySpace(settings.event_key_prefix))
         signals, vehicle_errors = store.signals(vehicle_id), store.errors(vehicle_id)
     finally:
         client.close()
@@ -211,9 +211,11 @@ def relay() -> None:
         for problem in problems:
             errors.print(f"[red]{problem}[/red]")
         raise typer.Exit(78)
-    from workers.tasks import build_relay  # noqa: PLC0415 - imports Celery only for this command
+    from workers.app import publishing_app  # noqa: PLC0415 - imports Celery only for this command
+    from workers.assembly import Assembly  # noqa: PLC0415 - the same
 
-    thread = build_relay(settings)
+    assembly = Assembly(publishing_app(settings), settings=settings)
+    thread = assembly.relay()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     thread.start()
@@ -226,6 +228,7 @@ def relay() -> None:
         pass
     thread.stop()
     console.print(f"published {thread.relay.published} events")
+    assembly.close()
 
 
 @app.command()

@@ -31,6 +31,7 @@ from smartcar_core.errors import SmartcarError
 from smartcar_core.vehicle import Vehicle
 from workers.gateway import SmartcarGateway
 from workers.limits import DeferredError
+from workers.settings import lock_lease_problem
 
 _MIN_DEFER = 0.5
 _MAX_DEFER = 30.0
@@ -93,16 +94,17 @@ class CommandRunner:
         client: redis.Redis,
         gateway: SmartcarGateway,
         *,
-        prefix: str,
+        keys: KeySpace,
         lock_lease: float,
         lock_wait: float,
         retention: int,
         command_timeout: float,
     ) -> None:
-        if lock_lease <= command_timeout:
-            raise ValueError("the vehicle lock's lease must outlast a command call (command_timeout)")
+        problem = lock_lease_problem(lock_lease, command_timeout)
+        if problem:
+            raise ValueError(problem)
         self.command_timeout = command_timeout
-        self.store = CommandStore(client, KeySpace(prefix), retention=retention)
+        self.store = CommandStore(client, keys, retention=retention)
         self.gateway = gateway
         self.lock_lease = lock_lease
         self.lock_wait = lock_wait

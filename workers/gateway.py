@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from eventstore.vehicles import SignalUpdate
 from smartcar_core import results as r
 from smartcar_core.catalogue import RetryClass
 from smartcar_core.config import Origins
@@ -23,7 +24,6 @@ from smartcar_core.errors import RateLimitError, SmartcarError
 from smartcar_core.v3 import Signal
 from smartcar_core.vehicle import Vehicle
 from workers.limits import RateLimiter
-from workers.state import SignalUpdate
 from workers.tokens import TokenStore
 
 R = TypeVar("R")

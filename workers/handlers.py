@@ -1,15 +1,15 @@
 """The built-in handlers: vehicle state, follow-up signals, the charging rule, vehicle errors.
 
-Registered on import (the worker imports this module); see `workers.registry` to add your own.
+Registered on import (the worker imports this module); see `workers.api` to add your own.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from eventstore.vehicles import SignalUpdate
 from smartcar_core.events import VEHICLE_ERROR, VEHICLE_STATE
-from workers.registry import HandlerContext, handler
-from workers.state import SignalUpdate
+from workers.api import HandlerContext, handler
 
 SOC = "tractionbattery-stateofcharge"
 IS_CHARGING = "charge-ischarging"
@@ -28,7 +28,7 @@ def vehicle_state(ctx: HandlerContext) -> dict[str, Any]:
         for s in signals
         if s.ok and s.body is not None
     ]
-    written = ctx.runtime.vehicles.merge(ctx.vehicle_id, updates, event_id=ctx.event_id)
+    written = ctx.vehicles.merge(ctx.vehicle_id, updates, event_id=ctx.event_id)
     failed = sorted(s.code for s in signals if not s.ok)
     return {
         "signals": len(signals),
@@ -41,7 +41,7 @@ def vehicle_state(ctx: HandlerContext) -> dict[str, Any]:
 @handler(VEHICLE_STATE, name="follow-up", order=20)
 def follow_up(ctx: HandlerContext) -> dict[str, Any] | None:
     """Fetch the signals configured for this delivery's triggers that the delivery does not carry."""
-    wanted_by = ctx.runtime.settings.follow_up_signals
+    wanted_by = ctx.settings.follow_up_signals
     if not wanted_by:
         return None
     codes: list[str] = list(wanted_by.get(ANY_TRIGGER, []))
@@ -63,7 +63,7 @@ def charging_rule(ctx: HandlerContext) -> dict[str, Any] | None:
     under the vehicle's command lock, still calls for it, which also keeps two deliveries of one moment
     from sending the same command twice.
     """
-    settings = ctx.runtime.settings
+    settings = ctx.settings
     if not settings.charging_rule_enabled:
         return None
     fetched = ctx.ensure_signals(RULE_SIGNALS)
@@ -118,7 +118,7 @@ def vehicle_errors(ctx: HandlerContext) -> dict[str, Any]:
     delivered = ctx.envelope.delivered_at
     at = round(delivered * 1000) if delivered is not None else int(ctx.record.received_at * 1000)
     items = ctx.envelope.errors
-    written = ctx.runtime.vehicles.record_errors(ctx.vehicle_id, items, at=at, event_id=ctx.event_id)
+    written = ctx.vehicles.record_errors(ctx.vehicle_id, items, at=at, event_id=ctx.event_id)
     states = {f"{i.get('type')}:{i.get('code') or ''}": str(i.get("state") or "ERROR").upper() for i in items}
     return {"errors": states, "stored": sorted(written)}
 

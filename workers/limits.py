@@ -36,9 +36,9 @@ class DeferredError(Exception):
 
 class RateLimiter:
     def __init__(
-        self, client: redis.Redis, *, prefix: str, capacity: int, refill_per_minute: float, max_wait: float
+        self, client: redis.Redis, *, keys: KeySpace, capacity: int, refill_per_minute: float, max_wait: float
     ) -> None:
-        self.store = RateStore(client, KeySpace(prefix))
+        self.store = RateStore(client, keys)
         self.capacity = capacity
         self.refill_per_second = refill_per_minute / 60.0
         self.max_wait = max_wait

@@ -29,8 +29,8 @@ from smartcar_core.catalogue import RetryClass
 from smartcar_core.errors import SmartcarError
 from smartcar_core.events import EnvelopeError, parse_envelope
 from smartcar_core.retry import Action
+from workers.context import HandlerContext
 from workers.limits import DeferredError
-from workers.registry import HandlerContext
 from workers.tokens import TokenError, TokenRefreshBusyError
 
 if TYPE_CHECKING:
@@ -108,7 +108,16 @@ def process_event(
     except EnvelopeError as error:
         return run.dead(error, None, "the stored payload is not a Smartcar webhook")
     deadline = time.monotonic() + settings.task_soft_time_limit
-    context = HandlerContext(run.record, envelope, runtime, run.results, deadline)
+    context = HandlerContext(
+        run.record,
+        envelope,
+        settings=settings,
+        vehicles=runtime.vehicles,
+        gateway=runtime.gateway,
+        commands=runtime.commands,
+        results=run.results,
+        deadline=deadline,
+    )
     for handler in runtime.registry.for_type(envelope.event_type):
         previous = run.results.get(handler.name)
         if isinstance(previous, dict) and previous.get("status") in ("done", "skipped"):

@@ -27,7 +27,7 @@ from typing import Any, Self
 import redis
 from celery import Celery
 
-from workers.codec import text
+from eventstore.codec import text
 
 TASK_NAME = "workers.process_event"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -153,3 +153,63 @@ def check_against_celery(celery: Celery, publisher: BatchPublisher) -> list[str]
     if raw is None:
         return [f"Celery's message is not in {scratch.key!r}, the list workers.publish pushes to"]
     return differences(json.loads(scratch.message(probe)), json.loads(text(raw)))
+
+
+class Publisher:
+    """Hands event ids to Celery as `process_event` tasks: the relay's, the sweeper's and a retry's hand-off.
+
+    By the task's name (`send_task`): publishing needs the Celery app, not the task module. With
+    `fast` the relay's batches go through `BatchPublisher` (one LPUSH a batch); a countdown always goes
+    through Celery, which writes its ETA.
+    """
+
+    def __init__(
+        self,
+        celery: Celery,
+        broker: redis.Redis,
+        *,
+        queue: str,
+        key_prefix: str,
+        time_limit: float,
+        soft_time_limit: float,
+        fast: bool,
+    ) -> None:
+        self.celery = celery
+        self.broker = broker
+        self.queue = queue
+        # What apply_async on the task would write: its limits, and no result to store.
+        self.options: dict[str, Any] = {
+            "time_limit": time_limit,
+            "soft_time_limit": soft_time_limit,
+            "ignore_result": True,
+        }
+        self.batch = BatchPublisher(
+            broker, queue=queue, key_prefix=key_prefix, time_limit=time_limit, soft_time_limit=soft_time_limit
+        )
+        self.fast = fast
+
+    def publish(self, event_ids: list[str]) -> None:
+        """One `process_event` per id, to run now."""
+        if not event_ids:
+            return
+        if self.fast:
+            self.batch.publish(event_ids)
+            return
+        with self.celery.producer_or_acquire() as producer:
+            for event_id in event_ids:
+                self.celery.send_task(
+                    TASK_NAME, args=(event_id,), queue=self.queue, producer=producer, **self.options
+                )
+
+    def enqueue(self, event_id: str, countdown: float) -> None:
+        """One `process_event`, to run after `countdown` seconds (a Celery countdown)."""
+        self.celery.send_task(
+            TASK_NAME, args=(event_id,), countdown=max(0.0, countdown), queue=self.queue, **self.options
+        )
+
+    def depth(self) -> int:
+        """Messages waiting in the Celery queue (what the relay's high-water mark is compared with)."""
+        return int(self.broker.llen(self.batch.key))
+
+    def close(self) -> None:
+        self.broker.close()

@@ -1,9 +1,10 @@
 """The handler registry: what runs for each event type, in order.
 
-Add your own handler in your own module, and name the module in `WORKERS_HANDLER_MODULES` so that the
-worker imports it at start-up::
+Handler authors import from `workers.api`, which gathers the whole handler API in one place. Add your own
+handler in your own module, and name the module in `WORKERS_HANDLER_MODULES` so that the worker imports
+it at start-up::
 
-    from workers.registry import HandlerContext, handler
+    from workers.api import HandlerContext, handler
 
     @handler("VEHICLE_STATE", name="notify-low-battery", order=200)
     def notify_low_battery(ctx: HandlerContext) -> dict[str, object] | None:
@@ -21,18 +22,12 @@ transient failure, retried a few times, then dead-lettered). `"*"` registers for
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from smartcar_core.events import Envelope
-from workers.lifecycle import EventRecord
-
 if TYPE_CHECKING:
-    from workers.commands import CommandOutcome
-    from workers.runtime import Runtime
-    from workers.state import SignalState
+    from workers.context import HandlerContext
 
 HandlerResult = Mapping[str, Any] | None
 HandlerFunction = Callable[["HandlerContext"], HandlerResult]
@@ -92,97 +87,6 @@ class HandlerRegistry:
 
 
 registry = HandlerRegistry()
+"""The registry `@handler` fills: the built-in handlers and the modules of `WORKERS_HANDLER_MODULES`
+register into it when they are imported, and the worker passes it to its runtime."""
 handler = registry.handler
-
-
-@dataclass
-class HandlerContext:
-    """What a handler gets: the stored event, its parsed envelope, the services, and the results so far."""
-
-    record: EventRecord
-    envelope: Envelope
-    runtime: Runtime
-    results: dict[str, Any]
-    deadline: float
-    """`time.monotonic()` by which the run should end (the task's soft time limit)."""
-    fetched: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def event_id(self) -> str:
-        return self.record.id
-
-    @property
-    def vehicle_id(self) -> str:
-        vehicle = self.envelope.vehicle_id or self.record.vehicle_id
-        if not vehicle:
-            raise ValueError(f"event {self.record.id} names no vehicle")
-        return vehicle
-
-    @property
-    def user_id(self) -> str | None:
-        return self.envelope.user_id or self.record.user_id
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def vehicle_signals(self) -> dict[str, SignalState]:
-        """The vehicle's latest known signals (the webhook's, merged by oemUpdatedAt, and fetched ones)."""
-        return self.runtime.vehicles.signals(self.vehicle_id)
-
-    def signal_value(self, code: str) -> Any:
-        """The latest known value of `code` for this vehicle, or None."""
-        state = self.vehicle_signals().get(code)
-        return state.value if state is not None else None
-
-    def payload_codes(self) -> set[str]:
-        """Codes this delivery carries with a value."""
-        return {signal.code for signal in self.envelope.signals if signal.ok}
-
-    def ensure_signals(self, codes: Sequence[str], *, fresh: bool = False) -> dict[str, Any]:
-        """Fetch from Smartcar the `codes` this delivery lacks (once per run); store them as vehicle state.
-
-        `fresh` reads every one of `codes`, carried or fetched before: what a delivery carries may be older
-        than the car's state (deliveries are unordered; a FIRST_DELIVERY repeats the state at subscription).
-        """
-        if fresh:
-            missing = list(dict.fromkeys(codes))
-        else:
-            carried = self.payload_codes()
-            missing = [c for c in dict.fromkeys(codes) if c not in carried and c not in self.fetched]
-        if not missing:
-            return {}
-        settings = self.runtime.settings
-        api = "v2" if self.envelope.version.startswith("2") else settings.signals_api
-        fetched = self.runtime.gateway.fetch_signals(
-            self.vehicle_id, missing, user_id=self.user_id, api=api, deadline=self.deadline
-        )
-        self.runtime.vehicles.merge(self.vehicle_id, fetched.updates, event_id=self.event_id)
-        for update in fetched.updates:
-            self.fetched[update.code] = update.value
-        for code, error in fetched.errors.items():
-            self.fetched[code] = {"error": error}
-        return {"fetched": sorted(u.code for u in fetched.updates), "errors": fetched.errors}
-
-    def run_command(
-        self,
-        command: str,
-        *,
-        step: str,
-        params: Mapping[str, Any] | None = None,
-        still_wanted: Callable[[], bool] | None = None,
-    ) -> CommandOutcome:
-        """Send a command for this event; sent at most once per (event, step) however often this runs.
-
-        `still_wanted` is asked right before a send, holding the vehicle's command lock: a decision taken
-        on stored state can check the car's state first (see the charging rule), and a command another
-        event just sent is seen there. False withdraws the command (outcome `withdrawn`, nothing recorded).
-        """
-        return self.runtime.commands.run(
-            event_id=self.event_id,
-            step=step,
-            vehicle_id=self.vehicle_id,
-            command=command,
-            params=params,
-            deadline=self.deadline,
-            still_wanted=still_wanted,
-        )

@@ -86,14 +86,14 @@ class TokenStore:
         client: redis.Redis,
         fernet: MultiFernet,
         *,
-        prefix: str,
+        keys: KeySpace,
         refresher: Refresher | None = None,
         refresh_margin: float = 300.0,
         lock_lease: float = 60.0,
         lock_wait: float = 30.0,
         cache_seconds: float = 0.0,
     ) -> None:
-        self.grants = GrantStore(client, KeySpace(prefix))
+        self.grants = GrantStore(client, keys)
         self.fernet = fernet
         self.refresher = refresher
         self.refresh_margin = refresh_margin
@@ -107,16 +107,7 @@ class TokenStore:
         self._tokens: dict[str, tuple[AccessToken, float]] = {}
 
     def __repr__(self) -> str:
-        return f"TokenStore(prefix={self.prefix!r})"
-
-    @property
-    def prefix(self) -> str:
-        return self.grants.keys.prefix
-
-    @property
-    def expiry_key(self) -> str:
-        """The key of the refresher's schedule, for callers that still write it directly (use `postpone`)."""
-        return self.grants.keys.grant_expiry
+        return f"TokenStore(prefix={self.grants.keys.prefix!r})"
 
     def postpone(self, grant_id: str, until: float) -> None:
         """Try to refresh the grant again only at `until` (its refresh failed and needs the user)."""
@@ -303,16 +294,13 @@ def put_tokens(
     refresh_token: str,
     expires_in: float,
     user_id: str | None = None,
+    settings: WorkerSettings,
     client: redis.Redis | None = None,
-    settings: WorkerSettings | None = None,
 ) -> str:
-    """Store a token pair with the process's settings (the OAuth callback and the CLI use this)."""
-    from workers.settings import get_settings  # noqa: PLC0415 - settings are read only when called
-
-    settings = settings or get_settings()
+    """Store a token pair with `settings` (on `client`, or a client of its own): the CLI uses this."""
     connection = client or connect(settings.redis_url)
     try:
-        store = TokenStore(connection, settings.fernet(), prefix=settings.event_key_prefix)
+        store = TokenStore(connection, settings.fernet(), keys=KeySpace(settings.event_key_prefix))
         return store.put(
             vehicle_ids=vehicle_ids,
             access_token=access_token,

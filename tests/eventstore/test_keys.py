@@ -5,8 +5,6 @@ from __future__ import annotations
 import inspect
 import re
 
-import pytest
-
 import eventstore.keys
 from eventstore.keys import DEFAULT_DEDUPE_SECONDS, DEFAULT_PREFIX, KeySpace
 
@@ -64,7 +62,7 @@ def test_every_key_starts_with_its_prefix() -> None:
 
 def test_the_defaults_are_the_deployed_ones() -> None:
     assert (DEFAULT_PREFIX, DEFAULT_DEDUPE_SECONDS) == ("sc:", 7 * 24 * 3600)
-    assert KeySpace() == KeySpace.of() == KeySpace("sc:")
+    assert KeySpace() == KeySpace("sc:")
 
 
 def test_the_module_table_lists_every_key() -> None:
@@ -78,12 +76,3 @@ def test_the_module_table_lists_every_key() -> None:
             parameters = list(inspect.signature(member).parameters)[1:]
             rendered = render(keys, name, tuple("{" + p.removesuffix("_id") + "}" for p in parameters))
         assert re.search(rf"^\| `{re.escape(rendered)}` \|", table, re.MULTILINE), rendered
-
-
-def test_a_store_built_with_a_prefix_or_a_key_space_gets_one_key_space() -> None:
-    keys = KeySpace("a:")
-    assert KeySpace.of(keys) is keys
-    assert KeySpace.of(prefix="b:") == KeySpace("b:")
-    assert KeySpace.of(keys, "a:") is keys
-    with pytest.raises(ValueError, match="two prefixes"):
-        KeySpace.of(keys, "b:")

@@ -16,6 +16,7 @@ from smartcar_simulator import payloads
 from smartcar_simulator.testing import RunningSimulator, run_simulator
 from testsupport import delete_keys
 from testsupport.workers import WorkerLauncher
+from workers.assembly import load_handlers
 from workers.registry import HandlerRegistry
 from workers.runtime import Runtime
 from workers.settings import WorkerSettings
@@ -91,10 +92,11 @@ def make_runtime(redis_url: str, key_prefix: str) -> Iterator[Callable[..., Runt
         enqueue: Any = None,
         **overrides: Any,
     ) -> Runtime:
+        settings = WorkerSettings(**settings_values(redis_url, key_prefix, **overrides))
         runtime = Runtime.build(
-            WorkerSettings(**settings_values(redis_url, key_prefix, **overrides)),
+            settings,
+            handlers=handlers if handlers is not None else load_handlers(settings),
             origins=origins or NOWHERE,
-            handlers=handlers,
             enqueue=enqueue,
         )
         built.append(runtime)

@@ -14,7 +14,7 @@ from testsupport.workers import accept_event, settings_environment
 from workers.cli import app
 from workers.process import Outcome, process_event
 from workers.runtime import Runtime
-from workers.settings import WorkerSettings, get_settings
+from workers.settings import WorkerSettings, load_settings
 from workers.state import vehicle_state
 from workers.tokens import grant_id_for, put_tokens
 
@@ -87,13 +87,14 @@ def test_show_an_unknown_vehicle(env: dict[str, str]) -> None:
 def test_put_tokens_function(
     env: dict[str, str], client: redis.Redis, make_runtime: Callable[..., Runtime]
 ) -> None:
-    get_settings.cache_clear()
-    try:
-        grant = put_tokens(
-            vehicle_ids=["car-9"], access_token="a9", refresh_token="r9", expires_in=7200, client=client
-        )
-    finally:
-        get_settings.cache_clear()
+    grant = put_tokens(
+        vehicle_ids=["car-9"],
+        access_token="a9",
+        refresh_token="r9",
+        expires_in=7200,
+        settings=load_settings(),
+        client=client,
+    )
     assert grant == grant_id_for(["car-9"], None)
     assert make_runtime().tokens.access_token("car-9").token == "a9"
 
@@ -119,11 +120,7 @@ def test_vehicle_state_shows_the_latest_signals(
     table = runner.invoke(app, ["vehicle", "state", vehicle["id"]])
     assert table.exit_code == 0
     assert "tractionbattery-stateofcharge" in table.stdout
-    get_settings.cache_clear()
-    try:
-        assert vehicle_state(vehicle["id"], client=client)["closure-islocked"].value is True
-    finally:
-        get_settings.cache_clear()
+    assert vehicle_state(load_settings(), vehicle["id"], client=client)["closure-islocked"].value is True
     assert runner.invoke(app, ["vehicle", "state", "unknown"]).exit_code == 1
 
 

@@ -13,8 +13,8 @@ import redis
 
 from smartcar_simulator.testing import RunningSimulator
 from testsupport.workers import accept_event
+from workers.api import HandlerContext, HandlerRegistry
 from workers.process import Outcome, process_event
-from workers.registry import HandlerContext, HandlerRegistry
 from workers.runtime import Runtime
 
 SOC = "tractionbattery-stateofcharge"

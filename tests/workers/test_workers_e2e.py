@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from eventstore.codec import text
 from eventstore.keys import KeySpace
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
@@ -16,7 +17,6 @@ from smartcar_simulator.testing import RunningSimulator
 from testsupport import wait_until
 from testsupport.receiver import LiveReceiver, serve
 from testsupport.workers import WorkerLauncher, accept_event, event_status
-from workers.codec import text
 from workers.tokens import TokenStore
 
 SOC = "tractionbattery-stateofcharge"
@@ -55,7 +55,8 @@ def _connect(launcher: WorkerLauncher, sim: RunningSimulator, index: int, **stat
     if state:
         sim.control.patch_vehicle(vehicle["id"], **state)
     tokens = sim.control.mint_tokens(user_id=vehicle["user_id"])
-    TokenStore(launcher.client, launcher.settings.fernet(), prefix=launcher.settings.event_key_prefix).put(
+    keys = KeySpace(launcher.settings.event_key_prefix)
+    TokenStore(launcher.client, launcher.settings.fernet(), keys=keys).put(
         vehicle_ids=tokens.vehicle_ids,
         access_token=tokens.access_token,
         refresh_token=tokens.refresh_token,
@@ -146,7 +147,7 @@ def test_two_worker_processes_refresh_an_expired_token_once(
     owner = sim.control.users()[3]
     tokens = sim.control.mint_tokens(user_id=owner["id"], expires_in=30)
     # Stored as good for two hours; Smartcar's clock says it expired: every first call gets AUTHENTICATION.
-    TokenStore(launcher.client, launcher.settings.fernet(), prefix=prefix).put(
+    TokenStore(launcher.client, launcher.settings.fernet(), keys=KeySpace(prefix)).put(
         vehicle_ids=tokens.vehicle_ids,
         access_token=tokens.access_token,
         refresh_token=tokens.refresh_token,

@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from eventstore.vehicles import SignalUpdate
 from smartcar_simulator.testing import RunningSimulator
 from workers.runtime import Runtime
-from workers.state import SignalUpdate
 
 SOC = "tractionbattery-stateofcharge"
 LOCKED = "closure-islocked"

@@ -50,7 +50,7 @@ def _charging_event(
     sim.control.patch_vehicle(vehicle["id"], soc=0.9, charging=True, plugged_in=True, charge_limit=1.0)
     tokens = sim.control.mint_tokens(user_id=vehicle["user_id"])
     settings = launcher.settings
-    TokenStore(launcher.client, settings.fernet(), prefix=settings.event_key_prefix).put(
+    TokenStore(launcher.client, settings.fernet(), keys=KeySpace(settings.event_key_prefix)).put(
         vehicle_ids=tokens.vehicle_ids,
         access_token=tokens.access_token,
         refresh_token=tokens.refresh_token,

@@ -22,7 +22,7 @@ from workers.sweeper import sweep
 def _limiter(client: redis.Redis, prefix: str, **overrides: Any) -> RateLimiter:
     values: dict[str, Any] = {"capacity": 3, "refill_per_minute": 60.0, "max_wait": 0.0}
     values.update(overrides)
-    return RateLimiter(client, prefix=prefix, **values)
+    return RateLimiter(client, keys=KeySpace(prefix), **values)
 
 
 def test_bucket_allows_its_capacity_then_says_how_long_to_wait(client: redis.Redis, key_prefix: str) -> None:

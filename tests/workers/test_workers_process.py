@@ -12,9 +12,9 @@ import redis
 
 from smartcar_core.errors import SmartcarError, error_from_response
 from testsupport.workers import accept_event, event_status
+from workers.api import HandlerContext, HandlerRegistry
 from workers.limits import DeferredError
 from workers.process import Outcome, process_event
-from workers.registry import HandlerContext, HandlerRegistry
 from workers.runtime import Runtime
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import redis
 
+from eventstore.codec import text
 from testsupport.workers import publisher
 from workers.app import publishing_app
-from workers.codec import text
 from workers.publish import BatchPublisher, check_against_celery, differences
 from workers.settings import WorkerSettings
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import redis
 
+from eventstore.keys import KeySpace
 from eventstore.vehicles import SignalUpdate, VehicleStateStore
 from smartcar_simulator import payloads
 from testsupport.workers import accept_event
@@ -15,7 +16,7 @@ from workers.runtime import Runtime
 
 
 def test_newer_oem_time_wins_whatever_the_arrival_order(client: redis.Redis, key_prefix: str) -> None:
-    store = VehicleStateStore(client, prefix=key_prefix)
+    store = VehicleStateStore(client, KeySpace(key_prefix))
     newer = SignalUpdate("tractionbattery-stateofcharge", {"value": 80}, 2_000, 2_100)
     older = SignalUpdate("tractionbattery-stateofcharge", {"value": 60}, 1_000, 3_000)
     assert store.merge("v1", [newer], event_id="e2") == ["tractionbattery-stateofcharge"]
@@ -29,7 +30,7 @@ def test_newer_oem_time_wins_whatever_the_arrival_order(client: redis.Redis, key
 def test_same_oem_time_is_ordered_by_retrieval_and_unknown_times_only_fill_gaps(
     client: redis.Redis, key_prefix: str
 ) -> None:
-    store = VehicleStateStore(client, prefix=key_prefix)
+    store = VehicleStateStore(client, KeySpace(key_prefix))
     store.merge("v1", [SignalUpdate("closure-islocked", {"value": True}, 1_000, 1_000)], event_id="a")
     store.merge("v1", [SignalUpdate("closure-islocked", {"value": False}, 1_000, 1_500)], event_id="b")
     assert store.signals("v1")["closure-islocked"].value is False

@@ -1,7 +1,8 @@
 """The Celery tasks and the app's start-up hooks, run in this process with the test's settings.
 
 The tasks are reached through their module: a task imported by name is a lazy proxy that pytest's
-collection would evaluate, configuring the app before any test has set the environment.
+collection would evaluate, configuring the app before any test has set the environment. Each test gets
+an `Assembly` of its own (the app's and the tasks' `assembly`, swapped in by monkeypatch for the test).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 
+from eventstore.codec import text
 from eventstore.keys import KeySpace
 from smartcar_simulator.testing import RunningSimulator
 from testsupport import wait_until
@@ -22,9 +24,8 @@ from testsupport.workers import accept_event, event_status, settings_environment
 from workers import app as app_module
 from workers import tasks
 from workers.app import RelayStep, app, celery_config
-from workers.codec import text
-from workers.runtime import get_runtime, reset_runtime
-from workers.settings import WorkerSettings, get_settings
+from workers.assembly import Assembly
+from workers.settings import WorkerSettings
 from workers.tokens import TokenStore
 
 Maker = Callable[..., dict[str, Any]]
@@ -37,11 +38,11 @@ def configured(
     """The process's settings (and runtime) are the test's, and Smartcar is the simulator."""
     for name, value in {**settings_environment(settings), **sim.env}.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    reset_runtime()
-    yield get_settings()
-    reset_runtime()
-    get_settings.cache_clear()
+    assembly = Assembly(app)  # reads the environment above when first asked
+    monkeypatch.setattr(app_module, "assembly", assembly)
+    monkeypatch.setattr(tasks, "assembly", assembly)
+    yield assembly.settings
+    assembly.close()
 
 
 def _queue_length(client: redis.Redis, settings: WorkerSettings) -> int:
@@ -72,7 +73,7 @@ def test_sweep_task_publishes_what_was_lost(
 
 def test_enqueue_publishes_a_countdown(configured: WorkerSettings, client: redis.Redis) -> None:
     app.conf.update(celery_config(configured))
-    tasks.enqueue("event-x", 1.5)
+    app_module.assembly.publisher().enqueue("event-x", 1.5)
     message = json.loads(text(client.rpop(configured.broker_key_prefix + configured.queue) or b"{}"))
     assert message["headers"]["task"] == "workers.process_event"
     assert message["headers"]["eta"] is not None
@@ -86,7 +87,7 @@ def test_ping_task(configured: WorkerSettings, client: redis.Redis) -> None:
 def test_refresh_tokens_task_refreshes_what_expires_soon(
     configured: WorkerSettings, client: redis.Redis, sim: RunningSimulator
 ) -> None:
-    store = TokenStore(client, configured.fernet(), prefix=configured.event_key_prefix)
+    store = TokenStore(client, configured.fernet(), keys=KeySpace(configured.event_key_prefix))
     soon_user, spent_user = sim.control.users()[:2]
     grants: dict[str, str] = {}
     for user, expires_in in ((soon_user, 120.0), (spent_user, 7200.0)):
@@ -100,7 +101,7 @@ def test_refresh_tokens_task_refreshes_what_expires_soon(
         )
     soon, spent = grants[soon_user["id"]], grants[spent_user["id"]]
     # The second grant's token expires soon too, but its refresh token is refused: the user must reconnect.
-    client.zadd(store.expiry_key, {spent: time.time() + 60})
+    client.zadd(KeySpace(configured.event_key_prefix).grant_expiry, {spent: time.time() + 60})
     client.hset(KeySpace(configured.event_key_prefix).grant(spent), "expires_at", repr(time.time() + 60))
     assert tasks.refresh_tokens.apply().get() == {"refreshed": 1, "failed": 1}
     info = store.info(soon)
@@ -108,7 +109,9 @@ def test_refresh_tokens_task_refreshes_what_expires_soon(
     assert info.generation == 2
     assert info.expires_at > time.time() + 7000
     # The refused grant is not tried again every minute.
-    assert (client.zscore(store.expiry_key, spent) or 0) > time.time() + 3000
+    assert (
+        client.zscore(KeySpace(configured.event_key_prefix).grant_expiry, spent) or 0
+    ) > time.time() + 3000
     assert tasks.refresh_tokens.apply().get() == {"refreshed": 0, "failed": 0}
 
 
@@ -132,20 +135,20 @@ def test_start_up_refuses_a_missing_key(
     configured: WorkerSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("TOKEN_ENCRYPTION_KEY")
-    get_settings.cache_clear()
+    monkeypatch.setattr(app_module, "assembly", Assembly(app))  # settings not read yet
     with pytest.raises(SystemExit) as exited:
         app_module._check_worker()
     assert exited.value.code == 78
     assert "TOKEN_ENCRYPTION_KEY is not set" in capsys.readouterr().err
-    app_module._quiet_task_lines()  # no settings: leaves logging alone, the check above reports
+    app_module._celery_logs()  # no settings: leaves logging alone, the check above reports
 
 
 def test_start_up_hooks_with_good_settings(configured: WorkerSettings) -> None:
     app.conf.update(celery_config(configured))
     app_module._check_worker()
     app_module._check_beat()
-    app_module._quiet_task_lines()
+    app_module._celery_logs()
     assert logging.getLogger("celery.app.trace").level == logging.WARNING
-    runtime = get_runtime()
+    runtime = app_module.assembly.runtime()
     app_module._forked()  # a forked child builds its own runtime
-    assert get_runtime() is not runtime
+    assert app_module.assembly.runtime() is not runtime

@@ -43,7 +43,9 @@ class CountingRefresher:
 
 def _store(client: redis.Redis, prefix: str, refresher: Callable[[str], Access] | None = None) -> TokenStore:
     fernet = MultiFernet([Fernet(Fernet.generate_key())])
-    return TokenStore(client, fernet, prefix=prefix, refresher=refresher, refresh_margin=300, lock_wait=5)
+    return TokenStore(
+        client, fernet, keys=KeySpace(prefix), refresher=refresher, refresh_margin=300, lock_wait=5
+    )
 
 
 def test_tokens_are_encrypted_at_rest(client: redis.Redis, key_prefix: str) -> None:
@@ -113,7 +115,7 @@ def test_a_grant_keeps_only_the_vehicles_it_still_covers(client: redis.Redis, ke
     wider = put("v2", "v3")
     # The first grant covers no vehicle any more: deleted, and no longer refreshed.
     assert store.info(both) is None
-    assert client.zscore(store.expiry_key, both) is None
+    assert client.zscore(KeySpace(key_prefix).grant_expiry, both) is None
     assert sorted(store.expiring(86400)) == sorted([alone, wider])
     assert [store.grant_of(v) for v in ("v1", "v2", "v3")] == [alone, wider, wider]
 

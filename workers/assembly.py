@@ -1,0 +1,111 @@
+"""The one place a worker process is put together: settings read once, then its runtime, publisher, relay.
+
+`workers.app` makes one `Assembly` for the Celery app it runs, and the tasks take what they need from
+it; `smartcar-events relay` makes one for a publishing-only app. Nothing is built at import: the
+settings are read when first needed (a worker's start-up check reads them first and refuses to start on
+a bad one), and the runtime when the first task runs, after a prefork child is forked (`forked` drops
+what a parent built, whose sockets a child must not share).
+
+Tests build their own `Runtime` (`Runtime.build(settings, handlers=...)`), or an `Assembly` with the
+settings they want: nothing here is global.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+
+from celery import Celery
+
+from eventstore.client import connect
+from workers import handlers as _builtin_handlers  # noqa: F401 - registers the built-in handlers on import
+from workers.publish import Publisher
+from workers.registry import HandlerRegistry, registry
+from workers.relay import Relay, RelayThread
+from workers.runtime import Runtime
+from workers.settings import WorkerSettings, load_settings
+
+__all__ = ["Assembly", "load_handlers"]
+
+
+def load_handlers(settings: WorkerSettings) -> HandlerRegistry:
+    """The registry of the built-in handlers plus those of the modules in `WORKERS_HANDLER_MODULES`
+    (imported here: a module that cannot be imported stops the worker's start-up, not its first event)."""
+    for name in settings.handler_modules:
+        importlib.import_module(name)
+    return registry
+
+
+class Assembly:
+    def __init__(self, celery: Celery, *, settings: WorkerSettings | None = None) -> None:
+        self.celery = celery
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._runtime: Runtime | None = None
+        self._publisher: Publisher | None = None
+
+    @property
+    def settings(self) -> WorkerSettings:
+        """The process's settings, read from the environment on first use (`SettingsError` when they
+        cannot work)."""
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    def handlers(self) -> HandlerRegistry:
+        return load_handlers(self.settings)
+
+    def publisher(self) -> Publisher:
+        with self._lock:
+            if self._publisher is None:
+                settings = self.settings
+                self._publisher = Publisher(
+                    self.celery,
+                    connect(settings.broker_url),
+                    queue=settings.queue,
+                    key_prefix=settings.broker_key_prefix,
+                    time_limit=settings.task_time_limit,
+                    soft_time_limit=settings.task_soft_time_limit,
+                    fast=settings.relay_fast_publish,
+                )
+            return self._publisher
+
+    def runtime(self) -> Runtime:
+        """The process's runtime, built on first use, with Celery countdowns as its `enqueue`."""
+        runtime = self._runtime
+        if runtime is not None:
+            return runtime
+        publisher = self.publisher()
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = Runtime.build(
+                    self.settings, handlers=self.handlers(), enqueue=publisher.enqueue
+                )
+            return self._runtime
+
+    def relay(self) -> RelayThread:
+        """A relay thread (not started) from the inbox to the process's publisher."""
+        settings = self.settings
+        publisher = self.publisher()
+        relay = Relay(
+            self.runtime().store,
+            publisher.publish,
+            publisher.depth,
+            batch=settings.relay_batch,
+            high_water=settings.relay_high_water,
+            idle_wait=settings.relay_idle_wait,
+            linger=settings.relay_linger,
+        )
+        return RelayThread(relay)
+
+    def forked(self) -> None:
+        """In a prefork child: close and forget the parent's clients (the child builds its own)."""
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._runtime is not None:
+                self._runtime.close()
+            if self._publisher is not None:
+                self._publisher.close()
+            self._runtime = self._publisher = None
