@@ -101,4 +101,4 @@ async def _tick(sim: Simulator, hub: WebhookHub) -> None:
                 for vehicle in sim.fleet.advance_all():
                     sim.changed(vehicle, "charging")
         except Exception:  # the ticker must survive a bad webhook configuration
-            logger.exception("simulator tick failed")
+            logger.exception("simulator_tick_failed")

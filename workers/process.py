@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from eventstore.events import BeginState
 from eventstore.record import EventRecord, history_entry
+from service_base.logs import get_logger
 from smartcar_core.catalogue import RetryClass
 from smartcar_core.errors import SmartcarError
 from smartcar_core.events import EnvelopeError, parse_envelope
@@ -36,7 +35,7 @@ from workers.tokens import TokenError, TokenRefreshBusyError
 if TYPE_CHECKING:
     from workers.runtime import Runtime
 
-log = structlog.get_logger("workers.process")
+log = get_logger("workers.process")
 _TOKEN_BUSY_DELAY = 1.0
 
 
@@ -100,7 +99,7 @@ def process_event(
         # Another run holds it. Look again when its lease ends: done by then, or its worker died.
         runtime.store.park(event_id, begin.lease_until + 1.0)
     if begin.state is not BeginState.OK or begin.record is None:
-        log.info("event skipped", event_id=event_id, reason=begin.state.value, status=begin.status)
+        log.info("event_skipped", event_id=event_id, reason=begin.state.value, status=begin.status)
         return RunResult(event_id, Outcome.SKIPPED, {"reason": begin.state.value, "status": begin.status})
     run = _Run(runtime, begin.record)
     try:
@@ -134,7 +133,7 @@ def process_event(
             return run.failed(handler.name, error)
         run.results[handler.name] = {"status": "done", "at": round(time.time(), 3), "result": value}
     runtime.store.done(run.record, run.results)
-    log.debug("event done", event_id=event_id, type=envelope.event_type, attempt=run.record.attempts)
+    log.debug("event_done", event_id=event_id, type=envelope.event_type, attempt=run.record.attempts)
     return RunResult(event_id, Outcome.DONE, {"results": run.results})
 
 
@@ -164,7 +163,7 @@ class _Run:
             if decision.action is Action.RETRY:
                 return self.retry(handler, error, decision.delay, reason=decision.reason)
             return self.dead(error, handler, decision.reason or "not retryable")
-        log.warning("handler failed", event_id=self.record.id, handler=handler, exc_info=error)
+        log.warning("handler_failed", event_id=self.record.id, handler=handler, exc_info=error)
         if failures >= self.runtime.settings.retry_max_attempts:
             return self.dead(error, handler, f"gave up after {failures} attempts")
         return self.retry(handler, error, self.runtime.policy.backoff(failures))
@@ -200,10 +199,10 @@ class _Run:
             try:
                 runtime.enqueue(record.id, delay)
             except Exception:  # the broker is down: park it, the relay will pick it up
-                log.warning("countdown publish failed; parked", event_id=record.id, exc_info=True)
+                log.warning("countdown_publish_failed", outcome="parked", event_id=record.id, exc_info=True)
                 runtime.store.park(record.id, time.time() + delay)
         log.info(
-            "event retrying",
+            "event_retrying",
             event_id=record.id,
             handler=handler,
             delay=round(delay, 3),
@@ -225,7 +224,7 @@ class _Run:
         if not self.runtime.store.dead_letter(record, entry, reason=reason, results=self.results):
             return RunResult(record.id, Outcome.SKIPPED, {"reason": "lease lost"})
         log.warning(
-            "event dead-lettered",
+            "event_dead_lettered",
             event_id=record.id,
             handler=handler,
             reason=reason,

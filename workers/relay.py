@@ -26,11 +26,11 @@ import time
 from collections.abc import Callable
 
 import redis
-import structlog
 
 from eventstore.events import EventStore
+from service_base.logs import get_logger
 
-log = structlog.get_logger("workers.relay")
+log = get_logger("workers.relay")
 _FULL_QUEUE_WAIT = 0.05
 _ERROR_WAIT = 1.0
 _DUE_EVERY = 0.25
@@ -110,7 +110,7 @@ class Relay:
         return self._sent(self._send(self.store.mark_queued(ids)))
 
     def run(self, stop: threading.Event) -> None:
-        log.info("relay started", inbox=self.store.keys.inbox, high_water=self.high_water)
+        log.info("relay_started", inbox=self.store.keys.inbox, high_water=self.high_water)
         while not stop.is_set():
             try:
                 sent, full = self.run_once()
@@ -119,12 +119,12 @@ class Relay:
                 elif sent == 0:
                     self.wait_for_inbox()
             except (redis.RedisError, OSError):
-                log.warning("relay: Redis or broker unavailable; retrying", exc_info=True)
+                log.warning("relay_redis_unavailable", retry_in=_ERROR_WAIT, exc_info=True)
                 stop.wait(_ERROR_WAIT)
             except Exception:
-                log.exception("relay: unexpected error; retrying")
+                log.exception("relay_failed", retry_in=_ERROR_WAIT)
                 stop.wait(_ERROR_WAIT)
-        log.info("relay stopped", published=self.published)
+        log.info("relay_stopped", published=self.published)
 
 
 class RelayThread:
