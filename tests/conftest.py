@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from eventstore.keys import KeySpace
 from testsupport import delete_keys
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -26,3 +27,17 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     yield prefix
     with redis.Redis.from_url(redis_url) as client:
         delete_keys(client, f"{prefix}*")
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client on the test Redis (bytes answers, as the stores expect)."""
+    connection = redis.Redis.from_url(redis_url)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def keys(key_prefix: str) -> KeySpace:
+    """The event store's key space under this test's prefix."""
+    return KeySpace(key_prefix)

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
@@ -139,12 +139,6 @@ async def test_wait_until_async_lets_the_loop_run_between_polls() -> None:
 async def test_wait_until_async_names_what_it_waited_for() -> None:
     with pytest.raises(AssertionError, match=r"^timed out after 0\.05 s waiting for nothing$"):
         await wait_until_async(lambda: None, timeout=0.05, interval=0.01, what="nothing")
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_url) as connection:
-        yield connection
 
 
 def test_delete_keys_deletes_every_match_and_nothing_else(client: redis.Redis, key_prefix: str) -> None:

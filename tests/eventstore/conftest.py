@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -13,18 +13,6 @@ from eventstore.events import EventStore, accept
 from eventstore.keys import KeySpace
 from smartcar_core.events import parse_envelope
 from smartcar_simulator import payloads
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def keys(key_prefix: str) -> KeySpace:
-    return KeySpace(key_prefix)
 
 
 @pytest.fixture

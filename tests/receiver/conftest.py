@@ -77,14 +77,10 @@ def make_settings(redis_url: str, key_prefix: str) -> Callable[..., ReceiverSett
 
 @pytest.fixture
 def store(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def keys(key_prefix: str) -> KeySpace:
-    return KeySpace(key_prefix)
+    """The test Redis, read back as the event store (a plain client, as an operator would): not named
+    `client`, which is the receiver's HTTP client here."""
+    with redis.Redis.from_url(redis_url) as connection:
+        yield connection
 
 
 @pytest.fixture

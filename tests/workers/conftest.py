@@ -69,13 +69,6 @@ def settings_values(redis_url: str, prefix: str, **overrides: Any) -> dict[str, 
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
 def settings(redis_url: str, key_prefix: str) -> WorkerSettings:
     return WorkerSettings(**settings_values(redis_url, key_prefix))
 
