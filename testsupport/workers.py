@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,9 +27,11 @@ from eventstore.codec import text
 from eventstore.events import EventStore, accept
 from eventstore.keys import KeySpace
 from smartcar_core.events import parse_envelope
+from smartcar_simulator.control_client import SimTokens
 from testsupport import wait_until
 from workers.app import publishing_app
 from workers.settings import WorkerSettings
+from workers.tokens import TokenStore
 
 
 def accept_event(
@@ -98,6 +101,18 @@ class WorkerProcess:
                 self.process.wait(10)
 
 
+def store_minted(tokens: TokenStore, minted: SimTokens, *, expires_at: float | None = None) -> str:
+    """Store the pair the simulator minted (`SimulatorControl.mint_tokens`) as the Connect callback would;
+    `expires_at` overrides the expiry we believe (to make our clock disagree with Smartcar's)."""
+    return tokens.put(
+        vehicle_ids=minted.vehicle_ids,
+        access_token=minted.access_token,
+        refresh_token=minted.refresh_token,
+        expires_at=time.time() + minted.expires_in if expires_at is None else expires_at,
+        user_id=minted.user_id,
+    )
+
+
 class WorkerLauncher:
     """Starts worker (and beat) subprocesses for one settings object, and waits until they consume."""
 
@@ -109,6 +124,7 @@ class WorkerLauncher:
         self.env = {**os.environ, **settings_environment(settings), **(extra_env or {})}
         self.app = publisher(settings)
         self.client = redis.Redis.from_url(settings.redis_url)
+        self.tokens = TokenStore(self.client, settings.fernet(), keys=KeySpace(settings.event_key_prefix))
         self.processes: list[WorkerProcess] = []
 
     def start(

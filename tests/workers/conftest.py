@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -15,7 +14,7 @@ from smartcar_core.config import Origins
 from smartcar_simulator import payloads
 from smartcar_simulator.testing import RunningSimulator, run_simulator
 from testsupport import delete_keys
-from testsupport.workers import WorkerLauncher
+from testsupport.workers import WorkerLauncher, store_minted
 from workers.assembly import load_handlers
 from workers.registry import HandlerRegistry
 from workers.runtime import Runtime
@@ -225,13 +224,7 @@ def _connect(runtime: Runtime, sim: RunningSimulator, index: int = 0, **state: A
         sim.control.patch_vehicle(vehicle["id"], **state)
     # A grant covers every vehicle of its user, as Connect's (non single-select) flow does.
     tokens = sim.control.mint_tokens(user_id=vehicle["user_id"])
-    runtime.tokens.put(
-        vehicle_ids=tokens.vehicle_ids,
-        access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        expires_at=time.time() + tokens.expires_in,
-        user_id=tokens.user_id,
-    )
+    store_minted(runtime.tokens, tokens)
     return {**vehicle, "user_id": tokens.user_id}
 
 

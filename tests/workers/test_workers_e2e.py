@@ -16,8 +16,7 @@ from receiver.settings import ReceiverSettings
 from smartcar_simulator.testing import RunningSimulator
 from testsupport import wait_until
 from testsupport.receiver import LiveReceiver, serve
-from testsupport.workers import WorkerLauncher, accept_event, event_status
-from workers.tokens import TokenStore
+from testsupport.workers import WorkerLauncher, accept_event, event_status, store_minted
 
 SOC = "tractionbattery-stateofcharge"
 WEBHOOK = "wh-e2e"
@@ -55,14 +54,7 @@ def _connect(launcher: WorkerLauncher, sim: RunningSimulator, index: int, **stat
     if state:
         sim.control.patch_vehicle(vehicle["id"], **state)
     tokens = sim.control.mint_tokens(user_id=vehicle["user_id"])
-    keys = KeySpace(launcher.settings.event_key_prefix)
-    TokenStore(launcher.client, launcher.settings.fernet(), keys=keys).put(
-        vehicle_ids=tokens.vehicle_ids,
-        access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        expires_at=time.time() + tokens.expires_in,
-        user_id=tokens.user_id,
-    )
+    store_minted(launcher.tokens, tokens)
     return vehicle
 
 
@@ -147,13 +139,7 @@ def test_two_worker_processes_refresh_an_expired_token_once(
     owner = sim.control.users()[3]
     tokens = sim.control.mint_tokens(user_id=owner["id"], expires_in=30)
     # Stored as good for two hours; Smartcar's clock says it expired: every first call gets AUTHENTICATION.
-    TokenStore(launcher.client, launcher.settings.fernet(), keys=KeySpace(prefix)).put(
-        vehicle_ids=tokens.vehicle_ids,
-        access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        expires_at=time.time() + 7200,
-        user_id=owner["id"],
-    )
+    store_minted(launcher.tokens, tokens, expires_at=time.time() + 7200)
     sim.control.advance_clock(60)
     sim.control.set_latency("fixed", seconds=0.2)
     first_call = len(sim.control.requests())

@@ -13,7 +13,7 @@ import redis
 from smartcar_core.catalogue import BENIGN, CATALOGUE, RetryClass
 from smartcar_simulator.errors import CATALOGUE as SIMULATED_ERRORS
 from smartcar_simulator.testing import RunningSimulator
-from testsupport.workers import accept_event
+from testsupport.workers import accept_event, store_minted
 from workers.process import Outcome, RunResult, process_event
 from workers.runtime import Runtime
 
@@ -250,13 +250,7 @@ def test_expired_token_mid_run_is_refreshed_once_for_many_workers(
     sim.control.set_latency("fixed", seconds=0.05)
     tokens = sim.control.mint_tokens(vehicle_ids=[v["id"] for v in fleet], user_id=user, expires_in=30)
     # We believe the token good for two hours; Smartcar's clock says it expired (clock skew, revocation...).
-    workers[0].tokens.put(
-        vehicle_ids=tokens.vehicle_ids,
-        access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        expires_at=time.time() + 7200,
-        user_id=user,
-    )
+    store_minted(workers[0].tokens, tokens, expires_at=time.time() + 7200)
     sim.control.advance_clock(60)
     ids = [
         accept_event(

@@ -8,6 +8,7 @@ from typing import Any
 
 from eventstore.vehicles import SignalUpdate
 from smartcar_simulator.testing import RunningSimulator
+from testsupport.workers import store_minted
 from workers.runtime import Runtime
 
 SOC = "tractionbattery-stateofcharge"
@@ -21,13 +22,7 @@ def _electric(sim: RunningSimulator, runtime: Runtime, scope: list[str] | None =
     vehicle = next(v for v in sim.control.vehicles() if v["powertrain"] == "BEV")
     sim.control.patch_vehicle(vehicle["id"], soc=0.61, locked=True)
     tokens = sim.control.mint_tokens([vehicle["id"]], scope=scope)
-    runtime.tokens.put(
-        vehicle_ids=tokens.vehicle_ids,
-        access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        expires_at=time.time() + tokens.expires_in,
-        user_id=tokens.user_id,
-    )
+    store_minted(runtime.tokens, tokens)
     return {**vehicle, "user_id": tokens.user_id}
 
 

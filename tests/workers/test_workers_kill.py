@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,7 @@ import pytest
 from eventstore.keys import KeySpace
 from smartcar_simulator.testing import RunningSimulator
 from testsupport import wait_until
-from testsupport.workers import WorkerLauncher, WorkerProcess, accept_event, event_status
-from workers.tokens import TokenStore
+from testsupport.workers import WorkerLauncher, WorkerProcess, accept_event, event_status, store_minted
 
 SOC = "tractionbattery-stateofcharge"
 Launch = Callable[..., WorkerLauncher]
@@ -49,20 +47,13 @@ def _charging_event(
     vehicle = sim.control.vehicles()[index]
     sim.control.patch_vehicle(vehicle["id"], soc=0.9, charging=True, plugged_in=True, charge_limit=1.0)
     tokens = sim.control.mint_tokens(user_id=vehicle["user_id"])
-    settings = launcher.settings
-    TokenStore(launcher.client, settings.fernet(), keys=KeySpace(settings.event_key_prefix)).put(
-        vehicle_ids=tokens.vehicle_ids,
-        access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        expires_at=time.time() + tokens.expires_in,
-        user_id=tokens.user_id,
-    )
+    store_minted(launcher.tokens, tokens)
     # The stop command answers after 2 s: long enough to kill its worker in the middle of it.
     sim.control.add_fault(
         vehicle_id=vehicle["id"], path="charge", method="POST", count=1, kind="slow", seconds=2.0
     )
     body = make({**vehicle, "user_id": tokens.user_id}, {SOC: 90, "charge-ischarging": True})
-    return vehicle["id"], accept_event(launcher.client, settings.event_key_prefix, body)
+    return vehicle["id"], accept_event(launcher.client, launcher.settings.event_key_prefix, body)
 
 
 def _in_flight(launcher: WorkerLauncher, event_id: str) -> None:
