@@ -86,11 +86,15 @@ class ServiceSettings(BaseSettings):
         to set)."""
         unset, problems = [], []
         for item in error.errors(include_input=False, include_url=False):
-            name = cls.env_name(str(item["loc"][0]) if item["loc"] else "?")
+            message = item["msg"].removeprefix("Value error, ")
+            if not item["loc"]:  # a rule between settings: its message names them
+                problems.append(message)
+                continue
+            name = cls.env_name(str(item["loc"][0]))
             if item["type"] == "missing" and name in cls.missing:
                 unset.append(cls.missing[name])
             else:
-                problems.append(f"{name}: {item['msg']}")
+                problems.append(f"{name}: {message}")
         if problems:
             unset.append(f"invalid {cls.service} settings: " + "; ".join(problems))
         return "; ".join(unset)

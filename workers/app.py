@@ -152,11 +152,24 @@ def broker_problems(settings: WorkerSettings, *, max_retries: int | None = None)
 
 app = Celery("workers", include=["workers.tasks"])
 assembly = Assembly(app)
-app.add_defaults(lambda: celery_config(assembly.settings))
+
+
+def _configuration() -> dict[str, Any]:
+    """Celery's configuration from the process's settings. Celery reads it while it parses its command
+    line, before any start-up hook: with settings that cannot work it gets none, and the start-up check
+    (`worker_init`, `beat_init`) refuses with one line naming the setting, before anything connects."""
+    try:
+        return celery_config(assembly.settings)
+    except SettingsError:
+        return {}
+
+
+app.add_defaults(_configuration)
 
 
 def _refuse(problem: str) -> None:
-    sys.stderr.write(f"smartcar workers refuse to start: {problem}\n")
+    # The real stderr: by beat_init, beat has redirected sys.stderr into its logger.
+    (sys.__stderr__ or sys.stderr).write(f"smartcar workers refuse to start: {problem}\n")
     raise SystemExit(78)  # EX_CONFIG
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -47,20 +48,17 @@ def test_events_accepted_like_the_receiver_does_are_processed(
     assert b'"value":30' in signals
 
 
-def _refusal(cluster: WorkerLauncher, **env: str) -> subprocess.CompletedProcess[str]:
+def _refusal(
+    cluster: WorkerLauncher, *, program: str = "worker", **env: str | None
+) -> subprocess.CompletedProcess[str]:
+    """`celery -A workers.app <program>` run to its exit with the cluster's settings changed by `env`
+    (None: the variable unset)."""
     environment = {**os.environ, **settings_environment(cluster.settings), **env}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        env=environment,
+    schedule = cluster.log_dir / f"refused-{uuid.uuid4().hex}-schedule"
+    options = ["--without-mingle", "--without-gossip"] if program == "worker" else ["-s", str(schedule)]
+    return subprocess.run(  # noqa: S603 - our own interpreter and command line
+        [sys.executable, "-m", "celery", "-A", "workers.app", program, *options],
+        env={name: value for name, value in environment.items() if value is not None},
         capture_output=True,
         text=True,
         timeout=30,
@@ -68,16 +66,37 @@ def _refusal(cluster: WorkerLauncher, **env: str) -> subprocess.CompletedProcess
     )
 
 
-def test_a_worker_without_an_encryption_key_refuses_to_start(cluster: WorkerLauncher) -> None:
-    result = _refusal(cluster, TOKEN_ENCRYPTION_KEY="")
-    assert result.returncode != 0
-    assert "TOKEN_ENCRYPTION_KEY" in result.stderr
+def _refused_in_one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The refusal: exit 78 (EX_CONFIG), no traceback, one line saying so (returned)."""
+    assert result.returncode == 78, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "refuse to start" in line]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("program", ["worker", "beat"])
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (None, "TOKEN_ENCRYPTION_KEY is not set"),
+        ("", "TOKEN_ENCRYPTION_KEY is empty"),
+        ("not-a-key", "TOKEN_ENCRYPTION_KEY key #1 is not a Fernet key"),
+    ],
+)
+def test_a_worker_or_beat_without_a_usable_encryption_key_refuses_in_one_line(
+    cluster: WorkerLauncher, program: str, value: str | None, words: str
+) -> None:
+    """Celery reads its configuration while it parses its command line, before any start-up hook: a
+    settings error there must still end as the one line of the start-up check, not a traceback."""
+    line = _refused_in_one_line(_refusal(cluster, program=program, TOKEN_ENCRYPTION_KEY=value))
+    assert words in line
 
 
 def test_a_worker_with_a_short_visibility_timeout_refuses_to_start(cluster: WorkerLauncher) -> None:
-    result = _refusal(cluster, WORKERS_VISIBILITY_TIMEOUT="10")
-    assert result.returncode != 0
-    assert "must exceed the longest countdown plus the hard time limit" in result.stderr
+    line = _refused_in_one_line(_refusal(cluster, WORKERS_VISIBILITY_TIMEOUT="10"))
+    assert "must exceed the longest countdown plus the hard time limit" in line
+    assert "WORKERS_VISIBILITY_TIMEOUT" in line
 
 
 def test_beat_runs_the_sweeper_which_recovers_a_lost_hand_off(

@@ -132,14 +132,14 @@ def test_relay_step_runs_the_relay_in_the_worker(
 
 
 def test_start_up_refuses_a_missing_key(
-    configured: WorkerSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    configured: WorkerSettings, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("TOKEN_ENCRYPTION_KEY")
     monkeypatch.setattr(app_module, "assembly", Assembly(app))  # settings not read yet
     with pytest.raises(SystemExit) as exited:
         app_module._check_worker()
     assert exited.value.code == 78
-    assert "TOKEN_ENCRYPTION_KEY is not set" in capsys.readouterr().err
+    assert "TOKEN_ENCRYPTION_KEY is not set" in capfd.readouterr().err
     app_module._celery_logs()  # no settings: leaves logging alone, the check above reports
 
 
