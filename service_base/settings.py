@@ -21,6 +21,14 @@ from eventstore.keys import DEFAULT_DEDUPE_SECONDS, DEFAULT_PREFIX
 MIN_DEDUPE_SECONDS = 7 * 24 * 3600  # Smartcar retries for minutes, but a replayed capture can come later
 
 
+def address_of(redis_url: str) -> str:
+    """Where a Redis URL points (host:port/db, or socket path/db), for logs and messages: the URL itself
+    may hold a password."""
+    where = parse_url(redis_url)  # type: ignore[no-untyped-call] # - redis-py leaves it untyped
+    place = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
+    return f"{place}/{where.get('db', 0)}"
+
+
 class SettingsError(RuntimeError):
     """The configuration cannot work; the message says which setting and how to fix it."""
 
@@ -65,11 +73,8 @@ class ServiceSettings(BaseSettings):
 
     @property
     def redis_address(self) -> str:
-        """Where `REDIS_URL` points (host:port/db, or socket path/db), for logs and messages: the URL
-        itself may hold a password."""
-        where = parse_url(self.redis_url)  # type: ignore[no-untyped-call] # - redis-py leaves it untyped
-        place = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
-        return f"{place}/{where.get('db', 0)}"
+        """Where `REDIS_URL` points, for logs and messages (see `address_of`)."""
+        return address_of(self.redis_url)
 
     @classmethod
     def load(cls, **overrides: Any) -> Self:

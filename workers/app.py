@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import kombu.exceptions
@@ -22,11 +23,13 @@ from celery import Celery, bootsteps, signals
 from celery import __version__ as celery_version
 
 from eventstore.client import connect
-from service_base.logs import configure_logging, renders_json, stdlib_formatter
+from service_base.logs import configure_logging, get_logger, renders_json, stdlib_formatter
 from workers import broker
 from workers.assembly import Assembly
 from workers.publish import BatchPublisher, check_against_celery
 from workers.settings import SettingsError, WorkerSettings, visibility_problem
+
+log = get_logger("workers.app")
 
 
 def celery_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -108,6 +111,19 @@ def check_configuration(conf: Any, settings: WorkerSettings) -> list[str]:
     return problems
 
 
+def _broker_unavailable(settings: WorkerSettings) -> Callable[[Exception, float], None]:
+    def attempt_failed(error: Exception, retry_in: float) -> None:
+        log.warning(
+            "broker_unavailable",
+            broker=settings.broker_address,
+            error=type(error).__name__,
+            detail=str(error),
+            retry_in=round(retry_in, 1),
+        )
+
+    return attempt_failed
+
+
 def publishing_app(settings: WorkerSettings) -> Celery:
     """A Celery app that only publishes, to the broker, prefix and queue of `settings` (tools, checks)."""
     celery = Celery("smartcar-publisher", set_as_current=False)
@@ -115,13 +131,14 @@ def publishing_app(settings: WorkerSettings) -> Celery:
     return celery
 
 
-def broker_problems(settings: WorkerSettings, *, max_retries: int | None = None) -> list[str]:
+def broker_problems(settings: WorkerSettings, *, wait: int | None = None) -> list[str]:
     """What a live broker shows about our two shortcuts into Celery and kombu (empty when both hold).
 
     `workers.broker` overrides a private method of kombu's Redis transport, and `workers.publish` writes
     Celery's task messages itself: an upgrade of either library can break them without an error (tasks
     published but never run). Checked by workers and beat at start-up, `smartcar-events relay` and
-    `check`. Waits for the broker as Celery would (`broker_connection_max_retries`, or `max_retries`).
+    `check`. Waits for the broker up to `wait` seconds (`WORKERS_STARTUP_BROKER_WAIT` when None),
+    logging each failed attempt with the broker's address; then kombu's error is raised.
     """
     celery = publishing_app(settings)
     publisher = BatchPublisher(
@@ -133,8 +150,13 @@ def broker_problems(settings: WorkerSettings, *, max_retries: int | None = None)
     )
     try:
         with celery.connection_for_write() as connection:
-            retries = celery.conf.broker_connection_max_retries if max_retries is None else max_retries
-            connection.ensure_connection(max_retries=retries)
+            connection.ensure_connection(
+                errback=_broker_unavailable(settings),
+                timeout=settings.startup_broker_wait if wait is None else wait,
+                interval_start=1,
+                interval_step=1,
+                interval_max=5,
+            )
             found = broker.problems(connection.default_channel)
         if settings.relay_fast_publish:
             mismatch = check_against_celery(celery, publisher)
@@ -176,13 +198,11 @@ def _refuse(problem: str) -> None:
 @signals.worker_init.connect
 def _check_worker(**_: Any) -> None:
     _check_startup()
-    _configure_logs(assembly.settings)
 
 
 @signals.beat_init.connect
 def _check_beat(**_: Any) -> None:
     _check_startup()
-    _configure_logs(assembly.settings)
 
 
 @signals.after_setup_logger.connect
@@ -229,13 +249,17 @@ def _check_startup() -> None:
     except SettingsError as error:
         _refuse(str(error))
         return
+    _configure_logs(settings)  # the broker check below logs each failed attempt
     problems = check_configuration(app.conf, settings)
     if problems:
         _refuse("\n  ".join(["unsafe Celery configuration:", *problems]))
     try:
         problems = broker_problems(settings)
     except (OSError, kombu.exceptions.KombuError, redis.RedisError) as error:
-        _refuse(f"the broker did not answer the start-up check: {error}")
+        _refuse(
+            f"the broker at {settings.broker_address} did not answer within "
+            f"{settings.startup_broker_wait:g} s (WORKERS_STARTUP_BROKER_WAIT): {error}"
+        )
     if problems:
         _refuse("\n  ".join(["Celery or kombu changed under us:", *problems]))
     assembly.handlers()  # a handler module that cannot be imported stops the start, not the first event

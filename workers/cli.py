@@ -45,7 +45,7 @@ _SHOWN = (
     "signals_api",
     "charging_rule_enabled",
 )
-_CHECK_RETRIES = 0  # an operator asking wants an answer now, not after Celery's reconnection attempts
+_CHECK_WAIT = 1  # an operator asking wants an answer now, not a start-up's patience
 console = Console()
 errors = Console(stderr=True)
 
@@ -193,13 +193,13 @@ def state(
         console.print(failures)
 
 
-def _broker_problems(settings: WorkerSettings, *, max_retries: int | None = None) -> list[str]:
+def _broker_problems(settings: WorkerSettings, *, wait: int | None = None) -> list[str]:
     from workers.app import broker_problems  # noqa: PLC0415 - imports Celery only when needed
 
     try:
-        return broker_problems(settings, max_retries=max_retries)
+        return broker_problems(settings, wait=wait)
     except (OSError, kombu.exceptions.KombuError, redis.RedisError) as error:
-        return [f"the broker did not answer: {error}"]
+        return [f"the broker at {settings.broker_address} did not answer: {error}"]
 
 
 @app.command()
@@ -240,7 +240,7 @@ def check() -> None:
     from workers.app import check_configuration  # noqa: PLC0415 - Celery only for this command
 
     problems = check_configuration(celery_app.conf, settings)
-    problems += _broker_problems(settings, max_retries=_CHECK_RETRIES)
+    problems += _broker_problems(settings, wait=_CHECK_WAIT)
     for problem in problems:
         errors.print(f"[red]{problem}[/red]")
     table = Table(show_header=False, title="workers")

@@ -19,8 +19,9 @@ from typing import ClassVar, Literal
 from cryptography.fernet import Fernet, MultiFernet
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
+from redis.connection import parse_url
 
-from service_base.settings import ServiceSettings, SettingsError, env
+from service_base.settings import ServiceSettings, SettingsError, address_of, env
 from smartcar_core.retry import RetryPolicy
 
 __all__ = ["SettingsError", "WorkerSettings", "load_settings", "lock_lease_problem", "visibility_problem"]
@@ -87,6 +88,9 @@ class WorkerSettings(ServiceSettings):
     soft_shutdown_timeout: float = Field(60.0, ge=0)
     restore_interval: float = Field(10.0, gt=0)
     """How often each worker gives back the messages of dead workers (unacked past the visibility timeout)."""
+    startup_broker_wait: int = Field(30, ge=1, le=600)
+    """How long a worker, beat or `smartcar-events relay` waits for the broker at start-up (each failed
+    attempt logged with the address) before it refuses to start."""
 
     # --- relay and sweeper ---
     relay_enabled: bool = True
@@ -177,6 +181,18 @@ class WorkerSettings(ServiceSettings):
     @property
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_url(value)  # type: ignore[no-untyped-call] # - its ValueError says what is wrong
+        return value
+
+    @property
+    def broker_address(self) -> str:
+        """Where the broker is, for logs and messages (no password)."""
+        return address_of(self.broker_url)
 
     def fernet(self) -> MultiFernet:
         keys = [key.strip() for key in self.token_encryption_key.get_secret_value().split(",") if key.strip()]

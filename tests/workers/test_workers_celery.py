@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +15,7 @@ import pytest
 import redis
 
 from eventstore.keys import KeySpace
-from testsupport import wait_until
+from testsupport import free_port, wait_until
 from testsupport.workers import WorkerLauncher, accept_event, event_status, settings_environment
 
 
@@ -97,6 +99,23 @@ def test_a_worker_with_a_short_visibility_timeout_refuses_to_start(cluster: Work
     line = _refused_in_one_line(_refusal(cluster, WORKERS_VISIBILITY_TIMEOUT="10"))
     assert "must exceed the longest countdown plus the hard time limit" in line
     assert "WORKERS_VISIBILITY_TIMEOUT" in line
+
+
+@pytest.mark.parametrize("program", ["worker", "beat"])
+def test_an_unreachable_broker_is_logged_each_attempt_then_refused_in_bounded_time(
+    cluster: WorkerLauncher, program: str
+) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/13"
+    started = time.monotonic()
+    result = _refusal(
+        cluster, program=program, REDIS_URL=nowhere, WORKERS_STARTUP_BROKER_WAIT="2", LOG_FORMAT="json"
+    )
+    assert time.monotonic() - started < 25  # kombu's own patience would be about 45 minutes of silence
+    line = _refused_in_one_line(result)
+    assert "did not answer within 2 s (WORKERS_STARTUP_BROKER_WAIT)" in line
+    attempts = [json.loads(text) for text in result.stderr.splitlines() if '"broker_unavailable"' in text]
+    assert len(attempts) >= 2
+    assert {attempt["broker"] for attempt in attempts} == {nowhere.removeprefix("redis://")}
 
 
 def test_beat_runs_the_sweeper_which_recovers_a_lost_hand_off(
