@@ -136,7 +136,7 @@ def test_check_says_when_the_broker_does_not_answer(
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:9/0")  # nothing listens there
     result = runner.invoke(app, ["check"])
     assert result.exit_code == 78
-    assert "the broker did not answer" in result.output
+    assert "the broker at 127.0.0.1:9/0 did not answer" in result.output
 
 
 def test_commands_refuse_to_run_without_a_key(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
