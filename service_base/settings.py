@@ -59,8 +59,13 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field("auto", validation_alias=env("LOG_FORMAT"))
     """`auto`: pretty when the log stream is a terminal, JSON lines otherwise."""
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", validation_alias=env("LOG_LEVEL"))
+    smartcar_env: Literal["development", "production"] = Field(
+        "development", validation_alias=env("SMARTCAR_ENV")
+    )
+    """`production` refuses to start on a Redis that would lose acknowledged events (no append-only
+    file, or an evicting `maxmemory-policy`: `eventstore.durability`); `development` warns about it."""
 
-    @field_validator("log_format", "log_level", mode="before")
+    @field_validator("log_format", "log_level", "smartcar_env", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

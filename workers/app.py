@@ -23,6 +23,7 @@ from celery import Celery, bootsteps, signals
 from celery import __version__ as celery_version
 
 from eventstore.client import connect
+from eventstore.durability import read_durability
 from service_base.logs import configure_logging, get_logger, renders_json, stdlib_formatter
 from workers import broker
 from workers.assembly import Assembly
@@ -262,7 +263,28 @@ def _check_startup() -> None:
         )
     if problems:
         _refuse("\n  ".join(["Celery or kombu changed under us:", *problems]))
+    _check_durability(settings)
     assembly.handlers()  # a handler module that cannot be imported stops the start, not the first event
+
+
+def _check_durability(settings: WorkerSettings) -> None:
+    """Refuse (production) or warn about (development) an event-store Redis that loses what it keeps."""
+    client = connect(settings.redis_url)
+    try:
+        problems = read_durability(client)
+    except (OSError, redis.RedisError) as error:
+        _refuse(f"the event store's Redis at {settings.redis_address} did not answer: {error}")
+        return
+    finally:
+        client.close()
+    if not problems:
+        return
+    if settings.smartcar_env == "production":
+        _refuse(
+            f"the event store's Redis at {settings.redis_address} would lose events "
+            f"(SMARTCAR_ENV=production): {'; '.join(problems)}"
+        )
+    log.warning("redis_not_durable", redis=settings.redis_address, problems=problems)
 
 
 @signals.worker_process_init.connect

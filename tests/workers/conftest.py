@@ -165,11 +165,13 @@ def module_prefix(redis_url: str) -> Iterator[str]:
 def launch(
     redis_url: str, module_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., WorkerLauncher]]:
-    """`launch(origins=None, **settings)` -> a `WorkerLauncher`; every process it started is stopped after."""
+    """`launch(origins=None, redis_url=None, **settings)` -> a `WorkerLauncher` (on the test Redis unless
+    `redis_url` names another); every process it started is stopped after."""
     launchers: list[WorkerLauncher] = []
 
     def make(*, origins: Origins | None = None, **overrides: Any) -> WorkerLauncher:
-        settings = WorkerSettings(**settings_values(redis_url, module_prefix, **overrides))
+        where = overrides.pop("redis_url", None) or redis_url
+        settings = WorkerSettings(**settings_values(where, module_prefix, **overrides))
         extra = origin_environment(origins or NOWHERE)
         launcher = WorkerLauncher(settings, tmp_path_factory.mktemp("workers"), extra_env=extra)
         launchers.append(launcher)

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ import redis
 
 from eventstore.keys import KeySpace
 from testsupport import free_port, wait_until
+from testsupport.redis_server import RedisServer
 from testsupport.workers import WorkerLauncher, accept_event, event_status, settings_environment
 
 
@@ -116,6 +118,28 @@ def test_an_unreachable_broker_is_logged_each_attempt_then_refused_in_bounded_ti
     attempts = [json.loads(text) for text in result.stderr.splitlines() if '"broker_unavailable"' in text]
     assert len(attempts) >= 2
     assert {attempt["broker"] for attempt in attempts} == {nowhere.removeprefix("redis://")}
+
+
+def test_production_refuses_a_redis_that_would_lose_events(cluster: WorkerLauncher, tmp_path: Path) -> None:
+    with RedisServer(tmp_path) as server, redis.Redis.from_url(server.url()) as client:
+        client.config_set("appendonly", "no")
+        result = _refusal(cluster, REDIS_URL=server.url(13), SMARTCAR_ENV="production")
+    line = _refused_in_one_line(result)
+    assert f"Redis at 127.0.0.1:{server.port}/13 would lose events (SMARTCAR_ENV=production)" in line
+    assert "appendonly yes" in line
+
+
+def test_development_starts_on_such_a_redis_and_says_what_is_wrong(
+    launch: Callable[..., WorkerLauncher], tmp_path: Path
+) -> None:
+    with RedisServer(tmp_path) as server, redis.Redis.from_url(server.url()) as client:
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        launcher = launch(redis_url=server.url(13))
+        worker = launcher.start("not-durable", concurrency=1, env={"LOG_FORMAT": "json"})
+        worker.stop()
+    warnings = [json.loads(line) for line in worker.output().splitlines() if '"redis_not_durable"' in line]
+    assert len(warnings) == 1
+    assert "allkeys-lru" in warnings[0]["problems"][0]
 
 
 def test_beat_runs_the_sweeper_which_recovers_a_lost_hand_off(
