@@ -16,16 +16,25 @@ apt_install() {
     }
 }
 
-# Create the virtualenv and install the project with its dev extras; reinstall only when pyproject changes.
+# Create the virtualenv and install the locked dependencies (requirements/dev.txt, every package pinned with
+# its hashes: see scripts/lock), then the project itself without dependencies; again only when the lock or
+# pyproject.toml changes.
+LOCK=${LOCK:-requirements/dev.txt}
 ensure_venv() {
     command -v "$PYTHON" >/dev/null || PYTHON=python3
     if [ ! -x "$VENV/bin/python" ]; then
         "$PYTHON" -m venv "$VENV" 2>/dev/null || { rm -rf "$VENV"; apt_install python3-venv; "$PYTHON" -m venv "$VENV"; }
     fi
-    local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+    local stamp="$VENV/.installed-$(cat "$LOCK" pyproject.toml | sha256sum | cut -c1-16)"
     if [ ! -f "$stamp" ]; then
-        "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-        "$VENV/bin/python" -m pip install -q -e '.[dev]'
+        "$VENV/bin/python" -m pip install -q --require-hashes -r "$LOCK"
+        "$VENV/bin/python" -m pip install -q --no-deps -e .
+        # A dependency added to pyproject.toml but not to the lock shows here, not as an ImportError later.
+        if ! "$VENV/bin/python" -m pip check >/dev/null; then
+            "$VENV/bin/python" -m pip check >&2 || true
+            echo "$LOCK does not satisfy pyproject.toml: run ./scripts/lock" >&2
+            return 1
+        fi
         rm -f "$VENV"/.installed-*
         touch "$stamp"
     fi
