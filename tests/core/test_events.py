@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from smartcar_core.events import Envelope, EnvelopeError, SignalValue, epoch_seconds, parse_envelope
+from smartcar_core.events import (
+    Envelope,
+    EnvelopeError,
+    SignalValue,
+    epoch_seconds,
+    parse_envelope,
+)
 
 VEHICLE = "9af13248-3b73-4c9d-9a4b-d937ce6bc8e2"
 USER = "93b3ea96-ca37-43a9-9073-f4334719iok7"
@@ -567,3 +573,57 @@ def test_delivered_at_is_a_value_kept_with_the_envelope() -> None:
     # Read from the body, so it takes no part in equality; by hand it is what it is given.
     assert envelope == Envelope("e-1", "VEHICLE_STATE", "4.0", envelope.body, vehicle_id=VEHICLE)
     assert Envelope("e", "X", "4.0", {}).delivered_at is None
+
+
+# --- JSON nested deeper than the parser can recurse: an EnvelopeError, never a RecursionError ----------
+
+
+def _nested_in_state(inner: bytes) -> bytes:
+    """A valid VEHICLE_STATE whose `data.extra` is `inner`."""
+    return b'{"eventId":"e","eventType":"VEHICLE_STATE","vehicleId":"v","data":{"extra":' + inner + b"}}"
+
+
+def _arrays(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(_nested_in_state(_arrays(1000)), id="arrays-1000"),
+        pytest.param(_nested_in_state(b'{"a":' * 1000 + b"1" + b"}" * 1000), id="objects-1000"),
+        pytest.param(_nested_in_state(_arrays(100_000)), id="arrays-100000"),
+        pytest.param(b'{"eventType":"VERIFY","x":' + b"[" * 2000, id="unterminated-2KB"),
+        pytest.param(b"[" * 100_000, id="bare-unterminated"),
+        pytest.param(_nested_in_state(b'["]",' * 1000 + b"1" + b"]" * 1000), id="closers-in-strings"),
+        pytest.param(_nested_in_state(b'[[],{},"\\"]",' * 1000 + b"1" + b"]" * 1000), id="siblings-between"),
+    ],
+)
+def test_json_nested_too_deep_is_an_envelope_error(data: bytes) -> None:
+    with pytest.raises(EnvelopeError) as caught:
+        parse_envelope(data)
+
+    assert (caught.value.field, caught.value.problem) == ("body", "not valid JSON (nested too deeply)")
+    assert caught.value.__cause__ is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(_nested_in_state(_arrays(100)), id="nested-100"),  # Smartcar's payloads: under 10
+        pytest.param(_nested_in_state(b'"' + b"[{" * 5000 + b'"'), id="brackets-in-a-string"),
+        pytest.param(_nested_in_state(b"[" + b"[1],{}," * 5000 + b"1]"), id="many-shallow-containers"),
+    ],
+)
+def test_json_nested_within_reason_parses(data: bytes) -> None:
+    assert parse_envelope(data).event_id == "e"
+
+
+def test_too_deep_json_is_refused_in_legacy_envelopes_too() -> None:
+    body = {**LEGACY_EVENT_BASED, "payload": {**LEGACY_EVENT_BASED["payload"], "extra": "@"}}  # type: ignore[dict-item]
+    data = raw(body).replace(b'"@"', _arrays(1000))
+
+    with pytest.raises(EnvelopeError) as caught:
+        parse_envelope(data)
+
+    assert caught.value.field == "body"

@@ -315,3 +315,33 @@ async def test_the_replay_age_limit_can_be_set(
         strict = Harness(http, harness.redis, harness.keys, harness.amt)
         assert (await strict.deliver(event)).status_code == 400
     assert (await harness.deliver(event)).status_code == 200  # the default allows days
+
+
+_DEEP = b"[" * 1000 + b"]" * 1000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            b'{"eventType":"VERIFY","eventId":"e","data":{"challenge":"c","x":' + _DEEP + b"}}",
+            id="a VERIFY nested 1000 deep",
+        ),
+        pytest.param(b'{"x":"VERIFY","y":' + b"[" * 2000 + b"}", id="2 KB of brackets naming VERIFY"),
+        pytest.param(
+            b'{"eventType":"VEHICLE_STATE","eventId":"e","vehicleId":"v","data":{"x":' + _DEEP + b"}}",
+            id="a VEHICLE_STATE nested 1000 deep",
+        ),
+    ],
+)
+async def test_json_nested_too_deep_gets_a_4xx_not_a_server_error(harness: Harness, body: bytes) -> None:
+    unsigned = await harness.deliver(body, unsigned=True)
+    assert unsigned.status_code == 401  # unsigned: nothing said about its content
+    assert unsigned.json() == {"error": "SC-Signature missing"}
+    signed = await harness.deliver(body)
+    assert signed.status_code == 400
+    assert signed.json()["field"] == "body"
+    assert signed.json()["error"] == "not valid JSON (nested too deeply)"
+    assert await metric(harness.http, "smartcar_webhook_requests_total", outcome="unauthorized") == 1
+    assert await metric(harness.http, "smartcar_webhook_requests_total", outcome="invalid") == 1
+    assert_nothing_stored(harness)
