@@ -24,6 +24,7 @@ from rich.table import Table
 from eventstore.client import connect
 from eventstore.keys import KeySpace
 from eventstore.vehicles import VehicleStateStore
+from service_base.logs import configure_logging
 from workers.settings import SettingsError, WorkerSettings, load_settings
 from workers.tokens import TokenError, TokenStore, put_tokens
 
@@ -47,7 +48,7 @@ _SHOWN = (
 )
 _CHECK_WAIT = 1  # an operator asking wants an answer now, not a start-up's patience
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # one problem, one line, whatever the width
 
 
 def _settings() -> WorkerSettings:
@@ -206,6 +207,9 @@ def _broker_problems(settings: WorkerSettings, *, wait: int | None = None) -> li
 def relay() -> None:
     """Run a relay (inbox -> process_event tasks) in the foreground, for workers run with the relay off."""
     settings = _settings()
+    # Its log lines (each failed broker attempt, relay_started, relay_redis_unavailable...) as a worker's:
+    # LOG_FORMAT and LOG_LEVEL, on stderr; stdout keeps the two lines printed for the operator.
+    configure_logging(settings.log_format, settings.log_level, stream=sys.__stderr__)
     problems = _broker_problems(settings)
     if problems:
         for problem in problems:
