@@ -12,6 +12,10 @@ answer. redis-py's per-command cost (argument encoding, pipeline bookkeeping, a 
 of a receiver's CPU at thousands of requests a second: the commands are packed here, and redis-py's pool,
 connection and hiredis parser do the rest.
 
+Each delivery's arguments are encoded when it is queued, in its own caller: an argument that cannot be
+encoded (text holding a lone surrogate, which `parse_envelope` refuses before this) fails that delivery
+alone, never the flush that would carry its neighbours.
+
 Retrying a batch after a connection error is safe: an event the first attempt stored is a duplicate the
 second time, not a second copy.
 """
@@ -33,7 +37,8 @@ from eventstore.scripts import ACCEPT, ACCEPT_KEY_COUNT
 from smartcar_core.events import Envelope
 
 MAX_BATCH = 256
-_Call = tuple[tuple[bytes | str, ...], "asyncio.Future[int]"]
+# A queued call: its arguments, already in RESP (`_pack`), how many there are, and its caller's future.
+_Call = tuple[bytes, int, "asyncio.Future[int]"]
 _NUMKEYS = b"$%d\r\n%d\r\n" % (len(str(ACCEPT_KEY_COUNT)), ACCEPT_KEY_COUNT)  # EVALSHA's numkeys, in RESP
 
 
@@ -54,13 +59,15 @@ class EventWriter:
     async def accept(self, envelope: Envelope, raw: bytes, received_at: float) -> bool:
         """Store and enqueue `envelope` unless its eventId is known: True when new, False for a duplicate.
 
-        Raises `redis.RedisError` when Redis cannot be reached or refuses the write (nothing is acknowledged).
+        Raises `redis.RedisError` when Redis cannot be reached or refuses the write (nothing is acknowledged),
+        and `UnicodeEncodeError`, before anything is queued, for a field that is not valid UTF-8 text.
         """
         args = accept_arguments(
             self.keyspace, envelope, raw, received_at=received_at, dedupe_seconds=self._dedupe_seconds
         )
+        packed = _pack(args)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append((args, future))
+        self._queue.append((packed, len(args), future))
         if len(self._queue) == 1:
             self._start_flush()
         return await future == 1
@@ -87,7 +94,7 @@ class EventWriter:
         except BaseException as error:  # cancelled at shutdown, or a bug: never leave a caller hanging
             _fail(batch, RedisError(f"event store call interrupted ({type(error).__name__})"))
             raise
-        for (_args, future), result in zip(batch, results, strict=True):
+        for (_packed, _count, future), result in zip(batch, results, strict=True):
             if future.done():  # the caller went away (its request was cancelled)
                 continue
             if isinstance(result, BaseException):
@@ -107,7 +114,10 @@ class EventWriter:
 
     async def _run(self, batch: list[_Call]) -> list[object]:
         sha = self._sha.encode()
-        packed = b"".join(_evalsha(sha, args) for args, _future in batch)
+        parts: list[bytes] = []
+        for args, count, _future in batch:
+            parts += (_head(sha, count), args)
+        packed = b"".join(parts)
         retries = self._retries
         while True:
             connection = await self._pool.get_connection()  # type: ignore[no-untyped-call] # - redis-py
@@ -133,16 +143,22 @@ class EventWriter:
                 await self._pool.release(connection)
 
 
-def _evalsha(sha: bytes, args: tuple[bytes | str, ...]) -> bytes:
-    """One `EVALSHA <sha> 4 <keys and args>` in RESP, as redis-py's encoder would write it."""
-    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n%b" % (len(args) + 3, len(sha), sha, _NUMKEYS)]
+def _pack(args: tuple[bytes | str, ...]) -> bytes:
+    """The keys and arguments of one EVALSHA in RESP, as redis-py's encoder would write them (text as UTF-8:
+    `UnicodeEncodeError` for a lone surrogate; bytes, the raw body among them, exactly as they are)."""
+    parts = []
     for arg in args:
         data = arg.encode() if isinstance(arg, str) else arg
         parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
 
 
+def _head(sha: bytes, count: int) -> bytes:
+    """What comes before `count` packed keys and arguments in `EVALSHA <sha> 4 <keys and args>`."""
+    return b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n%b" % (count + 3, len(sha), sha, _NUMKEYS)
+
+
 def _fail(batch: list[_Call], error: BaseException) -> None:
-    for _args, future in batch:
+    for _packed, _count, future in batch:
         if not future.done():
             future.set_exception(error)

@@ -179,11 +179,24 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _text(value: Any) -> str | None:
+def _text(value: Any, name: str) -> str | None:
+    """The text of field `name`, None when absent or empty. Raises `EnvelopeError` for text that is not
+    valid UTF-8: a lone surrogate (`"\\ud800"`, or its raw bytes, which `json.loads` lets through) cannot
+    be written to the event store, so the delivery is refused here, alone, rather than failing the store
+    round trip it would share with others."""
     if value is None or isinstance(value, dict | list):
         return None
-    text = str(value)
+    text = value if isinstance(value, str) else str(value)
+    if not text.isascii():  # a flag read, not a scan: only non-ASCII text is encoded to be checked
+        _check_utf8(text, name)
     return text or None
+
+
+def _check_utf8(text: str, name: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise EnvelopeError(name, "not valid UTF-8 text (a lone surrogate)") from None
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
@@ -216,10 +229,10 @@ def parse_envelope(raw: bytes) -> Envelope:
         return _legacy(body, raw)
     if "eventType" not in body:
         raise EnvelopeError("eventType", "missing (and no legacy eventName)")
-    event_type = _text(body.get("eventType"))
+    event_type = _text(body.get("eventType"), "eventType")
     if event_type is None:
         raise EnvelopeError("eventType", "must be a non-empty string")
-    event_id = _text(body.get("eventId"))
+    event_id = _text(body.get("eventId"), "eventId")
     if event_id is None:
         raise EnvelopeError("eventId", "missing or empty")
     data = body.get("data")
@@ -230,8 +243,8 @@ def parse_envelope(raw: bytes) -> Envelope:
     delivered_at = meta.get("deliveredAt")
     vehicle = _object(data.get("vehicle"))
     user = _object(data.get("user"))
-    vehicle_id = _text(body.get("vehicleId")) or _text(vehicle.get("id"))
-    challenge = _text(data.get("challenge"))
+    vehicle_id = _text(body.get("vehicleId"), "vehicleId") or _text(vehicle.get("id"), "data.vehicle.id")
+    challenge = _text(data.get("challenge"), "data.challenge")
     if event_type in (VEHICLE_STATE, VEHICLE_ERROR) and vehicle_id is None:
         raise EnvelopeError("vehicleId", "missing: neither vehicleId nor data.vehicle.id is set")
     if event_type == VEHICLE_ERROR and not isinstance(data.get("errors"), list):
@@ -241,13 +254,13 @@ def parse_envelope(raw: bytes) -> Envelope:
     return Envelope(
         event_id=event_id,
         event_type=event_type,
-        version=_text(meta.get("version")) or "4.0",
+        version=_text(meta.get("version"), "meta.version") or "4.0",
         body=body,
         vehicle_id=vehicle_id,
-        user_id=_text(user.get("id")),
-        webhook_id=_text(meta.get("webhookId")),
-        delivery_id=_text(meta.get("deliveryId")),
-        mode=_text(meta.get("mode")),
+        user_id=_text(user.get("id"), "data.user.id"),
+        webhook_id=_text(meta.get("webhookId"), "meta.webhookId"),
+        delivery_id=_text(meta.get("deliveryId"), "meta.deliveryId"),
+        mode=_text(meta.get("mode"), "meta.mode"),
         challenge=challenge,
         delivered_at=None if delivered_at is None else epoch_seconds(delivered_at),
     )
@@ -260,14 +273,14 @@ def _delivered_at(meta: dict[str, Any]) -> float | None:
 
 def _legacy(body: dict[str, Any], raw: bytes) -> Envelope:
     """Legacy 2.0: `eventName` verify / eventBased / scheduled / dynamic, content under `payload`."""
-    name = _text(body.get("eventName"))
+    name = _text(body.get("eventName"), "eventName")
     if name is None:
         raise EnvelopeError("eventName", "must be a non-empty string")
     payload = body.get("payload")
     if not isinstance(payload, dict):
         raise EnvelopeError("payload", "a legacy webhook carries a payload object")
     if name.lower() == "verify":
-        challenge = _text(payload.get("challenge"))
+        challenge = _text(payload.get("challenge"), "payload.challenge")
         if challenge is None:
             raise EnvelopeError("payload.challenge", "a verify event carries a challenge")
         event_id = "legacy-verify-" + hashlib.sha256(raw).hexdigest()[:32]
@@ -276,21 +289,24 @@ def _legacy(body: dict[str, Any], raw: bytes) -> Envelope:
             VERIFY,
             "2.0",
             body,
-            webhook_id=_text(body.get("webhookId")),
+            webhook_id=_text(body.get("webhookId"), "webhookId"),
             challenge=challenge,
             delivered_at=_delivered_at(_object(body.get("meta"))),
         )
     vehicles = payload.get("vehicles")
     first = vehicles[0] if isinstance(vehicles, list) and vehicles and isinstance(vehicles[0], dict) else {}
     # Scheduled and dynamic deliveries have no event id; the same bytes are the same event.
-    event_id = _text(payload.get("eventId")) or "legacy-" + hashlib.sha256(raw).hexdigest()[:32]
+    event_id = (
+        _text(payload.get("eventId"), "payload.eventId") or "legacy-" + hashlib.sha256(raw).hexdigest()[:32]
+    )
     return Envelope(
         event_id=event_id,
         event_type=LEGACY_PREFIX + name.upper(),
-        version=_text(body.get("version")) or "2.0",
+        version=_text(body.get("version"), "version") or "2.0",
         body=body,
-        vehicle_id=_text(payload.get("vehicleId")) or _text(first.get("vehicleId")),
-        webhook_id=_text(body.get("webhookId")),
-        mode=_text(body.get("mode")),
+        vehicle_id=_text(payload.get("vehicleId"), "payload.vehicleId")
+        or _text(first.get("vehicleId"), "payload.vehicles[0].vehicleId"),
+        webhook_id=_text(body.get("webhookId"), "webhookId"),
+        mode=_text(body.get("mode"), "mode"),
         delivered_at=_delivered_at(_object(body.get("meta"))),
     )

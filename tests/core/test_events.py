@@ -627,3 +627,93 @@ def test_too_deep_json_is_refused_in_legacy_envelopes_too() -> None:
         parse_envelope(data)
 
     assert caught.value.field == "body"
+
+
+# --- a lone surrogate in a field the event store keeps: refused, naming the field -----------------------
+
+POISON = "@poison@"  # replaced in the bytes by a lone surrogate, escaped or raw
+ESCAPED_SURROGATE = b"id-\\ud800"  # JSON's escape of U+D800: json.loads gives back a lone surrogate
+RAW_SURROGATE = b"id-\xed\xa0\x80"  # its raw bytes (not UTF-8; json.loads decodes them with surrogatepass)
+
+
+def _with(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of `body` with the field at `path` (dots, `[0]` for a list's first item) set to `value`."""
+    copy: dict[str, Any] = json.loads(json.dumps(body))
+    *parents, last = path.replace("[0]", ".0").split(".")
+    target: Any = copy
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    target[last] = value
+    return copy
+
+
+def poisoned(body: dict[str, Any], path: str, surrogate: bytes) -> bytes:
+    data = raw(_with(body, path, POISON))
+    assert data.count(POISON.encode()) == 1
+    return data.replace(POISON.encode(), surrogate)
+
+
+def _state_without_vehicle_id() -> dict[str, Any]:
+    return {key: value for key, value in STATE_A.items() if key != "vehicleId"}
+
+
+# (payload, path in the payload, the field the error names); every string the event store keeps
+STORED_FIELDS = [
+    pytest.param(STATE_A, "eventId", "eventId", id="4.0-eventId"),
+    pytest.param(STATE_A, "eventType", "eventType", id="4.0-eventType"),
+    pytest.param(STATE_A, "vehicleId", "vehicleId", id="4.0-vehicleId"),
+    pytest.param(_state_without_vehicle_id(), "data.vehicle.id", "data.vehicle.id", id="4.0-data.vehicle.id"),
+    pytest.param(STATE_A, "data.user.id", "data.user.id", id="4.0-data.user.id"),
+    pytest.param(STATE_A, "meta.webhookId", "meta.webhookId", id="4.0-meta.webhookId"),
+    pytest.param(STATE_A, "meta.deliveryId", "meta.deliveryId", id="4.0-meta.deliveryId"),
+    pytest.param(STATE_A, "meta.mode", "meta.mode", id="4.0-meta.mode"),
+    pytest.param(STATE_A, "meta.version", "meta.version", id="4.0-meta.version"),
+    pytest.param(VERIFY_4, "data.challenge", "data.challenge", id="4.0-data.challenge"),
+    pytest.param(LEGACY_EVENT_BASED, "eventName", "eventName", id="2.0-eventName"),
+    pytest.param(LEGACY_EVENT_BASED, "payload.eventId", "payload.eventId", id="2.0-payload.eventId"),
+    pytest.param(LEGACY_EVENT_BASED, "payload.vehicleId", "payload.vehicleId", id="2.0-payload.vehicleId"),
+    pytest.param(
+        legacy_delivery("scheduled"),
+        "payload.vehicles[0].vehicleId",
+        "payload.vehicles[0].vehicleId",
+        id="2.0-payload.vehicles[0].vehicleId",
+    ),
+    pytest.param(LEGACY_EVENT_BASED, "webhookId", "webhookId", id="2.0-webhookId"),
+    pytest.param(LEGACY_EVENT_BASED, "mode", "mode", id="2.0-mode"),
+    pytest.param(LEGACY_EVENT_BASED, "version", "version", id="2.0-version"),
+    pytest.param(LEGACY_VERIFY, "webhookId", "webhookId", id="2.0-verify-webhookId"),
+    pytest.param(LEGACY_VERIFY, "payload.challenge", "payload.challenge", id="2.0-payload.challenge"),
+]
+SURROGATES = [
+    pytest.param(ESCAPED_SURROGATE, id="escaped"),
+    pytest.param(RAW_SURROGATE, id="raw-bytes"),
+]
+
+
+@pytest.mark.parametrize("surrogate", SURROGATES)
+@pytest.mark.parametrize(("body", "path", "field"), STORED_FIELDS)
+def test_a_lone_surrogate_in_a_stored_field_is_refused_naming_it(
+    body: dict[str, Any], path: str, field: str, surrogate: bytes
+) -> None:
+    assert parse_envelope(raw(body))  # the payload itself is fine
+
+    with pytest.raises(EnvelopeError) as caught:
+        parse_envelope(poisoned(body, path, surrogate))
+
+    assert caught.value.field == field
+    assert caught.value.problem == "not valid UTF-8 text (a lone surrogate)"
+
+
+@pytest.mark.parametrize("surrogate", SURROGATES)
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        pytest.param(STATE_A, "meta.webhookName", id="4.0-meta.webhookName"),
+        pytest.param(STATE_A, "data.signals[0].name", id="4.0-a-signal-name"),
+        pytest.param(LEGACY_EVENT_BASED, "payload.eventTime", id="2.0-payload.eventTime"),
+    ],
+)
+def test_a_lone_surrogate_in_a_field_kept_only_in_the_raw_body_is_accepted(
+    body: dict[str, Any], path: str, surrogate: bytes
+) -> None:
+    assert parse_envelope(poisoned(body, path, surrogate)).event_id

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -14,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from receiver.app import WEBHOOK_PATH, create_app
 from receiver.settings import ReceiverSettings
 from smartcar_core.webhooks import signature_of
+from smartcar_simulator import payloads
 from testsupport.receiver import Harness, LiveReceiver, asgi_client, body_of, serve, signed_headers
 
 EventMaker = Callable[..., dict[str, Any]]
@@ -345,3 +349,94 @@ async def test_json_nested_too_deep_gets_a_4xx_not_a_server_error(harness: Harne
     assert await metric(harness.http, "smartcar_webhook_requests_total", outcome="unauthorized") == 1
     assert await metric(harness.http, "smartcar_webhook_requests_total", outcome="invalid") == 1
     assert_nothing_stored(harness)
+
+
+# --- a lone surrogate in a stored field: that delivery refused alone, its neighbours stored ----------------
+
+POISON = "@poison@"
+SURROGATES = [
+    pytest.param(b"id-\\ud800", id="escaped"),  # JSON's escape: json.loads gives back a lone surrogate
+    pytest.param(b"id-\xed\xa0\x80", id="raw-bytes"),  # its raw bytes (json.loads decodes them alike)
+]
+
+
+def _poisoned(event: dict[str, Any], path: str, surrogate: bytes) -> bytes:
+    """The compact body of `event` with the string at `path` (dots, `[0]`: a list's first item) replaced by
+    one holding a lone surrogate."""
+    copy: dict[str, Any] = json.loads(json.dumps(event))
+    *parents, last = path.replace("[0]", ".0").split(".")
+    target: Any = copy
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    target[last] = POISON
+    return body_of(copy).replace(POISON.encode(), surrogate)
+
+
+def _event_of(generation: str, state_event: EventMaker, vehicle: dict[str, Any]) -> dict[str, Any]:
+    if generation == "4.0-A":
+        return state_event("A")
+    if generation == "4.0-B":  # no top-level vehicleId: the id comes from data.vehicle.id
+        return state_event("B")
+    name: payloads.LegacyEventName = "eventBased" if generation == "2.0" else "scheduled"
+    return payloads.legacy_event(name, webhook_id="wh-legacy", vehicle_id=vehicle["id"])
+
+
+@pytest.mark.parametrize("surrogate", SURROGATES)
+@pytest.mark.parametrize(
+    ("generation", "path"),
+    [
+        ("4.0-A", "eventId"),
+        ("4.0-A", "eventType"),
+        ("4.0-A", "vehicleId"),
+        ("4.0-B", "data.vehicle.id"),
+        ("4.0-A", "data.user.id"),
+        ("4.0-A", "meta.webhookId"),
+        ("4.0-A", "meta.deliveryId"),
+        ("4.0-A", "meta.mode"),
+        ("4.0-A", "meta.version"),
+        ("2.0", "eventName"),
+        ("2.0", "payload.eventId"),
+        ("2.0", "payload.vehicleId"),
+        ("2.0-scheduled", "payload.vehicles[0].vehicleId"),
+        ("2.0", "webhookId"),
+        ("2.0", "mode"),
+        ("2.0", "version"),
+    ],
+)
+async def test_a_poisoned_delivery_is_refused_alone_and_its_neighbours_are_stored(
+    harness: Harness,
+    state_event: EventMaker,
+    *,
+    vehicle: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    generation: str,
+    path: str,
+    surrogate: bytes,
+) -> None:
+    neighbours = [body_of(state_event()) for _ in range(30)]
+    poisoned = _poisoned(_event_of(generation, state_event, vehicle), path, surrogate)
+    bodies = [*neighbours[:15], poisoned, *neighbours[15:]]
+    responses = await asyncio.gather(*(harness.deliver(body) for body in bodies))  # one round trip or two
+
+    refused = responses.pop(15)
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "not valid UTF-8 text (a lone surrogate)", "field": path}
+    assert [response.status_code for response in responses] == [200] * 30
+    for body, response in zip(neighbours, responses, strict=True):
+        assert harness.record(response.json()["eventId"])["raw"] == body
+    assert len(harness.inbox()) == 30
+    assert await metric(harness.http, "smartcar_webhook_requests_total", outcome="accepted") == 30
+    assert await metric(harness.http, "smartcar_webhook_requests_total", outcome="invalid") == 1
+    gc.collect()  # a task whose exception nobody retrieved says so when it is collected
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("surrogate", SURROGATES)
+async def test_a_lone_surrogate_in_a_field_kept_only_in_the_raw_body_is_stored_byte_exact(
+    harness: Harness, state_event: EventMaker, surrogate: bytes
+) -> None:
+    event = state_event()
+    body = _poisoned(event, "meta.webhookName", surrogate)
+    response = await harness.deliver(body)
+    assert response.json() == {"status": "accepted", "eventId": event["eventId"]}
+    assert harness.record(event["eventId"])["raw"] == body

@@ -4,6 +4,8 @@ script cache, a failing event, a cancelled caller and a shutdown in flight all e
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -121,3 +123,28 @@ async def test_a_flush_interrupted_at_shutdown_answers_its_callers(writer: Event
         await caller
     await writer.drain()
     assert not writer._flushes
+
+
+async def test_an_event_that_cannot_be_encoded_fails_alone(
+    writer: EventWriter, store: redis.Redis, keys: KeySpace, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An Envelope built by hand with a lone surrogate (parse_envelope refuses those): its caller gets the
+    UnicodeEncodeError, the deliveries sharing its round trip are stored, and nothing is left unretrieved."""
+    parsed, raw = envelope("poisoned")
+    poisoned = Envelope(
+        parsed.event_id, parsed.event_type, parsed.version, parsed.body, vehicle_id="v-\ud800"
+    )
+
+    async def accept_poisoned() -> bool:
+        return await writer.accept(poisoned, raw, 1_700_000_000.0)
+
+    calls = [accept(writer, f"e-{n}") for n in range(10)]
+    calls.insert(5, accept_poisoned())
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results.pop(5), UnicodeEncodeError)
+    assert results == [True] * 10
+    assert sorted(read_inbox(store, keys)) == sorted(f"e-{n}" for n in range(10))
+    assert not store.exists(keys.event("poisoned"))
+    await writer.drain()
+    gc.collect()  # a task whose exception nobody retrieved says so when it is collected
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
