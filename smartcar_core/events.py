@@ -19,6 +19,7 @@ VEHICLE_STATE = "VEHICLE_STATE"
 VEHICLE_ERROR = "VEHICLE_ERROR"
 LEGACY_PREFIX = "LEGACY_"
 TEST_MODES = frozenset({"TEST", "test"})
+UNREADABLE_MOMENT = "not a moment (epoch milliseconds or seconds, or ISO-8601 with a zone)"
 
 
 class EnvelopeError(ValueError):
@@ -63,10 +64,15 @@ class Envelope:
     """What every handler needs from a delivery; `body` keeps the whole parsed JSON.
 
     `delivered_at` is `meta.deliveredAt` as epoch seconds (the rule: `epoch_seconds`), or None when the
-    delivery has none that reads as a moment. `parse_envelope` reads it once, and the receiver's replay
-    check and the workers' ordering both use that value. An Envelope built by hand has it only if given
-    (`delivered_at=epoch_seconds(...)`): a slots dataclass has no room for a cached property, and
-    deriving it in `__post_init__` would cost every delivery more than reading it in the parser does.
+    delivery has none (absent or null: legacy 2.0 envelopes carry no `meta`). One that is there but does
+    not read as a moment (`NaN`, `Infinity`, `1e999`, a number past year 9999, 0 or negative, a boolean,
+    text that is not ISO-8601 with a zone, a list...) is refused: `parse_envelope` raises
+    `EnvelopeError("meta.deliveredAt", ...)` and the receiver answers 400, rather than store a delivery
+    its replay check cannot date (Smartcar's own carry epoch milliseconds). `parse_envelope` reads it
+    once, and the receiver's replay check and the workers' ordering both use that value. An Envelope
+    built by hand has it only if given (`delivered_at=epoch_seconds(...)`): a slots dataclass has no
+    room for a cached property, and deriving it in `__post_init__` would cost every delivery more than
+    reading it in the parser does.
     """
 
     event_id: str
@@ -126,30 +132,31 @@ MILLIS_FLOOR = 1e11  # epoch values above this are milliseconds (year 1973 in ms
 _NUMBER = int | float  # built once: `int | float` inside the test builds a union on every call
 
 
+_MILLIS_CEILING = 253_402_300_800_000  # 10000-01-01T00:00:00Z: past the last moment a datetime holds
+
+
 def epoch_millis(value: Any) -> int | None:
     """A Smartcar timestamp as epoch milliseconds: docs and payloads use both seconds and milliseconds.
 
-    0 means "no timestamp" (seen in dashboard samples), as do negatives, booleans and non-numbers.
+    0 means "no timestamp" (seen in dashboard samples), as do negatives, booleans and non-numbers, and
+    so do numbers past year 9999 and the non-finite (`NaN`, `Infinity`, `1e999`: JSON as Python reads it).
     """
-    if isinstance(value, bool) or not isinstance(value, _NUMBER) or value <= 0:
-        return None
+    if isinstance(value, bool) or not isinstance(value, _NUMBER) or not 0 < value < _MILLIS_CEILING:
+        return None  # NaN fails every comparison, so it is refused with the rest
     return int(value if value > MILLIS_FLOOR else value * 1000)
-
-
-_MILLIS_CEILING = 253_402_300_800_000  # 10000-01-01T00:00:00Z: past the last moment a datetime holds
 
 
 def epoch_seconds(value: Any) -> float | None:
     """A Smartcar moment (`meta.deliveredAt`) as epoch seconds; None when it does not read as one.
 
-    Numbers follow `epoch_millis` (milliseconds or seconds by magnitude; 0, negatives and booleans are
-    unknown), and numbers past year 9999 are unknown too. A string is ISO-8601 (`Z` or an offset) and
+    Numbers follow `epoch_millis` (milliseconds or seconds by magnitude; 0, negatives, booleans, the
+    non-finite and numbers past year 9999 are unknown). A string is ISO-8601 (`Z` or an offset) and
     counts only with its timezone: a naive `2025-10-31T07:39:11` could be any of 26 hours, so it is
     None, as is any other string or type.
     """
     millis = epoch_millis(value)
     if millis is not None:
-        return millis / 1000 if millis < _MILLIS_CEILING else None
+        return millis / 1000
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)
@@ -240,17 +247,11 @@ def parse_envelope(raw: bytes) -> Envelope:
         raise EnvelopeError("data", "must be an object")
     data = data or {}
     meta = _object(body.get("meta"))
-    delivered_at = meta.get("deliveredAt")
     vehicle = _object(data.get("vehicle"))
     user = _object(data.get("user"))
     vehicle_id = _text(body.get("vehicleId"), "vehicleId") or _text(vehicle.get("id"), "data.vehicle.id")
     challenge = _text(data.get("challenge"), "data.challenge")
-    if event_type in (VEHICLE_STATE, VEHICLE_ERROR) and vehicle_id is None:
-        raise EnvelopeError("vehicleId", "missing: neither vehicleId nor data.vehicle.id is set")
-    if event_type == VEHICLE_ERROR and not isinstance(data.get("errors"), list):
-        raise EnvelopeError("data.errors", "a VEHICLE_ERROR carries a list of errors")
-    if event_type == VERIFY and challenge is None:
-        raise EnvelopeError("data.challenge", "a VERIFY carries a challenge")
+    _require(event_type, data, vehicle_id, challenge)
     return Envelope(
         event_id=event_id,
         event_type=event_type,
@@ -262,13 +263,28 @@ def parse_envelope(raw: bytes) -> Envelope:
         delivery_id=_text(meta.get("deliveryId"), "meta.deliveryId"),
         mode=_text(meta.get("mode"), "meta.mode"),
         challenge=challenge,
-        delivered_at=None if delivered_at is None else epoch_seconds(delivered_at),
+        delivered_at=_delivered_at(meta),
     )
+
+
+def _require(event_type: str, data: dict[str, Any], vehicle_id: str | None, challenge: str | None) -> None:
+    """What VEHICLE_STATE, VEHICLE_ERROR and VERIFY carry beyond what every event does."""
+    if event_type in (VEHICLE_STATE, VEHICLE_ERROR) and vehicle_id is None:
+        raise EnvelopeError("vehicleId", "missing: neither vehicleId nor data.vehicle.id is set")
+    if event_type == VEHICLE_ERROR and not isinstance(data.get("errors"), list):
+        raise EnvelopeError("data.errors", "a VEHICLE_ERROR carries a list of errors")
+    if event_type == VERIFY and challenge is None:
+        raise EnvelopeError("data.challenge", "a VERIFY carries a challenge")
 
 
 def _delivered_at(meta: dict[str, Any]) -> float | None:
     value = meta.get("deliveredAt")
-    return None if value is None else epoch_seconds(value)
+    if value is None:
+        return None
+    seconds = epoch_seconds(value)
+    if seconds is None:
+        raise EnvelopeError("meta.deliveredAt", UNREADABLE_MOMENT)
+    return seconds
 
 
 def _legacy(body: dict[str, Any], raw: bytes) -> Envelope:

@@ -13,6 +13,7 @@ from smartcar_core.events import (
     Envelope,
     EnvelopeError,
     SignalValue,
+    epoch_millis,
     epoch_seconds,
     parse_envelope,
 )
@@ -521,26 +522,75 @@ _NO_META = object()
         pytest.param(1731940328.25, 1731940328.25, id="fractional-seconds"),
         pytest.param("2023-11-14T22:13:20Z", 1700000000.0, id="iso-z"),
         pytest.param("2023-11-14T23:13:20.250+01:00", 1700000000.25, id="iso-offset"),
-        pytest.param("2023-11-14T22:13:20", None, id="iso-naive"),
-        pytest.param("2023-11-14", None, id="iso-date-only-is-naive"),
-        pytest.param("not a time", None, id="garbage-text"),
-        pytest.param("", None, id="empty-text"),
-        pytest.param("1700000000000", None, id="number-as-text"),
-        pytest.param(0, None, id="zero"),
-        pytest.param(-1700000000, None, id="negative"),
-        pytest.param(True, None, id="boolean"),
-        pytest.param([1700000000], None, id="list"),
-        pytest.param({"at": 1700000000}, None, id="object"),
-        pytest.param(None, None, id="null"),
         pytest.param(253_402_300_799_999, 253_402_300_799.999, id="last-millisecond-of-9999"),
-        pytest.param(10**17, None, id="past-year-9999"),
     ],
 )
-def test_delivered_at_one_rule(value: Any, expected: float | None) -> None:
+def test_delivered_at_one_rule(value: Any, expected: float) -> None:
     envelope = parse_envelope(_state_delivered({"deliveredAt": value}))
 
     assert envelope.delivered_at == expected
     assert epoch_seconds(value) == expected
+
+
+# Not a moment: refused when signed, rather than stored with no replay check (or a 500, for the non-finite).
+UNREADABLE_MOMENTS = [
+    pytest.param("2023-11-14T22:13:20", id="iso-naive"),
+    pytest.param("2023-11-14", id="iso-date-only-is-naive"),
+    pytest.param("not a time", id="garbage-text"),
+    pytest.param("", id="empty-text"),
+    pytest.param("1700000000000", id="number-as-text"),
+    pytest.param(0, id="zero"),
+    pytest.param(-1700000000, id="negative"),
+    pytest.param(True, id="boolean"),
+    pytest.param([1700000000], id="list"),
+    pytest.param({"at": 1700000000}, id="object"),
+    pytest.param(10**17, id="past-year-9999"),
+    pytest.param(float("nan"), id="NaN"),
+    pytest.param(float("inf"), id="Infinity"),
+    pytest.param(float("-inf"), id="-Infinity"),
+    pytest.param(1e308, id="1e308"),
+    pytest.param(10**400, id="10**400"),
+]
+
+
+@pytest.mark.parametrize("value", UNREADABLE_MOMENTS)
+def test_a_delivered_at_that_is_not_a_moment_is_refused(value: Any) -> None:
+    assert epoch_seconds(value) is None
+    for body in (
+        _state_delivered({"deliveredAt": value}),
+        raw({**LEGACY_EVENT_BASED, "meta": {"deliveredAt": value}}),
+    ):
+        with pytest.raises(EnvelopeError) as caught:
+            parse_envelope(body)
+        assert caught.value.field == "meta.deliveredAt"
+        assert caught.value.problem == "not a moment (epoch milliseconds or seconds, or ISO-8601 with a zone)"
+
+
+@pytest.mark.parametrize(
+    "literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999", b"1" + b"0" * 400]
+)
+def test_json_literals_past_any_moment_are_refused_as_delivered_at(literal: bytes) -> None:
+    data = _state_delivered({"deliveredAt": "@"}).replace(b'"@"', literal)
+
+    with pytest.raises(EnvelopeError) as caught:
+        parse_envelope(data)
+
+    assert caught.value.field == "meta.deliveredAt"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(float("nan"), id="NaN"),
+        pytest.param(float("inf"), id="Infinity"),
+        pytest.param(float("-inf"), id="-Infinity"),
+        pytest.param(1e308, id="1e308"),
+        pytest.param(10**400, id="10**400"),
+        pytest.param(10**17, id="past-year-9999"),
+    ],
+)
+def test_epoch_millis_reads_no_moment_past_year_9999_and_never_raises(value: Any) -> None:
+    assert epoch_millis(value) is None
 
 
 @pytest.mark.parametrize(

@@ -440,3 +440,28 @@ async def test_a_lone_surrogate_in_a_field_kept_only_in_the_raw_body_is_stored_b
     response = await harness.deliver(body)
     assert response.json() == {"status": "accepted", "eventId": event["eventId"]}
     assert harness.record(event["eventId"])["raw"] == body
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["4.0", "legacy 2.0"])
+@pytest.mark.parametrize(
+    "literal",
+    [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"1" + b"0" * 400, b'"not a time"', b"true", b"0", b"[1]"],
+    ids=lambda literal: literal[:10].decode(),
+)
+async def test_a_delivered_at_that_is_not_a_moment_gets_400_naming_it(
+    harness: Harness, state_event: EventMaker, vehicle: dict[str, Any], literal: bytes, legacy: bool
+) -> None:
+    if legacy:
+        event = payloads.legacy_event("eventBased", webhook_id="wh-legacy", vehicle_id=vehicle["id"])
+        event["meta"] = {"deliveredAt": "@"}
+    else:
+        event = state_event()
+        event["meta"]["deliveredAt"] = "@"
+    response = await harness.deliver(body_of(event).replace(b'"@"', literal))
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "not a moment (epoch milliseconds or seconds, or ISO-8601 with a zone)",
+        "field": "meta.deliveredAt",
+    }
+    assert await metric(harness.http, "smartcar_webhook_requests_total", outcome="invalid") == 1
+    assert_nothing_stored(harness)
