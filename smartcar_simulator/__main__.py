@@ -32,6 +32,10 @@ def serve(  # noqa: PLR0917 - typer maps one parameter to each flag
     latency: Annotated[
         str | None, Opt(help="Answer delay: SECONDS, uniform:LOW,HIGH or longtail:MEDIAN,P99.")
     ] = None,
+    apply_at: Annotated[
+        str | None,
+        Opt(help="When within its latency a call takes effect: start, middle or end (default)."),
+    ] = None,
     vehicles_per_user: Annotated[int | None, Opt(help="Vehicles per simulated owner (default 2).")] = None,
     access_token_ttl: Annotated[float | None, Opt(help="Access token lifetime in seconds (7200).")] = None,
     refresh_grace: Annotated[
@@ -60,6 +64,7 @@ def serve(  # noqa: PLR0917 - typer maps one parameter to each flag
             "vehicles": vehicles,
             "seed": seed,
             "latency": latency,
+            "apply_at": apply_at,
             "vehicles_per_user": vehicles_per_user,
             "access_token_ttl": access_token_ttl,
             "refresh_grace": refresh_grace,

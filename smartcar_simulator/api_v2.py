@@ -94,7 +94,7 @@ def _action(body: Any, allowed: tuple[str, ...]) -> str:
 
 
 async def _command(ctx: Ctx, vehicle: Vehicle, sub_path: str) -> Response:
-    body = await ctx.body()
+    body = ctx.body()
     now = ctx.sim.clock.now()
     if sub_path == "security":
         ctx.require("control_security")
@@ -118,7 +118,7 @@ async def _command(ctx: Ctx, vehicle: Vehicle, sub_path: str) -> Response:
 
 
 async def _batch(ctx: Ctx, vehicle: Vehicle) -> Response:
-    body = await ctx.body()
+    body = ctx.body()
     requests = body.get("requests") if isinstance(body, dict) else None
     if not isinstance(requests, list) or not requests or len(requests) > BATCH_LIMIT:
         raise validation(

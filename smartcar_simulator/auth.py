@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from smartcar_simulator.errors import OAuthError
-from smartcar_simulator.gateway import Ctx, api, basic, dumps, is_client, read_body, same
+from smartcar_simulator.gateway import Ctx, api, basic, dumps, is_client, same
 from smartcar_simulator.state import Simulator
 from smartcar_simulator.tokens import ALL_SCOPES, Grant
 
@@ -113,7 +113,7 @@ async def authorize(request: Request) -> Response:
 
 async def token(ctx: Ctx) -> Response:
     """`POST /oauth/token`: authorization_code and refresh_token grants, client authenticated by Basic."""
-    raw = await read_body(ctx.request, MAX_FORM_BYTES)
+    raw = ctx.raw_body
     if raw is None:
         raise OAuthError("invalid_request", f"The request body is larger than {MAX_FORM_BYTES} bytes.")
     form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
@@ -140,5 +140,9 @@ async def token(ctx: Ctx) -> Response:
 
 ROUTES = [
     Route("/oauth/authorize", authorize, methods=["GET"]),
-    Route("/oauth/token", api(token, family="oauth", auth="none", rate_limited=False), methods=["POST"]),
+    Route(
+        "/oauth/token",
+        api(token, family="oauth", auth="none", rate_limited=False, body_limit=MAX_FORM_BYTES),
+        methods=["POST"],
+    ),
 ]

@@ -1,8 +1,8 @@
 """The control endpoints under `/_sim/`: look at and steer the simulator (JSON in and out).
 
-Fleet state, tokens without the OAuth dance, faults, latency, rate limits, the clock, the record of
-API calls, and (in `control_webhooks`) webhook targets, emission and deliveries. `SimulatorControl`,
-the typed client for all of them, is importable from here.
+Fleet state, tokens without the OAuth dance, faults, latency and where in it a call takes effect, rate
+limits, the clock, the record of API calls, and (in `control_webhooks`) webhook targets, emission and
+deliveries. `SimulatorControl`, the typed client for all of them, is importable from here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from smartcar_simulator.control_client import SimulatorControl
 from smartcar_simulator.faults import FaultSpec, path_matches
 from smartcar_simulator.fleet import Vehicle, VehiclePatch
 from smartcar_simulator.gateway import bearer, read_body, same
-from smartcar_simulator.latency import LatencyModel
+from smartcar_simulator.latency import ApplyAt, LatencyModel
 from smartcar_simulator.limits import RateLimitSettings
 from smartcar_simulator.state import Simulator
 from smartcar_simulator.tokens import ALL_SCOPES, Grant
@@ -46,6 +46,14 @@ class TokenRequest(BaseModel):
     user_id: str | None = None
     scope: list[str] | None = None
     expires_in: float | None = Field(None, gt=0)
+
+
+class ApplyAtChoice(BaseModel):
+    """The body of `PUT /_sim/apply-at`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    apply_at: ApplyAt
 
 
 class ClockAdvance(BaseModel):
@@ -170,6 +178,16 @@ async def get_latency(_request: Request, sim: Simulator) -> dict[str, Any]:
     return sim.latency.model_dump()
 
 
+async def put_apply_at(request: Request, sim: Simulator) -> dict[str, Any]:
+    """When within its latency a call takes effect from now on: `start`, `middle` or `end`."""
+    sim.apply_at = (await read_model(request, ApplyAtChoice)).apply_at
+    return {"apply_at": sim.apply_at}
+
+
+async def get_apply_at(_request: Request, sim: Simulator) -> dict[str, Any]:
+    return {"apply_at": sim.apply_at}
+
+
 async def put_rate_limits(request: Request, sim: Simulator) -> dict[str, Any]:
     sim.limits.configure(await read_model(request, RateLimitSettings))
     return sim.limits.as_dict()
@@ -233,6 +251,8 @@ ROUTES = [
     Route("/_sim/faults/{fault_id}", control(delete_fault), methods=["DELETE"]),
     Route("/_sim/latency", control(put_latency), methods=["PUT"]),
     Route("/_sim/latency", control(get_latency), methods=["GET"]),
+    Route("/_sim/apply-at", control(put_apply_at), methods=["PUT"]),
+    Route("/_sim/apply-at", control(get_apply_at), methods=["GET"]),
     Route("/_sim/rate-limits", control(put_rate_limits), methods=["PUT"]),
     Route("/_sim/rate-limits", control(get_rate_limits), methods=["GET"]),
     Route("/_sim/requests", control(list_requests), methods=["GET"]),

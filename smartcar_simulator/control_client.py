@@ -17,7 +17,7 @@ import httpx
 
 from smartcar_simulator.emitter import DeliveryAttempt
 from smartcar_simulator.faults import FaultKind
-from smartcar_simulator.latency import Distribution
+from smartcar_simulator.latency import ApplyAt, Distribution
 from smartcar_simulator.state import RecordedRequest
 
 
@@ -214,6 +214,17 @@ class SimulatorControl:
         result: dict[str, Any] = self._call("GET", "latency")
         return result
 
+    def set_apply_at(self, apply_at: ApplyAt) -> ApplyAt:
+        """When within its latency a call takes effect (a command reaches the car, a read is taken):
+        `start`, `middle` or `end` (the default). The answer leaves at the end of the latency either way,
+        so `start` or `middle` opens a window between "the car obeyed" and "the caller heard"."""
+        chosen: ApplyAt = self._call("PUT", "apply-at", json={"apply_at": apply_at})["apply_at"]
+        return chosen
+
+    def apply_at(self) -> ApplyAt:
+        chosen: ApplyAt = self._call("GET", "apply-at")["apply_at"]
+        return chosen
+
     def rate_limits(self) -> dict[str, Any]:
         """The limits in force, and `app_tokens_left` in the application's bucket."""
         result: dict[str, Any] = self._call("GET", "rate-limits")
@@ -240,7 +251,8 @@ class SimulatorControl:
         method: str | None = None,
         since: float | None = None,
     ) -> list[RecordedRequest]:
-        """The API calls received (the simulator's own record of each), oldest first."""
+        """The API calls received (the simulator's own record of each), oldest first; a call whose caller
+        went away before its answer is there too, with `client_gone` set."""
         params = {"vehicle_id": vehicle_id, "path": path, "method": method, "since": since}
         found = self._call("GET", "requests", params=params)["requests"]
         return [

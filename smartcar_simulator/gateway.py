@@ -3,6 +3,13 @@
 Handlers are `async (ctx) -> Response` and raise `ApiError`; `api(...)` wraps them into Starlette
 endpoints that render errors in the caller's body shape (v1, v2, v3, OAuth), stamp `sc-request-id`, and
 record the call for `GET /_sim/requests`.
+
+A call's body is read as it arrives; then the call waits out its latency, and takes effect (throttles,
+credentials, faults, the handler: a command reaches the car) at the point of that latency that
+`Simulator.apply_at` names (start, middle or end); the answer leaves at the end. A caller that goes away
+meanwhile changes nothing but the record: the call still takes effect, as a car obeys a command whether
+or not the HTTP caller is still there, and it is recorded with `client_gone` (and the status it would
+have answered), with one info line `simulator_client_gone`, never an error.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import binascii
 import contextlib
 import hmac
 import json
+import logging
 import re
 import time
 import uuid
@@ -20,13 +28,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from smartcar_simulator.clock import iso_time
 from smartcar_simulator.errors import ApiError, OAuthError, validation
 from smartcar_simulator.faults import GATEWAY_PAGE, ErrorSpec, Fault
 from smartcar_simulator.fleet import Vehicle
+from smartcar_simulator.latency import split
 from smartcar_simulator.settings import SimulatorSettings
 from smartcar_simulator.state import RecordedRequest, Simulator
 from smartcar_simulator.tokens import Grant
@@ -36,10 +45,7 @@ Auth = Literal["bearer", "client", "management", "none"]
 Handler = Callable[["Ctx"], Awaitable[Response]]
 VERSION = re.compile(r"\d+\.\d+")
 JSON = "application/json"
-
-
-class Dropped(Exception):  # noqa: N818 - a signal, not an error
-    """The connection was closed without an answer."""
+logger = logging.getLogger(__name__)
 
 
 def dumps(body: Any) -> bytes:
@@ -56,6 +62,8 @@ class Ctx:
     vehicle_id: str | None = None
     sub_path: str | None = None
     grant: Grant | None = None
+    raw_body: bytes | None = b""  # as it arrived; None: longer than `body_limit`
+    body_limit: int = 0
 
     @property
     def imperial(self) -> bool:
@@ -93,12 +101,11 @@ class Ctx:
         headers = {"sc-request-id": self.request_id, **error.headers()}
         return Response(dumps(body), error.status, headers, media_type=JSON)
 
-    async def body(self) -> Any:
+    def body(self) -> Any:
         """The JSON request body (None when empty); VALIDATION for anything else."""
-        limit = self.sim.settings.max_body_bytes
-        raw = await read_body(self.request, limit)
+        raw = self.raw_body
         if raw is None:
-            raise validation(f"request body larger than {limit} bytes", code=None)
+            raise validation(f"request body larger than {self.body_limit} bytes", code=None)
         if not raw.strip():
             return None
         try:
@@ -227,7 +234,62 @@ async def drop(request: Request) -> None:
         if getattr(cycle, "disconnected", True):
             break
         await asyncio.sleep(0)
-    raise Dropped
+
+
+def has_body(request: Request) -> bool:
+    """Whether the request carries a body at all (HTTP/1.1: a Content-Length or a Transfer-Encoding)."""
+    headers = request.headers
+    return "transfer-encoding" in headers or headers.get("content-length", "0") not in {"", "0"}
+
+
+class Caller:
+    """The HTTP caller of one API call, and whether it went away before the answer.
+
+    It is watched (ASGI's `http.disconnect`, once the body has been read) only while the call waits: its
+    latency, a slow fault. The call goes on without it.
+    """
+
+    __slots__ = ("_gone", "_request", "_watch")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._gone = asyncio.Event()
+        self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def gone(self) -> bool:
+        return self._gone.is_set()
+
+    def left(self) -> None:
+        self._gone.set()
+
+    async def _watching(self) -> None:
+        while (await self._request.receive())["type"] != "http.disconnect":
+            pass  # the rest of a body longer than the limit (its read stopped there), or its empty end
+        self._gone.set()
+
+    def _watched(self) -> None:
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watching())
+
+    async def wait(self, seconds: float) -> None:
+        """The call's own time (its latency, a slow fault): it passes whether or not the caller stays."""
+        if seconds > 0:
+            self._watched()
+            await asyncio.sleep(seconds)
+
+    async def wait_to_answer(self, seconds: float) -> None:
+        """The rest of the latency, after the call took effect: cut short once nobody is left to answer."""
+        if seconds > 0 and not self.gone:
+            self._watched()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._gone.wait(), seconds)
+
+    async def aclose(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
 
 
 def api(
@@ -237,8 +299,10 @@ def api(
     auth: Auth = "bearer",
     vehicle: bool = False,
     rate_limited: bool = True,
+    body_limit: int | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
-    """A Starlette endpoint running `handler` behind the simulated Smartcar's request path."""
+    """A Starlette endpoint running `handler` behind the simulated Smartcar's request path; the body is
+    read up to `body_limit` bytes (default: the `max_body_bytes` setting)."""
 
     async def endpoint(request: Request) -> Response:
         sim: Simulator = request.app.state.sim
@@ -248,22 +312,20 @@ def api(
         ctx = Ctx(
             request, sim, family, str(uuid.uuid4()), version, params.get("vehicle_id"), params.get("rest")
         )
+        ctx.body_limit = body_limit or sim.settings.max_body_bytes
         if vehicle and ctx.sub_path is None:
             ctx.sub_path = ""
-        status: int | None = None
-        response: Response | None
+        caller = Caller(request)
         try:
-            response = await _run(ctx, handler, auth=auth, vehicle=vehicle, rate_limited=rate_limited)
-        except ApiError as error:
-            response = ctx.error(error)
-        except OAuthError as error:
-            response = Response(
-                dumps(error.body()), error.status, {"sc-request-id": ctx.request_id}, media_type=JSON
+            response = await _answer(
+                ctx, caller, handler, auth=auth, vehicle=vehicle, rate_limited=rate_limited
             )
-        except Dropped:
-            response = None
-        if response is not None:
-            status = response.status_code
+            gone = caller.gone
+        finally:
+            await caller.aclose()
+        if response is None and not gone:
+            await drop(request)
+        status = response.status_code if response is not None else None
         sim.record(
             RecordedRequest(
                 sim.clock.now(),
@@ -274,12 +336,52 @@ def api(
                 status,
                 ctx.request_id,
                 time.perf_counter() - started,
+                client_gone=gone,
             )
         )
+        if gone:
+            logger.info(
+                "simulator_client_gone",
+                extra={
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": status,
+                    "request_id": ctx.request_id,
+                },
+            )
         return response or Response(b"", 499)
 
     endpoint.__name__ = handler.__name__
     return endpoint
+
+
+async def _answer(
+    ctx: Ctx, caller: Caller, handler: Handler, *, auth: Auth, vehicle: bool, rate_limited: bool
+) -> Response | None:
+    """The call from its arrival to its answer (None: close the connection unanswered)."""
+    if ctx.version != "3" and not VERSION.fullmatch(ctx.version):
+        return ctx.error(ApiError("RESOURCE_NOT_FOUND", "VERSION"))
+    if has_body(ctx.request):
+        try:
+            ctx.raw_body = await read_body(ctx.request, ctx.body_limit)
+        except ClientDisconnect:  # gone before its request was complete: nothing to take effect
+            caller.left()
+            return None
+    sim = ctx.sim
+    latency = 0.0 if sim.latency.is_zero else sim.latency.sample(sim.rng)
+    before, after = split(latency, sim.apply_at)
+    await caller.wait(before)
+    response: Response | None
+    try:
+        response = await _run(ctx, caller, handler, auth=auth, vehicle=vehicle, rate_limited=rate_limited)
+    except ApiError as error:
+        response = ctx.error(error)
+    except OAuthError as error:
+        response = Response(
+            dumps(error.body()), error.status, {"sc-request-id": ctx.request_id}, media_type=JSON
+        )
+    await caller.wait_to_answer(after)
+    return response
 
 
 def _is_unsubscribe(ctx: Ctx) -> bool:
@@ -287,13 +389,9 @@ def _is_unsubscribe(ctx: Ctx) -> bool:
     return ctx.request.method == "DELETE" and sub_path.startswith("webhooks/")
 
 
-async def _admit(ctx: Ctx, *, auth: Auth, vehicle: bool, rate_limited: bool) -> None:
-    """Everything before the handler: version, latency, throttles, credentials, the vehicle's access."""
+def _admit(ctx: Ctx, *, auth: Auth, vehicle: bool, rate_limited: bool) -> None:
+    """Everything before the handler: throttles, credentials, the vehicle's access."""
     sim = ctx.sim
-    if ctx.version != "3" and not VERSION.fullmatch(ctx.version):
-        raise ApiError("RESOURCE_NOT_FOUND", "VERSION")
-    if not sim.latency.is_zero:
-        await asyncio.sleep(sim.latency.sample(sim.rng))
     if rate_limited:
         sim.limits.take_app()
     # Unsubscribing is authorised by the AMT, which its handler checks.
@@ -304,24 +402,26 @@ async def _admit(ctx: Ctx, *, auth: Auth, vehicle: bool, rate_limited: bool) -> 
         sim.limits.take_vehicle(ctx.vehicle_id)
 
 
-async def _fail(ctx: Ctx, fault: Fault) -> Response:
-    if fault.spec.kind == "drop":
-        await drop(ctx.request)
-    return fault_response(ctx, fault)
+def _fail(ctx: Ctx, fault: Fault) -> Response | None:
+    """The fault's answer; None for a drop (the connection is closed when the answer would leave)."""
+    return None if fault.spec.kind == "drop" else fault_response(ctx, fault)
 
 
-async def _run(ctx: Ctx, handler: Handler, *, auth: Auth, vehicle: bool, rate_limited: bool) -> Response:
-    await _admit(ctx, auth=auth, vehicle=vehicle, rate_limited=rate_limited)
+async def _run(
+    ctx: Ctx, caller: Caller, handler: Handler, *, auth: Auth, vehicle: bool, rate_limited: bool
+) -> Response | None:
+    """The call taking effect: admitted, then a fault or the handler (or both, with `after_effect`)."""
+    _admit(ctx, auth=auth, vehicle=vehicle, rate_limited=rate_limited)
     request = ctx.request
     fault = ctx.sim.faults.match(
         method=request.method, path=request.url.path, sub_path=ctx.sub_path, vehicle_id=ctx.vehicle_id
     )
     if fault is not None and fault.spec.kind == "slow":
-        await asyncio.sleep(fault.spec.seconds or 0.0)
+        await caller.wait(fault.spec.seconds or 0.0)
         fault = None
     if fault is not None and not fault.spec.after_effect:
-        return await _fail(ctx, fault)
+        return _fail(ctx, fault)
     response = await handler(ctx)
     if fault is not None and response.status_code < 400:  # noqa: PLR2004 - it took effect; now fail
-        return await _fail(ctx, fault)
+        return _fail(ctx, fault)
     return response

@@ -1,7 +1,13 @@
-"""How long the simulated Smartcar takes to answer: fixed, uniform, or long-tailed (log-normal).
+"""How long the simulated Smartcar takes to answer: fixed, uniform, or long-tailed (log-normal), and when
+within that time a call takes effect.
 
 A long tail is described the way operators talk about it, by its median and its 99th percentile; the
 log-normal with those two quantiles is sampled. Waiting is always `await asyncio.sleep`.
+
+`ApplyAt` places the moment a call takes effect (a command is applied to the car, a read is taken)
+within its latency: at the `start`, in the `middle` or at the `end` (the default). The answer leaves at
+the end either way, so with `start` or `middle` a test has a window in which the car has obeyed and the
+caller has not heard yet.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Distribution = Literal["fixed", "uniform", "longtail"]
+ApplyAt = Literal["start", "middle", "end"]
+APPLY_AT: tuple[ApplyAt, ...] = ("start", "middle", "end")
+_SHARE_BEFORE: dict[ApplyAt, float] = {"start": 0.0, "middle": 0.5, "end": 1.0}
 _Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 MAX_LATENCY = 600.0
 
@@ -69,3 +78,9 @@ def parse_latency(spec: float | str) -> LatencyModel:
     raise ValueError(
         f"latency {spec!r}: expected SECONDS, fixed:SECONDS, uniform:LOW,HIGH or longtail:MEDIAN,P99"
     )
+
+
+def split(seconds: float, apply_at: ApplyAt) -> tuple[float, float]:
+    """A latency of `seconds` cut where the call takes effect: (the wait before it, the wait after it)."""
+    before = seconds * _SHARE_BEFORE[apply_at]
+    return before, seconds - before

@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from smartcar_simulator.faults import FaultSpec
-from smartcar_simulator.latency import LatencyModel, parse_latency
+from smartcar_simulator.latency import ApplyAt, LatencyModel, parse_latency
 from smartcar_simulator.limits import RateLimitSettings
 
 DEFAULT_CLIENT_ID = "simulator-client-id"
@@ -55,9 +55,19 @@ class SimulatorSettings(BaseSettings):
     clock_speed: float = Field(1.0, gt=0, description="Simulated seconds per real second (charging etc.).")
     charge_per_hour: float = Field(0.25, gt=0, le=10, description="State of charge gained per charging hour.")
 
-    # Answers.
+    # Answers: how long they take and when within that time a call takes effect; throttles; faults.
     # NoDecode: the environment holds the command line's form (`uniform:0.1,0.5`), not JSON.
     latency: Annotated[LatencyModel, NoDecode] = Field(default_factory=LatencyModel)
+    apply_at: ApplyAt = Field(
+        "end",
+        description=(
+            "When within its latency a call takes effect (a command is applied to the car, a read is "
+            "taken): `start`, `middle` or `end`. The answer leaves at the end of the latency either way, "
+            "and a command takes effect even when its caller has gone by then (a car obeys whether or not "
+            "the HTTP caller is still there); a caller that left is recorded with `client_gone`. "
+            "`PUT /_sim/apply-at` changes it while running; `/_sim/reset` restores this value."
+        ),
+    )
 
     rate_limits: RateLimitSettings = Field(
         default_factory=RateLimitSettings, description='JSON: {"per_vehicle": {...}, "app": {...}}.'

@@ -11,7 +11,7 @@ from typing import Any
 from smartcar_simulator.clock import SimClock, iso_time
 from smartcar_simulator.faults import FaultBook
 from smartcar_simulator.fleet import Fleet, Vehicle, seeded_fleet
-from smartcar_simulator.latency import LatencyModel
+from smartcar_simulator.latency import ApplyAt, LatencyModel
 from smartcar_simulator.limits import RateLimiter
 from smartcar_simulator.settings import SimulatorSettings
 from smartcar_simulator.tokens import TokenStore
@@ -19,16 +19,23 @@ from smartcar_simulator.tokens import TokenStore
 
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
-    """One API call the simulator received (control calls are not recorded)."""
+    """One API call the simulator received (control calls are not recorded), recorded when it ended.
+
+    `status` is what the simulator answered, or would have answered had its caller stayed; None when it
+    closed the connection unanswered (a `drop` fault) or the caller left before its request was complete.
+    `client_gone`: the caller went away before the answer (its timeout, a killed worker); the call took
+    effect all the same, as a car obeys a command whether or not the HTTP caller is still there.
+    """
 
     time: float
     method: str
     path: str
     vehicle_id: str | None
     sub_path: str | None
-    status: int | None  # None: the connection was dropped
+    status: int | None
     request_id: str
     duration: float
+    client_gone: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +48,7 @@ class RecordedRequest:
             "status": self.status,
             "request_id": self.request_id,
             "duration": round(self.duration, 6),
+            "client_gone": self.client_gone,
         }
 
 
@@ -48,7 +56,8 @@ ChangeListener = Callable[[Vehicle, str], None]
 
 
 class Simulator:
-    """Settings, clock, fleet, tokens, faults, limits, latency and the request record."""
+    """Settings, clock, fleet, tokens, faults, limits, latency (and where in it a call takes effect) and
+    the request record."""
 
     def __init__(self, settings: SimulatorSettings, *, clock: SimClock | None = None) -> None:
         self.settings = settings
@@ -65,6 +74,7 @@ class Simulator:
         self.faults = FaultBook(self.rng)
         self.limits = RateLimiter(self.clock)
         self.latency: LatencyModel = settings.latency
+        self.apply_at: ApplyAt = settings.apply_at
         self._configure_from_settings()
         self.requests: deque[RecordedRequest] = deque(maxlen=settings.max_recorded_requests or None)
         self.record_requests = settings.max_recorded_requests > 0
@@ -86,14 +96,15 @@ class Simulator:
 
     def _configure_from_settings(self) -> None:
         self.latency = self.settings.latency
+        self.apply_at = self.settings.apply_at
         self.limits.configure(self.settings.rate_limits)
         self.faults.clear()
         for spec in self.settings.faults:
             self.faults.add(spec)
 
     def reset(self) -> None:
-        """Back to the start: the seeded fleet, the configured latency, limits and faults; no tokens,
-        recorded requests or subscriptions."""
+        """Back to the start: the seeded fleet, the configured latency, apply-at, limits and faults; no
+        tokens, recorded requests or subscriptions."""
         self.fleet = self._new_fleet()
         self.tokens.clear()
         self._configure_from_settings()

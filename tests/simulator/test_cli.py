@@ -21,6 +21,9 @@ def test_bad_settings_are_refused_with_a_clear_message() -> None:
     result = CliRunner().invoke(cli, ["--latency", "gauss:1"])
     assert result.exit_code == 2
     assert "latency" in result.output
+    result = CliRunner().invoke(cli, ["--apply-at", "sideways"])
+    assert result.exit_code == 2
+    assert "apply_at" in result.output
     result = CliRunner().invoke(cli, ["--faults", "[{not json"])
     assert result.exit_code == 2
     assert "--faults is not JSON" in result.output
