@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 VERIFY = "VERIFY"
@@ -63,10 +64,11 @@ class SignalValue:
 class Envelope:
     """What every handler needs from a delivery; `body` keeps the whole parsed JSON.
 
-    `delivered_at` is `meta.deliveredAt` as epoch seconds (the rule: `epoch_seconds`), or None when the
-    delivery has none (absent or null: legacy 2.0 envelopes carry no `meta`). One that is there but does
-    not read as a moment (`NaN`, `Infinity`, `1e999`, a number past year 9999, 0 or negative, a boolean,
-    text that is not ISO-8601 with a zone, a list...) is refused: `parse_envelope` raises
+    `delivered_at` is `meta.deliveredAt` as epoch seconds (the rule: `epoch_seconds`: milliseconds or
+    seconds, as a number or as digits in text, or ISO-8601, read as UTC when it names no zone), or None
+    when the delivery has none (absent or null: legacy 2.0 envelopes carry no `meta`). One that is there
+    but does not read as a moment (`NaN`, `Infinity`, `1e999`, a number past year 9999, 0 or negative, a
+    boolean, other text, a list...) is refused: `parse_envelope` raises
     `EnvelopeError("meta.deliveredAt", ...)` and the receiver answers 400, rather than store a delivery
     its replay check cannot date (Smartcar's own carry epoch milliseconds). `parse_envelope` reads it
     once, and the receiver's replay check and the workers' ordering both use that value. An Envelope
@@ -150,20 +152,28 @@ def epoch_seconds(value: Any) -> float | None:
     """A Smartcar moment (`meta.deliveredAt`) as epoch seconds; None when it does not read as one.
 
     Numbers follow `epoch_millis` (milliseconds or seconds by magnitude; 0, negatives, booleans, the
-    non-finite and numbers past year 9999 are unknown). A string is ISO-8601 (`Z` or an offset) and
-    counts only with its timezone: a naive `2025-10-31T07:39:11` could be any of 26 hours, so it is
-    None, as is any other string or type.
+    non-finite and numbers past year 9999 are unknown), and so does text of plain digits (`"1700000000000"`,
+    `"1731940328.25"`). Other text is ISO-8601: with `Z` or an offset it is that moment, and without one it
+    is read as UTC, the zone of every Smartcar time (a replay check of days is not moved by the hours
+    it could be off). Anything else is None.
     """
     millis = epoch_millis(value)
     if millis is not None:
         return millis / 1000
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return moment.timestamp() if moment.tzinfo is not None else None
-    return None
+    if not isinstance(value, str):
+        return None
+    if _DECIMAL.fullmatch(value):
+        millis = epoch_millis(float(value) if "." in value else int(value))
+        return None if millis is None else millis / 1000
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+
+
+# Epoch seconds or milliseconds as text: ASCII digits (a year-9999 millisecond has 15), an optional fraction.
+_DECIMAL = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,9})?")
 
 
 def _signal(item: dict[str, Any]) -> SignalValue:
@@ -186,17 +196,41 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _container(value: Any, name: str) -> dict[str, Any]:
+    """The object at field `name`: {} when absent or null; `EnvelopeError` for anything else."""
+    if isinstance(value, dict):
+        return value
+    if value is None:
+        return {}
+    raise EnvelopeError(name, "must be an object")
+
+
 def _text(value: Any, name: str) -> str | None:
-    """The text of field `name`, None when absent or empty. Raises `EnvelopeError` for text that is not
-    valid UTF-8: a lone surrogate (`"\\ud800"`, or its raw bytes, which `json.loads` lets through) cannot
-    be written to the event store, so the delivery is refused here, alone, rather than failing the store
-    round trip it would share with others."""
-    if value is None or isinstance(value, dict | list):
+    """The text of field `name` (an id, a type, a mode, a version), None when absent, null or empty.
+
+    Raises `EnvelopeError` for anything but a string, as Smartcar sends them all (`true` is no eventId,
+    nor 42 a vehicle id), and for text that is not valid UTF-8: a lone surrogate (`"\\ud800"`, or its raw
+    bytes, which `json.loads` lets through) cannot be written to the event store, so the delivery is
+    refused here, alone, rather than failing the store round trip it would share with others.
+    """
+    if isinstance(value, str):
+        if not value.isascii():  # a flag read, not a scan: only non-ASCII text is encoded to be checked
+            _check_utf8(value, name)
+        return value or None
+    if value is None:
         return None
-    text = value if isinstance(value, str) else str(value)
-    if not text.isascii():  # a flag read, not a scan: only non-ASCII text is encoded to be checked
-        _check_utf8(text, name)
-    return text or None
+    raise EnvelopeError(name, f"must be a string (as Smartcar sends it), not {_kind(value)}")
+
+
+def _kind(value: Any) -> str:
+    """What a non-string JSON value is, in JSON's words."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return "a number"
 
 
 def _check_utf8(text: str, name: str) -> None:
@@ -242,13 +276,10 @@ def parse_envelope(raw: bytes) -> Envelope:
     event_id = _text(body.get("eventId"), "eventId")
     if event_id is None:
         raise EnvelopeError("eventId", "missing or empty")
-    data = body.get("data")
-    if data is not None and not isinstance(data, dict):
-        raise EnvelopeError("data", "must be an object")
-    data = data or {}
-    meta = _object(body.get("meta"))
-    vehicle = _object(data.get("vehicle"))
-    user = _object(data.get("user"))
+    data = _container(body.get("data"), "data")
+    meta = _container(body.get("meta"), "meta")
+    vehicle = _container(data.get("vehicle"), "data.vehicle")
+    user = _container(data.get("user"), "data.user")
     vehicle_id = _text(body.get("vehicleId"), "vehicleId") or _text(vehicle.get("id"), "data.vehicle.id")
     challenge = _text(data.get("challenge"), "data.challenge")
     _require(event_type, data, vehicle_id, challenge)
@@ -307,7 +338,7 @@ def _legacy(body: dict[str, Any], raw: bytes) -> Envelope:
             body,
             webhook_id=_text(body.get("webhookId"), "webhookId"),
             challenge=challenge,
-            delivered_at=_delivered_at(_object(body.get("meta"))),
+            delivered_at=_delivered_at(_container(body.get("meta"), "meta")),
         )
     vehicles = payload.get("vehicles")
     first = vehicles[0] if isinstance(vehicles, list) and vehicles and isinstance(vehicles[0], dict) else {}
@@ -324,5 +355,5 @@ def _legacy(body: dict[str, Any], raw: bytes) -> Envelope:
         or _text(first.get("vehicleId"), "payload.vehicles[0].vehicleId"),
         webhook_id=_text(body.get("webhookId"), "webhookId"),
         mode=_text(body.get("mode"), "mode"),
-        delivered_at=_delivered_at(_object(body.get("meta"))),
+        delivered_at=_delivered_at(_container(body.get("meta"), "meta")),
     )

@@ -412,7 +412,7 @@ def test_signal_and_trigger_accessors_skip_what_they_cannot_read() -> None:
     body = {
         "eventId": "e1",
         "eventType": "VEHICLE_STATE",
-        "vehicleId": 42,
+        "vehicleId": "42",
         "data": {
             "signals": [
                 {"name": "no code"},
@@ -453,7 +453,22 @@ def test_top_level_triggers_win_over_data_triggers() -> None:
         (b"[1]", "body", "a webhook payload is a JSON object"),
         (b"{}", "eventType", "missing (and no legacy eventName)"),
         (b'{"eventType": ""}', "eventType", "must be a non-empty string"),
-        (b'{"eventType": {"a": 1}}', "eventType", "must be a non-empty string"),
+        (b'{"eventType": {"a": 1}}', "eventType", "must be a string (as Smartcar sends it), not an object"),
+        (b'{"eventType": 7}', "eventType", "must be a string (as Smartcar sends it), not a number"),
+        (
+            b'{"eventType": "VERIFY", "eventId": true}',
+            "eventId",
+            "must be a string (as Smartcar sends it), not a boolean",
+        ),
+        (b'{"eventType": "VERIFY", "eventId": "e", "meta": "x"}', "meta", "must be an object"),
+        (b'{"eventType": "VERIFY", "eventId": "e", "meta": []}', "meta", "must be an object"),
+        (b'{"eventName": "scheduled", "payload": {}, "meta": 1}', "meta", "must be an object"),
+        (
+            b'{"eventType": "X", "eventId": "e", "data": {"vehicle": "v"}}',
+            "data.vehicle",
+            "must be an object",
+        ),
+        (b'{"eventType": "X", "eventId": "e", "data": {"user": ["u"]}}', "data.user", "must be an object"),
         (b'{"eventType": "VERIFY"}', "eventId", "missing or empty"),
         (b'{"eventType": "VERIFY", "eventId": ""}', "eventId", "missing or empty"),
         (b'{"eventType": "VERIFY", "eventId": "e", "data": [1]}', "data", "must be an object"),
@@ -522,6 +537,12 @@ _NO_META = object()
         pytest.param(1731940328.25, 1731940328.25, id="fractional-seconds"),
         pytest.param("2023-11-14T22:13:20Z", 1700000000.0, id="iso-z"),
         pytest.param("2023-11-14T23:13:20.250+01:00", 1700000000.25, id="iso-offset"),
+        pytest.param("2023-11-14T22:13:20", 1700000000.0, id="iso-naive-is-utc"),
+        pytest.param("2023-11-14 22:13:20.5", 1700000000.5, id="iso-naive-with-a-space"),
+        pytest.param("2023-11-14", 1699920000.0, id="iso-date-only-is-utc-midnight"),
+        pytest.param("1700000000000", 1700000000.0, id="milliseconds-as-text"),
+        pytest.param("1700000000", 1700000000.0, id="seconds-as-text"),
+        pytest.param("1731940328.25", 1731940328.25, id="fractional-seconds-as-text"),
         pytest.param(253_402_300_799_999, 253_402_300_799.999, id="last-millisecond-of-9999"),
     ],
 )
@@ -534,11 +555,16 @@ def test_delivered_at_one_rule(value: Any, expected: float) -> None:
 
 # Not a moment: refused when signed, rather than stored with no replay check (or a 500, for the non-finite).
 UNREADABLE_MOMENTS = [
-    pytest.param("2023-11-14T22:13:20", id="iso-naive"),
-    pytest.param("2023-11-14", id="iso-date-only-is-naive"),
     pytest.param("not a time", id="garbage-text"),
     pytest.param("", id="empty-text"),
-    pytest.param("1700000000000", id="number-as-text"),
+    pytest.param(" 1700000000000", id="number-as-text-with-a-space"),
+    pytest.param("1_700_000_000_000", id="number-as-text-with-underscores"),
+    pytest.param("1e12", id="number-as-text-with-an-exponent"),
+    pytest.param("NaN", id="NaN-as-text"),
+    pytest.param("0", id="zero-as-text"),
+    pytest.param("-1700000000", id="negative-as-text"),
+    pytest.param("9" * 5000, id="5000-digits-as-text"),
+    pytest.param("１７００００００００", id="fullwidth-digits"),
     pytest.param(0, id="zero"),
     pytest.param(-1700000000, id="negative"),
     pytest.param(True, id="boolean"),
@@ -597,9 +623,8 @@ def test_epoch_millis_reads_no_moment_past_year_9999_and_never_raises(value: Any
     "meta",
     [
         pytest.param({"deliveryId": "d-1"}, id="missing"),
+        pytest.param({"deliveredAt": None}, id="null"),
         pytest.param(_NO_META, id="no-meta"),
-        pytest.param("2023-11-14T22:13:20Z", id="meta-a-string"),
-        pytest.param([{"deliveredAt": 1761896351529}], id="meta-a-list"),
         pytest.param(None, id="meta-null"),
     ],
 )
@@ -767,3 +792,53 @@ def test_a_lone_surrogate_in_a_field_kept_only_in_the_raw_body_is_accepted(
     body: dict[str, Any], path: str, surrogate: bytes
 ) -> None:
     assert parse_envelope(poisoned(body, path, surrogate)).event_id
+
+
+# --- ids, types and the containers they come from are what Smartcar sends, or refused naming the field ---
+
+NOT_TEXT = [
+    pytest.param(True, "a boolean", id="true"),
+    pytest.param(42, "a number", id="number"),
+    pytest.param(1.5, "a number", id="float"),
+    pytest.param({"id": "x"}, "an object", id="object"),
+    pytest.param(["x"], "an array", id="array"),
+]
+
+
+@pytest.mark.parametrize(("value", "kind"), NOT_TEXT)
+@pytest.mark.parametrize(("body", "path", "field"), STORED_FIELDS)
+def test_an_id_or_type_that_is_not_text_is_refused_naming_it(
+    body: dict[str, Any], path: str, field: str, value: Any, kind: str
+) -> None:
+    with pytest.raises(EnvelopeError) as caught:
+        parse_envelope(raw(_with(body, path, value)))
+
+    assert (caught.value.field, caught.value.problem) == (
+        field,
+        f"must be a string (as Smartcar sends it), not {kind}",
+    )
+
+
+@pytest.mark.parametrize(("body", "path", "field"), STORED_FIELDS)
+def test_a_null_id_is_absent(body: dict[str, Any], path: str, field: str) -> None:
+    data = raw(_with(body, path, None))
+    required = {"eventId", "eventType", "data.vehicle.id", "eventName", "data.challenge", "payload.challenge"}
+    if field in required:
+        with pytest.raises(EnvelopeError) as caught:
+            parse_envelope(data)
+        assert caught.value.field in (field, "vehicleId")
+    else:
+        parse_envelope(data)
+
+
+@pytest.mark.parametrize("meta", ["2023-11-14T22:13:20Z", [{"deliveredAt": 1761896351529}], 1, True])
+@pytest.mark.parametrize(
+    "body",
+    [STATE_A, VERIFY_4, LEGACY_EVENT_BASED, LEGACY_VERIFY],
+    ids=["state", "verify", "2.0", "2.0-verify"],
+)
+def test_a_meta_that_is_not_an_object_is_refused(body: dict[str, Any], meta: Any) -> None:
+    with pytest.raises(EnvelopeError) as caught:
+        parse_envelope(raw({**body, "meta": meta}))
+
+    assert (caught.value.field, caught.value.problem) == ("meta", "must be an object")

@@ -173,20 +173,40 @@ def _iso(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
 
 
-@pytest.mark.parametrize(
-    "delivered_at",
-    [
-        pytest.param(lambda now: int(now * 1000), id="milliseconds"),
-        pytest.param(int, id="seconds"),
-        pytest.param(_iso, id="iso"),
-    ],
-)
+def _naive_iso(now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+
+
+# Every form of `meta.deliveredAt` that is accepted is read, and so checked for its age.
+TIME_FORMATS = [
+    pytest.param(lambda now: int(now * 1000), id="milliseconds"),
+    pytest.param(int, id="seconds"),
+    pytest.param(_iso, id="iso"),
+    pytest.param(_naive_iso, id="iso-without-zone-is-utc"),
+    pytest.param(lambda now: str(int(now * 1000)), id="milliseconds-as-text"),
+    pytest.param(lambda now: str(int(now)), id="seconds-as-text"),
+]
+
+
+@pytest.mark.parametrize("delivered_at", TIME_FORMATS)
 async def test_recent_deliveries_in_every_time_format_are_accepted(
     harness: Harness, state_event: EventMaker, delivered_at: Callable[[float], object]
 ) -> None:
     event = state_event()
     event["meta"]["deliveredAt"] = delivered_at(time.time())
     assert (await harness.deliver(event)).json()["status"] == "accepted"
+
+
+@pytest.mark.parametrize("delivered_at", TIME_FORMATS)
+async def test_old_deliveries_in_every_time_format_are_read_as_replays(
+    harness: Harness, state_event: EventMaker, delivered_at: Callable[[float], object]
+) -> None:
+    event = state_event()
+    event["meta"]["deliveredAt"] = delivered_at(time.time() - 8 * 24 * 3600)
+    response = await harness.deliver(event)
+    assert response.status_code == 400
+    assert "older than the dedupe window" in response.json()["error"]
+    assert harness.inbox() == []
 
 
 async def test_an_old_iso_delivery_time_is_read_as_a_replay(

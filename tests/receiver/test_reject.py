@@ -465,3 +465,32 @@ async def test_a_delivered_at_that_is_not_a_moment_gets_400_naming_it(
     }
     assert await metric(harness.http, "smartcar_webhook_requests_total", outcome="invalid") == 1
     assert_nothing_stored(harness)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        ("eventId", True, "must be a string (as Smartcar sends it), not a boolean"),
+        ("eventType", 7, "must be a string (as Smartcar sends it), not a number"),
+        ("vehicleId", 42, "must be a string (as Smartcar sends it), not a number"),
+        ("data.user.id", {"id": "u"}, "must be a string (as Smartcar sends it), not an object"),
+        ("meta.deliveryId", ["d"], "must be a string (as Smartcar sends it), not an array"),
+        ("meta", "LIVE", "must be an object"),
+        ("meta", [1], "must be an object"),
+        ("data.vehicle", "v", "must be an object"),
+    ],
+)
+async def test_ids_types_and_their_objects_taken_loosely_get_400_naming_the_field(
+    harness: Harness, state_event: EventMaker, path: str, value: Any, problem: str
+) -> None:
+    copy: Any = state_event()
+    *parents, last = path.split(".")
+    target = copy
+    for part in parents:
+        target = target[part]
+    target[last] = value
+    response = await harness.deliver(copy)
+    assert response.status_code == 400
+    assert response.json() == {"error": problem, "field": path}
+    assert await metric(harness.http, "smartcar_webhook_requests_total", outcome="invalid") == 1
+    assert_nothing_stored(harness)
