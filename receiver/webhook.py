@@ -31,6 +31,7 @@ from smartcar_core.events import Envelope, EnvelopeError, parse_envelope
 _JSON = b"application/json"
 # Only a body naming VERIFY can be a challenge; any other unsigned body is refused unread.
 _VERIFY_MARKERS = (b"VERIFY", b"verify")
+_LENGTH_DIGITS = 18  # a Content-Length with more significant digits is past any body cap
 
 
 class _ClientGoneError(Exception):
@@ -155,11 +156,20 @@ class WebhookEndpoint:
         if content_type is None or content_type.partition(b";")[0].strip().lower() != _JSON:
             return None, _Refusal(415, Outcome.UNSUPPORTED_MEDIA_TYPE, "send application/json")
         if length is not None:
-            if not length.isdigit():
-                return None, _Refusal(400, Outcome.INVALID, "invalid Content-Length")
-            if int(length) > self._limit:
-                return None, _Refusal(413, Outcome.TOO_LARGE, f"body over {self._limit} bytes")
+            return signature, self._length_refusal(length)
         return signature, None
+
+    def _length_refusal(self, length: bytes) -> _Refusal | None:
+        """Why a declared `Content-Length` is refused: not a number (400), or past the cap (413)."""
+        if not length.isdigit():  # ASCII digits only; then the optional whitespace HTTP allows (OWS)
+            length = length.strip(b" \t")
+            if not length.isdigit():
+                return _Refusal(400, Outcome.INVALID, "invalid Content-Length")
+        if len(length) > _LENGTH_DIGITS:  # past any cap, unless zeros lead (int() takes 4,300 digits)
+            length = length.lstrip(b"0") or b"0"
+        if len(length) > _LENGTH_DIGITS or int(length) > self._limit:
+            return _Refusal(413, Outcome.TOO_LARGE, f"body over {self._limit} bytes")
+        return None
 
     async def _store(
         self, send: Send, scope: Scope, envelope: Envelope, raw: bytes, received_at: float

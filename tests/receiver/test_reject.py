@@ -494,3 +494,58 @@ async def test_ids_types_and_their_objects_taken_loosely_get_400_naming_the_fiel
     assert response.json() == {"error": problem, "field": path}
     assert await metric(harness.http, "smartcar_webhook_requests_total", outcome="invalid") == 1
     assert_nothing_stored(harness)
+
+
+def _length_headers(body: bytes, amt: str, length: bytes) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", b"application/json"),
+        (b"content-length", length),
+        (b"sc-signature", signature_of(amt, body).encode()),
+    ]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [b"%d ", b" %d", b"\t%d\t", b"  %d \t", b"%d", b"0000000000000000000000000%d"],
+    ids=["trailing space", "leading space", "tabs", "spaces and a tab", "bare", "leading zeros"],
+)
+async def test_a_content_length_with_optional_whitespace_is_read(
+    make_settings: Callable[..., ReceiverSettings], harness: Harness, state_event: EventMaker, template: bytes
+) -> None:
+    app = create_app(make_settings())
+    event = state_event()
+    body = body_of(event)
+    headers = _length_headers(body, harness.amt, template % len(body))
+    async with app.router.lifespan_context(app):
+        sent = await call_asgi(app, headers, [{"type": "http.request", "body": body, "more_body": False}])
+    assert sent[0]["status"] == 200
+    assert harness.record(event["eventId"])["raw"] == body
+
+
+@pytest.mark.parametrize(
+    ("length", "status", "error"),
+    [
+        (b"", 400, "invalid Content-Length"),
+        (b" \t ", 400, "invalid Content-Length"),
+        (b"12abc", 400, "invalid Content-Length"),
+        (b"1 2", 400, "invalid Content-Length"),
+        (b"+5", 400, "invalid Content-Length"),
+        (b"-1", 400, "invalid Content-Length"),
+        (b"0x10", 400, "invalid Content-Length"),
+        (b"2,2", 400, "invalid Content-Length"),
+        (b"\x0b2", 400, "invalid Content-Length"),  # a vertical tab is no HTTP whitespace
+        ("\u0661\u0662".encode(), 400, "invalid Content-Length"),  # Arabic-Indic digits are no DIGIT
+        (b"9" * 5000, 413, "body over 262144 bytes"),  # past int()'s 4,300 digits: still a 413, not a 500
+        (b"0" * 5000 + b"300000", 413, "body over 262144 bytes"),
+        (b"1" + b"0" * 30, 413, "body over 262144 bytes"),
+    ],
+)
+async def test_a_content_length_that_is_no_number_is_refused(
+    make_settings: Callable[..., ReceiverSettings], harness: Harness, length: bytes, status: int, error: str
+) -> None:
+    app = create_app(make_settings())
+    headers = _length_headers(b"{}", harness.amt, length)
+    sent = await call_asgi(app, headers, [{"type": "http.request", "body": b"{}", "more_body": False}])
+    assert sent[0]["status"] == status
+    assert json.loads(sent[1]["body"]) == {"error": error}
+    assert_nothing_stored(harness)
