@@ -28,7 +28,7 @@ from eventstore.keys import KeySpace
 from receiver.metrics import CONTENT_TYPE, ReceiverMetrics
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
 from receiver.signatures import SignatureChecker
-from receiver.verify import VerifyGate
+from receiver.verify import TokenBucket, VerifyGate
 from receiver.webhook import WebhookEndpoint
 from receiver.writer import EventWriter
 from service_base.logs import bound_logger, configure_logging
@@ -79,6 +79,7 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
         checker=checker,
         writer=writer,
         gate=VerifyGate(settings, checker, redis),
+        unsigned_verify=TokenBucket(settings.verify_unsigned_per_minute),
         metrics=metrics,
         log=log,
         max_body_bytes=settings.max_body_bytes,

@@ -32,6 +32,7 @@ class Outcome(StrEnum):
     STALE = "stale"
     TOO_LARGE = "too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
 
 
@@ -41,6 +42,7 @@ class VerifyRefusal(StrEnum):
     SIGNATURE = "signature"
     CHALLENGE_SHAPE = "challenge_shape"
     NOT_ARMED = "not_armed"
+    RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
 
 

@@ -52,6 +52,10 @@ class ReceiverSettings(ServiceSettings):
     verify_window_until: datetime | None = None
     """A fixed VERIFY window (ISO-8601, timezone-aware), an alternative to arming through Redis."""
     verify_max_challenge_length: int = Field(128, ge=16, le=1024)
+    verify_unsigned_per_minute: int = Field(60, ge=1)
+    """Unsigned requests that may be a VERIFY (their body names it) handled per minute by each process, in
+    bursts of up to as many; beyond, 429 with Retry-After. Smartcar sends a VERIFY when a webhook is created,
+    its URL changed or "Verify this webhook" clicked: a few an hour. Signed deliveries are never limited."""
 
     gc_freeze: bool = True
     """Move everything alive after start-up out of the garbage collector's scans (`gc.freeze`): full

@@ -6,7 +6,8 @@ replies itself. Order of checks, each one cheaper than the next:
 
 1. content type (415) and declared length (413), before a byte of the body is read;
 2. the body, cut off past the cap (413);
-3. `SC-Signature` over the raw bytes (401). An unsigned body is only parsed when it may be a VERIFY;
+3. `SC-Signature` over the raw bytes (401). An unsigned body is only parsed when it may be a VERIFY, and
+   only so many a minute (429 beyond: `TokenBucket`);
 4. the envelope (400 with what is wrong), and a replay of an old signed body (400);
 5. VERIFY: answered when `VerifyGate` allows (else 403); everything else: one Redis round trip (503 when Redis
    fails, so that Smartcar retries), then 200 accepted / duplicate.
@@ -24,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from receiver.metrics import Outcome, ReceiverMetrics, VerifyRefusal
 from receiver.signatures import SignatureChecker, SignatureFailure
-from receiver.verify import VerifyGate
+from receiver.verify import TokenBucket, VerifyGate
 from receiver.writer import EventWriter
 from smartcar_core.events import Envelope, EnvelopeError, parse_envelope
 
@@ -95,6 +96,7 @@ class WebhookEndpoint:
         checker: SignatureChecker,
         writer: EventWriter,
         gate: VerifyGate,
+        unsigned_verify: TokenBucket,
         metrics: ReceiverMetrics,
         log: Any,
         max_body_bytes: int,
@@ -103,6 +105,7 @@ class WebhookEndpoint:
         self._checker = checker
         self._writer = writer
         self._gate = gate
+        self._unsigned_verify = unsigned_verify
         self._metrics = metrics
         self._outcomes = metrics.outcomes
         self._log = log
@@ -125,8 +128,7 @@ class WebhookEndpoint:
         self._metrics.body_bytes.observe(len(raw))
 
         failure = self._checker.check(raw, signature) if signature is not None else SignatureFailure.MISSING
-        if failure is not None and (failure is not SignatureFailure.MISSING or not _may_be_verify(raw)):
-            await self._unauthorized(send, scope, failure, raw)
+        if failure is not None and await self._refused_unread(send, scope, failure, raw):
             return
         try:
             envelope = parse_envelope(raw)
@@ -142,6 +144,17 @@ class WebhookEndpoint:
             await self._unauthorized(send, scope, failure, raw)
         else:
             await self._store(send, scope, envelope, raw, received_at)
+
+    async def _refused_unread(self, send: Send, scope: Scope, failure: SignatureFailure, raw: bytes) -> bool:
+        """Answer a request whose signature failed without parsing it, unless it is an unsigned one that may
+        be a VERIFY, within the rate (False: parse it). An unsigned VERIFY past the rate gets 429."""
+        if failure is not SignatureFailure.MISSING or not _may_be_verify(raw):
+            await self._unauthorized(send, scope, failure, raw)
+            return True
+        if not self._unsigned_verify.take():  # before parsing: a flood costs no parse past the rate
+            await self._rate_limited(send, scope)
+            return True
+        return False
 
     def _check_head(self, headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, _Refusal | None]:
         """The `SC-Signature` value, or why the request is refused before its body is read."""
@@ -249,6 +262,19 @@ class WebhookEndpoint:
         )
         await _reply(send, 200, {"challenge": self._checker.answer(challenge)})
 
+    async def _rate_limited(self, send: Send, scope: Scope) -> None:
+        self._metrics.verify_refusals[VerifyRefusal.RATE_LIMITED].inc()
+        retry_after = self._unsigned_verify.retry_after()
+        await self._refuse(
+            send,
+            scope,
+            429,
+            Outcome.RATE_LIMITED,
+            "too many unsigned VERIFY requests: retry later",
+            headers=[(b"retry-after", b"%d" % retry_after)],
+            retry_after=retry_after,
+        )
+
     async def _unauthorized(self, send: Send, scope: Scope, failure: SignatureFailure, raw: bytes) -> None:
         self._metrics.signature_failures[failure].inc()
         if _may_be_verify(raw):
@@ -258,7 +284,15 @@ class WebhookEndpoint:
         )
 
     async def _refuse(
-        self, send: Send, scope: Scope, status: int, outcome: Outcome, problem: str, **context: Any
+        self,
+        send: Send,
+        scope: Scope,
+        status: int,
+        outcome: Outcome,
+        problem: str,
+        *,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        **context: Any,
     ) -> None:
         self._outcomes[outcome].inc()
         client = scope.get("client")
@@ -273,7 +307,7 @@ class WebhookEndpoint:
         payload: dict[str, Any] = {"error": problem}
         if "field" in context:
             payload["field"] = context["field"]
-        await _reply(send, status, payload)
+        await _reply(send, status, payload, headers)
 
 
 def _may_be_verify(raw: bytes) -> bool:

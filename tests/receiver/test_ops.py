@@ -100,7 +100,9 @@ def test_load_settings_reads_the_contract_names(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("LOG_FORMAT", "Console")
     monkeypatch.setenv("RECEIVER_MAX_BODY_BYTES", "65536")
     monkeypatch.setenv("RECEIVER_VERIFY_WINDOW_UNTIL", "2030-01-31T12:00:00Z")
+    monkeypatch.setenv("RECEIVER_VERIFY_UNSIGNED_PER_MINUTE", "12")
     settings = load_settings()
+    assert settings.verify_unsigned_per_minute == 12
     assert settings.amts == ("amt-new-123456", "amt-old-654321")
     assert (settings.redis_url, settings.event_key_prefix) == ("redis://redis.internal:6380/2", "fleet:")
     assert (settings.log_level, settings.log_format, settings.max_body_bytes) == ("warning", "console", 65536)
@@ -148,6 +150,7 @@ def test_a_missing_amt_fails_with_a_message_that_says_what_to_set(
         ("EVENT_DEDUPE_SECONDS", "3600", "EVENT_DEDUPE_SECONDS"),
         ("LOG_LEVEL", "chatty", "LOG_LEVEL"),
         ("RECEIVER_VERIFY_WINDOW_UNTIL", "2030-01-31T12:00:00", "timezone"),
+        ("RECEIVER_VERIFY_UNSIGNED_PER_MINUTE", "0", "RECEIVER_VERIFY_UNSIGNED_PER_MINUTE"),
         ("SMARTCAR_AMT", "short", "at least 8 characters"),
         ("REDIS_URL", "redis-host:6379", "REDIS_URL: .* schemes"),
         (

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from receiver.app import create_app
 from receiver.cli import cli
 from receiver.settings import ReceiverSettings
+from receiver.verify import TokenBucket
 from smartcar_core.webhooks import hash_challenge, signature_of
 from smartcar_simulator import payloads
 from testsupport.receiver import Harness, asgi_client, body_of
@@ -186,3 +187,69 @@ async def test_arming_required_and_redis_down_gives_503(
         )
     assert response.status_code == 503
     assert json.loads(response.content) == {"error": "VERIFY refused: unavailable"}
+
+
+# --- unsigned VERIFY: answered at most RECEIVER_VERIFY_UNSIGNED_PER_MINUTE a minute per process ---------
+
+
+async def requests_counted(http: httpx.AsyncClient, outcome: str) -> float:
+    for family in text_string_to_metric_families((await http.get("/metrics")).text):
+        for sample in family.samples:
+            if sample.name == "smartcar_webhook_requests_total" and sample.labels == {"outcome": outcome}:
+                return float(sample.value)
+    return 0.0
+
+
+def test_unsigned_verify_is_limited_to_60_a_minute_by_default(
+    make_settings: Callable[..., ReceiverSettings],
+) -> None:
+    assert make_settings().verify_unsigned_per_minute == 60
+
+
+async def test_unsigned_verify_past_the_rate_limit_gets_429_and_signed_deliveries_do_not(
+    make_settings: Callable[..., ReceiverSettings],
+    harness: Harness,
+    webhook_id: str,
+    state_event: EventMaker,
+) -> None:
+    async with asgi_client(create_app(make_settings(verify_unsigned_per_minute=2))) as http:
+        limited = Harness(http, harness.redis, harness.keys, harness.amt)
+        verify = payloads.verify_event(CHALLENGE, webhook_id=webhook_id)
+        legacy = payloads.verify_event(CHALLENGE, webhook_id=webhook_id, legacy=True)
+        assert (await limited.deliver(verify, unsigned=True)).status_code == 200
+        assert (await limited.deliver(legacy, unsigned=True)).status_code == 200
+        refused = await limited.deliver(verify, unsigned=True)
+        assert refused.status_code == 429
+        assert refused.json() == {"error": "too many unsigned VERIFY requests: retry later"}
+        assert 1 <= int(refused.headers["retry-after"]) <= 30  # 2 a minute: a token every 30 s
+        assert await requests_counted(http, "rate_limited") == 1
+        assert await refusals(http, "rate_limited") == 1
+        # an unsigned body naming VERIFY but no VERIFY is refused alike: nothing said about its content
+        assert (await limited.deliver(state_event(webhook_name="verify"), unsigned=True)).status_code == 429
+        # signed deliveries take nothing from the bucket, and are not refused by it
+        for _ in range(3):
+            signed = await limited.deliver(verify)
+            assert signed.json() == {"challenge": hash_challenge(harness.amt, CHALLENGE)}
+            assert (await limited.deliver(state_event())).json()["status"] == "accepted"
+        assert (await limited.deliver(verify, amt=OTHER_AMT)).status_code == 401  # signed, wrongly: 401
+        assert await requests_counted(http, "rate_limited") == 2
+        assert await requests_counted(http, "verify_answered") == 5
+    # the bucket is the app's own: another app answers
+    assert (await harness.deliver(verify, unsigned=True)).status_code == 200
+
+
+def test_the_token_bucket_refills_at_its_rate() -> None:
+    now = [1000.0]
+    bucket = TokenBucket(3, per_seconds=60.0, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    assert bucket.retry_after() == 20
+    now[0] += 19.0
+    assert not bucket.take()
+    assert bucket.retry_after() == 1
+    now[0] += 1.0
+    assert bucket.take()
+    assert not bucket.take()
+    now[0] += 3600.0  # a long quiet time refills it to its capacity, no more
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    with pytest.raises(ValueError, match="rate of at least 1"):
+        TokenBucket(0)
