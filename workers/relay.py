@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import kombu.exceptions
 import redis
 
 from eventstore.events import EventStore
@@ -118,7 +119,9 @@ class Relay:
                     stop.wait(_FULL_QUEUE_WAIT)
                 elif sent == 0:
                     self.wait_for_inbox()
-            except (redis.RedisError, OSError):
+            # The broker refusing Celery's apply_async (WORKERS_RELAY_FAST_PUBLISH=false) is kombu's
+            # OperationalError: an outage like Redis's, not an unexpected error.
+            except (redis.RedisError, OSError, kombu.exceptions.OperationalError):
                 log.warning("relay_redis_unavailable", retry_in=_ERROR_WAIT, exc_info=True)
                 stop.wait(_ERROR_WAIT)
             except Exception:
