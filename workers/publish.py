@@ -110,6 +110,9 @@ def _body(message: Mapping[str, Any]) -> Any:
         return message.get("body")
 
 
+_CELERYS = "Celery's"  # "only in ours", "only in Celery's" (not "ours's")
+
+
 def differences(ours: Mapping[str, Any], celerys: Mapping[str, Any]) -> list[str]:
     """Where our message for an event differs from Celery's for the same event (empty: they agree).
 
@@ -118,7 +121,7 @@ def differences(ours: Mapping[str, Any], celerys: Mapping[str, Any]) -> list[str
     found: list[str] = []
     for part in sorted(ours.keys() | celerys.keys()):
         if part not in ours or part not in celerys:
-            found.append(f"{part}: only in {'ours' if part in ours else 'Celery'}'s")
+            found.append(f"{part}: only in {'ours' if part in ours else _CELERYS}")
         elif part == "body":
             if _body(ours) != _body(celerys):
                 found.append(f"body: ours {_body(ours)!r}, Celery's {_body(celerys)!r}")
@@ -126,7 +129,7 @@ def differences(ours: Mapping[str, Any], celerys: Mapping[str, Any]) -> list[str
             mine, theirs = ours[part], celerys[part]
             for name in sorted(mine.keys() | theirs.keys()):
                 if name not in mine or name not in theirs:
-                    found.append(f"{part}.{name}: only in {'ours' if name in mine else 'Celery'}'s")
+                    found.append(f"{part}.{name}: only in {'ours' if name in mine else _CELERYS}")
                 elif name not in _PER_MESSAGE[part] and mine[name] != theirs[name]:
                     found.append(f"{part}.{name}: ours {mine[name]!r}, Celery's {theirs[name]!r}")
         elif ours[part] != celerys[part]:
