@@ -92,8 +92,9 @@ def test_env_example_shows_the_real_defaults(monkeypatch: pytest.MonkeyPatch) ->
     """Each `# NAME=value` line, read as the process would read it, gives the field's default."""
     for name in known_names():
         monkeypatch.delenv(name, raising=False)
-    classes: dict[str, Any] = {name: cls for name, (cls, _field) in service_settings().items()}
-    classes.update(dict.fromkeys(env_names(SimulatorSettings), SimulatorSettings))
+    # The services' defaults where the simulator reads the same name (SMARTCAR_CLIENT_ID...).
+    classes: dict[str, Any] = dict.fromkeys(env_names(SimulatorSettings), SimulatorSettings)
+    classes.update({name: cls for name, (cls, _field) in service_settings().items()})
     required = {"SMARTCAR_AMT": "placeholder-amt", "TOKEN_ENCRYPTION_KEY": _fernet_key()}
     for name, [line] in env_example().items():
         if not line.commented or name in LAUNCH_VARIABLES:
