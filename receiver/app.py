@@ -18,7 +18,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,12 +32,12 @@ from receiver.verify import TokenBucket, VerifyGate
 from receiver.webhook import WebhookEndpoint
 from receiver.writer import EventWriter
 from service_base.logs import bound_logger, configure_logging
+from service_base.redis_check import check_event_store
 
 WEBHOOK_PATH = "/webhooks/smartcar"
 # uvicorn's own exit status for "failed before serving": under `--workers N` its supervisor stops on it,
 # where any other status has it restart the worker, which fails the same way, forever.
 STARTUP_FAILURE = 3
-NO_EVICTION = "noeviction"  # the only maxmemory-policy under which Redis keeps what it acknowledged
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +53,13 @@ class Receiver:
 
 
 def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool = True) -> Starlette:
+    """The app for `settings` (the environment's by default). `SettingsError` when they cannot work,
+    including a Redis that refuses us, or one that would lose events with `SMARTCAR_ENV=production`."""
     settings = settings or load_settings()
     if configure_logs:
         configure_logging(settings.log_format, settings.log_level)
+    log = bound_logger("receiver")
+    durability = _check_redis(settings, log)
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
@@ -67,7 +71,6 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
     redis = Redis(connection_pool=pool)
     checker = SignatureChecker(settings.amts, max_challenge_length=settings.verify_max_challenge_length)
     metrics = ReceiverMetrics()
-    log = bound_logger("receiver")
     writer = EventWriter(
         redis,
         KeySpace(settings.event_key_prefix),
@@ -101,25 +104,14 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        policy = None
         try:
             await writer.load_script()
-            policy = await maxmemory_policy(redis)
         except (RedisError, OSError) as error:
             log.warning(
                 "redis_unavailable_at_startup",
                 redis=settings.redis_address,
                 error=type(error).__name__,
                 detail=str(error),
-            )
-        if policy not in {None, NO_EVICTION}:
-            # Full, such a Redis drops keys to make room: an evicted record is a lost event, an evicted
-            # seen-marker lets a redelivery in as a second event. Warned, not refused (start-up goes on).
-            log.warning(
-                "redis_may_evict_events",
-                redis=settings.redis_address,
-                maxmemory_policy=policy,
-                want=NO_EVICTION,
             )
         if settings.gc_freeze:
             # Everything alive now (modules, settings, pools) lives as long as the process: keep it out of
@@ -133,7 +125,7 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
             amt_count=len(settings.amts),
             max_body_bytes=settings.max_body_bytes,
             verify_require_armed=settings.verify_require_armed,
-            maxmemory_policy=policy,
+            redis_durable=not durability,
         )
         try:
             yield
@@ -155,15 +147,17 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
     return app
 
 
-async def maxmemory_policy(redis: Redis) -> str | None:
-    """Redis's `maxmemory-policy`, read from INFO (which managed services allow where they refuse CONFIG);
-    None when INFO is refused."""
+def _check_redis(settings: ReceiverSettings, log: Any) -> list[str]:
+    """At start-up: `SettingsError` for a Redis that refuses us, or (production) would lose events; the
+    durability problems otherwise, logged. A Redis that does not answer is an outage, not a configuration:
+    the receiver starts, answers 503 and logs `redis_unavailable_at_startup` (its lifespan)."""
     try:
-        memory = await redis.info("memory")
-    except ResponseError:
-        return None
-    policy = memory.get("maxmemory_policy")
-    return None if policy is None else str(policy)
+        problems = check_event_store(settings, timeout=settings.redis_timeout)
+    except (RedisError, OSError):
+        return []
+    if problems:
+        log.warning("redis_not_durable", redis=settings.redis_address, problems=problems)
+    return problems
 
 
 def __getattr__(name: str) -> Any:

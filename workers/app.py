@@ -22,9 +22,9 @@ import redis
 from celery import Celery, bootsteps, signals
 from celery import __version__ as celery_version
 
-from eventstore.client import connect
-from eventstore.durability import read_durability
+from eventstore.client import TIMEOUT_SECONDS, connect
 from service_base.logs import configure_logging, get_logger, renders_json, stdlib_formatter
+from service_base.redis_check import check_event_store
 from workers import broker
 from workers.assembly import Assembly
 from workers.publish import BatchPublisher, check_against_celery
@@ -268,23 +268,17 @@ def _check_startup() -> None:
 
 
 def _check_durability(settings: WorkerSettings) -> None:
-    """Refuse (production) or warn about (development) an event-store Redis that loses what it keeps."""
-    client = connect(settings.redis_url)
+    """Refuse a Redis that refuses us or (production) would lose events; warn about the latter otherwise."""
     try:
-        problems = read_durability(client)
+        problems = check_event_store(settings, timeout=TIMEOUT_SECONDS)
+    except SettingsError as error:
+        _refuse(str(error))
+        return
     except (OSError, redis.RedisError) as error:
         _refuse(f"the event store's Redis at {settings.redis_address} did not answer: {error}")
         return
-    finally:
-        client.close()
-    if not problems:
-        return
-    if settings.smartcar_env == "production":
-        _refuse(
-            f"the event store's Redis at {settings.redis_address} would lose events "
-            f"(SMARTCAR_ENV=production): {'; '.join(problems)}"
-        )
-    log.warning("redis_not_durable", redis=settings.redis_address, problems=problems)
+    if problems:
+        log.warning("redis_not_durable", redis=settings.redis_address, problems=problems)
 
 
 @signals.worker_process_init.connect

@@ -21,11 +21,13 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 import receiver.app
+from eventstore.durability import read_durability
 from receiver.app import STARTUP_FAILURE, create_app
 from receiver.cli import cli
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
 from testsupport import free_port
 from testsupport.receiver import Harness, asgi_client, deliver
+from testsupport.redis_server import RedisServer
 
 EventMaker = Callable[..., dict[str, Any]]
 
@@ -229,18 +231,48 @@ def test_the_module_app_is_built_once_from_the_environment(
         _ = receiver.app.nothing
 
 
-async def test_start_up_logs_the_maxmemory_policy_and_warns_when_redis_may_evict(
+async def test_start_up_says_when_the_test_redis_would_lose_events(
     make_settings: Callable[..., ReceiverSettings], store: redis.Redis
 ) -> None:
-    policy = store.info("memory")["maxmemory_policy"]  # whatever the test Redis runs with
-    app = create_app(make_settings())  # before capture_logs: creating an app configures structlog
+    expected = read_durability(store) or []  # whatever the test Redis runs with
     with capture_logs() as logs:
-        async with asgi_client(app):
+        async with asgi_client(create_app(make_settings(), configure_logs=False)):
             pass
     started = next(entry for entry in logs if entry["event"] == "receiver_started")
-    assert started["maxmemory_policy"] == policy
-    warnings = [entry for entry in logs if entry["event"] == "redis_may_evict_events"]
-    assert len(warnings) == (policy != "noeviction")
+    assert started["redis_durable"] is (not expected)
+    warnings = [entry["problems"] for entry in logs if entry["event"] == "redis_not_durable"]
+    assert warnings == ([expected] if expected else [])
+
+
+@pytest.mark.parametrize("smartcar_env", ["development", "production"])
+def test_a_durable_redis_starts_without_a_warning(
+    make_settings: Callable[..., ReceiverSettings], tmp_path: Path, smartcar_env: str
+) -> None:
+    with RedisServer(tmp_path) as server, capture_logs() as logs:
+        create_app(make_settings(redis_url=server.url(), smartcar_env=smartcar_env), configure_logs=False)
+    assert [entry for entry in logs if entry["log_level"] == "warning"] == []
+
+
+def test_production_refuses_a_redis_that_would_lose_events(
+    make_settings: Callable[..., ReceiverSettings], tmp_path: Path
+) -> None:
+    with RedisServer(tmp_path) as server, redis.Redis.from_url(server.url()) as client:
+        client.config_set("appendonly", "no")
+        with pytest.raises(SettingsError, match=r"would lose events \(SMARTCAR_ENV=production\).*appendonly"):
+            create_app(make_settings(redis_url=server.url(), smartcar_env="production"), configure_logs=False)
+        with capture_logs() as logs:  # development: served, and said
+            create_app(make_settings(redis_url=server.url()), configure_logs=False)
+    assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == ["redis_not_durable"]
+
+
+def test_a_redis_that_refuses_us_stops_the_start_in_one_line(redis_url: str) -> None:
+    """A wrong database answers every request with an error: that is a configuration, not an outage."""
+    wrong = redis_url.rsplit("/", 1)[0] + "/99"
+    done = run_uvicorn({"SMARTCAR_AMT": "amt-valid-0123456789", "REDIS_URL": wrong})
+    assert done.returncode == STARTUP_FAILURE
+    assert done.stderr.splitlines() == [done.stderr.strip()]  # one line, no traceback
+    assert "REDIS_URL: Redis at " in done.stderr
+    assert "/99 refused us: DB index is out of range" in done.stderr
 
 
 @pytest.fixture
@@ -275,7 +307,7 @@ async def test_a_redis_that_refuses_info_is_served_without_a_warning(
             response = await deliver(http, state_event(), amt=amt)
     assert response.status_code == 200
     assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == []
-    assert next(entry for entry in logs if entry["event"] == "receiver_started")["maxmemory_policy"] is None
+    assert next(entry for entry in logs if entry["event"] == "receiver_started")["redis_durable"] is True
 
 
 async def test_gc_freeze_at_start_up(make_settings: Callable[..., ReceiverSettings]) -> None:
