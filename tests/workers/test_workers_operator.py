@@ -2,9 +2,9 @@
 
 `relay` runs the relay for workers started with `WORKERS_RELAY_ENABLED=false`: it publishes what the
 receiver stored (with the fast publisher, or with Celery's apply_async when
-`WORKERS_RELAY_FAST_PUBLISH=false`), the workers process it, and SIGTERM stops it with a count; its logs
-follow `LOG_FORMAT` on stderr. `relay` and `check` refuse a broker that does not answer with exit 78 and one
-line per problem on stderr, and `check` refuses settings that cannot work the same way.
+`WORKERS_RELAY_FAST_PUBLISH=false`), the workers process it, and SIGTERM or Ctrl-C stops it with a count;
+its logs follow `LOG_FORMAT` on stderr. `relay` and `check` refuse a broker that does not answer with exit 78
+and one line per problem on stderr, and `check` refuses settings that cannot work the same way.
 """
 
 from __future__ import annotations
@@ -76,8 +76,12 @@ def _finished(command: Command, timeout: float = 30.0) -> int:
     return command.process.wait(timeout)
 
 
-@pytest.mark.parametrize("fast", ["true", "false"], ids=["batch-publisher", "apply-async"])
-def test_relay_publishes_to_workers_run_without_one_and_stops_on_sigterm(
+@pytest.mark.parametrize(
+    ("fast", "stop"),
+    [("true", signal.SIGTERM), ("false", signal.SIGINT)],
+    ids=["batch-publisher-sigterm", "apply-async-ctrl-c"],
+)
+def test_relay_publishes_to_workers_run_without_one_and_stops_on_sigterm_or_ctrl_c(
     relay_off: WorkerLauncher,
     run_cli: Callable[..., Command],
     *,
@@ -85,6 +89,7 @@ def test_relay_publishes_to_workers_run_without_one_and_stops_on_sigterm(
     car: Maker,
     state_event: Maker,
     fast: str,
+    stop: signal.Signals,
 ) -> None:
     client = relay_off.client
     waiting = accept_event(client, module_prefix, state_event(car(), {"charge-ischarging": True}))
@@ -99,7 +104,7 @@ def test_relay_publishes_to_workers_run_without_one_and_stops_on_sigterm(
         lambda: all(event_status(client, module_prefix, e) == "done" for e in ids),
         what="the workers to process what the relay published",
     )
-    relay.process.send_signal(signal.SIGTERM)
+    relay.process.send_signal(stop)
     assert _finished(relay) == 0
     assert "published 3 events" in relay.out()
     # Its log lines are ours, on stderr, in the LOG_FORMAT asked for.
