@@ -47,6 +47,7 @@ _SHOWN = (
     "charging_rule_enabled",
 )
 _CHECK_WAIT = 1  # an operator asking wants an answer now, not a start-up's patience
+_TIME_WIDTH = len("2026-12-01T09:30:43+00:00")  # what _time prints
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one problem, one line, whatever the width
 
@@ -185,8 +186,12 @@ def state(
     console.print(table)
     if vehicle_errors:
         failures = Table(title="errors")
-        for column in ("error", "state", "since (UTC)", "user message"):
-            failures.add_column(column)
+        # The error's key and its time are never cut (rich would end them with an ellipsis at 80
+        # columns); the user message wraps instead.
+        failures.add_column("error", no_wrap=True, min_width=max(len(key) for key in vehicle_errors))
+        failures.add_column("state", no_wrap=True)
+        failures.add_column("since (UTC)", no_wrap=True, min_width=_TIME_WIDTH)
+        failures.add_column("user message")
         for key, error in vehicle_errors.items():
             failures.add_row(
                 key, error["state"], _time(error["at"] / 1000), error.get("suggested_user_message") or ""
