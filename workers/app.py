@@ -68,7 +68,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "worker_concurrency": settings.concurrency,
         "task_soft_time_limit": settings.task_soft_time_limit,
         "task_time_limit": settings.task_time_limit,
-        # On SIGTERM, let running tasks finish for this long, then requeue what is held (incl. countdowns).
+        # On a cold shutdown (SIGQUIT, SIGINT), let running tasks finish for this long, then requeue what
+        # is held (incl. countdowns). SIGTERM is Celery's warm shutdown: running tasks finish, unbounded.
         "worker_soft_shutdown_timeout": settings.soft_shutdown_timeout,
         "worker_enable_soft_shutdown_on_idle": True,
         # After a lost broker connection the unacked messages come back anyway: stop their duplicates.
