@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import kombu.exceptions
 import redis
@@ -191,7 +191,7 @@ def _configuration() -> dict[str, Any]:
 app.add_defaults(_configuration)
 
 
-def _refuse(problem: str) -> None:
+def _refuse(problem: str) -> NoReturn:
     # The real stderr: by beat_init, beat has redirected sys.stderr into its logger.
     (sys.__stderr__ or sys.stderr).write(f"smartcar workers refuse to start: {problem}\n")
     raise SystemExit(78)  # EX_CONFIG
@@ -250,7 +250,6 @@ def _check_startup() -> None:
         settings = assembly.settings
     except SettingsError as error:
         _refuse(str(error))
-        return
     _configure_logs(settings)  # the broker check below logs each failed attempt
     problems = check_configuration(app.conf, settings)
     if problems:
@@ -274,10 +273,8 @@ def _check_durability(settings: WorkerSettings) -> None:
         problems = check_event_store(settings, timeout=TIMEOUT_SECONDS)
     except SettingsError as error:
         _refuse(str(error))
-        return
     except (OSError, redis.RedisError) as error:
         _refuse(f"the event store's Redis at {settings.redis_address} did not answer: {error}")
-        return
     if problems:
         log.warning("redis_not_durable", redis=settings.redis_address, problems=problems)
 
