@@ -70,11 +70,13 @@ def test_each_way_celerys_message_moved_away_is_named(
     theirs["headers"]["trace"] = {"span": 1}  # a header added
     theirs["tracing"] = True  # a part added
     del theirs["content-encoding"]  # a part dropped
+    theirs["content-type"] = "application/x-msgpack"  # a part's value changed
     theirs["body"] = "[[event-1], {}]"  # a body no longer base64 JSON
     embed = "{'callbacks': None, 'errbacks': None, 'chain': None, 'chord': None}"
     assert differences(ours, theirs) == [
         f"body: ours [['event-1'], {{}}, {embed}], Celery's '[[event-1], {{}}]'",
         "content-encoding: only in ours",
+        "content-type: ours 'application/json', Celery's 'application/x-msgpack'",
         "headers.replaced_task_nesting: ours 0, Celery's 1",
         "headers.stamps: only in ours",
         "headers.trace: only in Celery's",
