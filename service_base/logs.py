@@ -59,10 +59,11 @@ def renders_json(log_format: str, stream: TextIO) -> bool:
     return log_format == "json" or (log_format == "auto" and not stream.isatty())
 
 
-def _renderer(log_format: str, stream: TextIO) -> Any:
+def _rendering(log_format: str, stream: TextIO) -> list[Any]:
+    """The chain's last processors: JSON (a traceback as text under `exception`), or the console's own."""
     if renders_json(log_format, stream):
-        return structlog.processors.JSONRenderer()
-    return structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    return [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
 
 
 def configure_logging(log_format: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
@@ -73,7 +74,7 @@ def configure_logging(log_format: str = "auto", level: str = "info", stream: Tex
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_secrets,
-            _renderer(log_format, out),
+            *_rendering(log_format, out),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=structlog.WriteLoggerFactory(file=out),
@@ -92,7 +93,7 @@ def stdlib_formatter(log_format: str, stream: TextIO) -> logging.Formatter:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             redact_secrets,
-            _renderer(log_format, stream),
+            *_rendering(log_format, stream),
         ],
     )
 

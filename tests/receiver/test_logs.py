@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ from structlog.testing import capture_logs
 
 from receiver.app import create_app
 from receiver.settings import ReceiverSettings
-from service_base.logs import bound_logger, configure_logging
+from service_base.logs import bound_logger, configure_logging, stdlib_formatter
 from smartcar_core.webhooks import hash_challenge, signature_of
 from smartcar_simulator import payloads
 from testsupport.receiver import Harness, asgi_client, body_of
@@ -135,3 +136,39 @@ def test_auto_format_is_json_off_a_terminal() -> None:
     configure_logging("auto", "info", out)
     bound_logger("receiver").info("hello", event_id="e-3")
     assert json.loads(out.getvalue())["event_id"] == "e-3"
+
+
+def test_json_lines_carry_a_traceback_as_text() -> None:
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    try:
+        int("boom")
+    except ValueError:
+        bound_logger("receiver").warning("failed", exc_info=True)
+    line = json.loads(out.getvalue())
+    assert line["event"] == "failed"
+    assert "ValueError: invalid literal for int() with base 10: 'boom'" in line["exception"]
+    assert "Traceback" in line["exception"]
+
+
+def test_stdlib_records_with_a_traceback_are_json_lines_in_our_shape() -> None:
+    """Celery's own lines (e.g. "Unrecoverable error") as a worker writes them with LOG_FORMAT=json."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(stdlib_formatter("json", out))
+    logger = logging.getLogger("celery.test-formatter")
+    logger.addHandler(handler)
+    try:
+        try:
+            {}["unrecoverable"]
+        except KeyError:
+            logger.exception("Unrecoverable error: %s", "boom")
+    finally:
+        logger.removeHandler(handler)
+    line = json.loads(out.getvalue())
+    assert (line["event"], line["level"], line["logger_name"]) == (
+        "Unrecoverable error: boom",
+        "error",
+        "celery.test-formatter",
+    )
+    assert "KeyError: 'unrecoverable'" in line["exception"]
