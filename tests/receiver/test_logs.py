@@ -160,7 +160,7 @@ def test_stdlib_records_with_a_traceback_are_json_lines_in_our_shape() -> None:
     logger.addHandler(handler)
     try:
         try:
-            {}["unrecoverable"]
+            _ = {"known": 1}["unrecoverable"]  # raises KeyError: the traceback under test
         except KeyError:
             logger.exception("Unrecoverable error: %s", "boom")
     finally:
