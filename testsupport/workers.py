@@ -113,6 +113,15 @@ def store_minted(tokens: TokenStore, minted: SimTokens, *, expires_at: float | N
     )
 
 
+def refused_in_one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """A start-up refusal as workers and beat write it: exit 78 (EX_CONFIG), no traceback, exactly one
+    line saying so (returned)."""
+    lines = [line for line in result.stderr.splitlines() if "refuse to start" in line]
+    if result.returncode != os.EX_CONFIG or "Traceback" in result.stderr or len(lines) != 1:
+        raise AssertionError(f"not a one-line refusal (exit {result.returncode}):\n{result.stderr}")
+    return lines[0]
+
+
 class WorkerLauncher:
     """Starts worker (and beat) subprocesses for one settings object, and waits until they consume."""
 
@@ -172,6 +181,23 @@ class WorkerLauncher:
             "INFO",
         ]
         return self._spawn(name, command, env, "")
+
+    def run_to_exit(
+        self, program: str = "worker", *, env: Mapping[str, str | None] | None = None, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        """`celery -A workers.app <program>` (worker or beat) run until it exits, its output captured: for
+        the start-ups that must refuse. `env` changes the launcher's environment (None: unset)."""
+        environment = {**self.env, **(env or {})}
+        schedule = self.log_dir / f"exit-{uuid.uuid4().hex}-schedule"
+        options = ["--without-mingle", "--without-gossip"] if program == "worker" else ["-s", str(schedule)]
+        return subprocess.run(  # noqa: S603 - our own interpreter and command line
+            [sys.executable, "-m", "celery", "-A", "workers.app", program, *options],
+            env={name: value for name, value in environment.items() if value is not None},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def _spawn(
         self, name: str, command: list[str], env: Mapping[str, str] | None, private: str

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,12 @@ import redis
 from eventstore.keys import KeySpace
 from testsupport import free_port, wait_until
 from testsupport.redis_server import RedisServer
-from testsupport.workers import WorkerLauncher, accept_event, event_status, settings_environment
+from testsupport.workers import (
+    WorkerLauncher,
+    accept_event,
+    event_status,
+    refused_in_one_line,
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,28 +57,7 @@ def test_events_accepted_like_the_receiver_does_are_processed(
 def _refusal(
     cluster: WorkerLauncher, *, program: str = "worker", **env: str | None
 ) -> subprocess.CompletedProcess[str]:
-    """`celery -A workers.app <program>` run to its exit with the cluster's settings changed by `env`
-    (None: the variable unset)."""
-    environment = {**os.environ, **settings_environment(cluster.settings), **env}
-    schedule = cluster.log_dir / f"refused-{uuid.uuid4().hex}-schedule"
-    options = ["--without-mingle", "--without-gossip"] if program == "worker" else ["-s", str(schedule)]
-    return subprocess.run(  # noqa: S603 - our own interpreter and command line
-        [sys.executable, "-m", "celery", "-A", "workers.app", program, *options],
-        env={name: value for name, value in environment.items() if value is not None},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
-def _refused_in_one_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The refusal: exit 78 (EX_CONFIG), no traceback, one line saying so (returned)."""
-    assert result.returncode == 78, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if "refuse to start" in line]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+    return cluster.run_to_exit(program, env=env, timeout=30)
 
 
 @pytest.mark.parametrize("program", ["worker", "beat"])
@@ -93,12 +74,12 @@ def test_a_worker_or_beat_without_a_usable_encryption_key_refuses_in_one_line(
 ) -> None:
     """Celery reads its configuration while it parses its command line, before any start-up hook: a
     settings error there must still end as the one line of the start-up check, not a traceback."""
-    line = _refused_in_one_line(_refusal(cluster, program=program, TOKEN_ENCRYPTION_KEY=value))
+    line = refused_in_one_line(_refusal(cluster, program=program, TOKEN_ENCRYPTION_KEY=value))
     assert words in line
 
 
 def test_a_worker_with_a_short_visibility_timeout_refuses_to_start(cluster: WorkerLauncher) -> None:
-    line = _refused_in_one_line(_refusal(cluster, WORKERS_VISIBILITY_TIMEOUT="10"))
+    line = refused_in_one_line(_refusal(cluster, WORKERS_VISIBILITY_TIMEOUT="10"))
     assert "must exceed the longest countdown plus the hard time limit" in line
     assert "WORKERS_VISIBILITY_TIMEOUT" in line
 
@@ -113,7 +94,7 @@ def test_an_unreachable_broker_is_logged_each_attempt_then_refused_in_bounded_ti
         cluster, program=program, REDIS_URL=nowhere, WORKERS_STARTUP_BROKER_WAIT="2", LOG_FORMAT="json"
     )
     assert time.monotonic() - started < 25  # kombu's own patience would be about 45 minutes of silence
-    line = _refused_in_one_line(result)
+    line = refused_in_one_line(result)
     assert "did not answer within 2 s (WORKERS_STARTUP_BROKER_WAIT)" in line
     attempts = [json.loads(text) for text in result.stderr.splitlines() if '"broker_unavailable"' in text]
     assert len(attempts) >= 2
@@ -124,7 +105,7 @@ def test_production_refuses_a_redis_that_would_lose_events(cluster: WorkerLaunch
     with RedisServer(tmp_path) as server, redis.Redis.from_url(server.url()) as client:
         client.config_set("appendonly", "no")
         result = _refusal(cluster, REDIS_URL=server.url(13), SMARTCAR_ENV="production")
-    line = _refused_in_one_line(result)
+    line = refused_in_one_line(result)
     assert f"Redis at 127.0.0.1:{server.port}/13 would lose events (SMARTCAR_ENV=production)" in line
     assert "appendonly yes" in line
 

@@ -5,14 +5,12 @@ accepted in production without a word, and the worker consumes."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from testsupport import free_port
 from testsupport.redis_server import RedisServer
-from testsupport.workers import WorkerLauncher
+from testsupport.workers import WorkerLauncher, refused_in_one_line
 
 
 def test_an_event_store_that_does_not_answer_is_refused_in_one_line(
@@ -20,30 +18,11 @@ def test_an_event_store_that_does_not_answer_is_refused_in_one_line(
 ) -> None:
     launcher = launch()
     nowhere = f"redis://127.0.0.1:{free_port()}/13"
-    env = {**launcher.env, "REDIS_URL": nowhere, "CELERY_BROKER_URL": launcher.settings.redis_url}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = launcher.run_to_exit(
+        env={"REDIS_URL": nowhere, "CELERY_BROKER_URL": launcher.settings.redis_url}
     )
-    assert result.returncode == 78, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if "refuse to start" in line]
-    assert len(lines) == 1, result.stderr
     address = nowhere.removeprefix("redis://")
-    assert f"the event store's Redis at {address} did not answer" in lines[0]
+    assert f"the event store's Redis at {address} did not answer" in refused_in_one_line(result)
 
 
 def test_production_starts_on_a_durable_redis_without_a_warning(

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,28 +82,11 @@ def test_a_handler_module_taking_a_built_in_name_stops_the_start(
     audited: WorkerLauncher, modules: Path
 ) -> None:
     env = {
-        **audited.env,
         "PYTHONPATH": _python_path(modules),
         "WORKERS_HANDLER_MODULES": json.dumps(["taken_name_handlers"]),
         "WORKERS_QUEUE": f"{audited.settings.queue}.never-consumed",
     }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = audited.run_to_exit(env=env, timeout=30)
     assert result.returncode != 0
     assert "a handler named 'vehicle-state' is already registered" in result.stdout + result.stderr
     assert "ready." not in result.stdout + result.stderr  # it never consumed
