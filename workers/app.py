@@ -22,12 +22,12 @@ import redis
 from celery import Celery, bootsteps, signals
 from celery import __version__ as celery_version
 
-from eventstore.client import TIMEOUT_SECONDS, connect
+from eventstore.client import TIMEOUT_SECONDS
 from service_base.logs import configure_logging, get_logger, renders_json, stdlib_formatter
 from service_base.redis_check import check_event_store
 from workers import broker
 from workers.assembly import Assembly
-from workers.publish import BatchPublisher, check_against_celery
+from workers.publish import Publisher, check_against_celery
 from workers.settings import SettingsError, WorkerSettings, visibility_problem
 
 log = get_logger("workers.app")
@@ -143,13 +143,7 @@ def broker_problems(settings: WorkerSettings, *, wait: int | None = None) -> lis
     logging each failed attempt with the broker's address; then kombu's error is raised.
     """
     celery = publishing_app(settings)
-    publisher = BatchPublisher(
-        connect(settings.broker_url),
-        queue=settings.queue,
-        key_prefix=settings.broker_key_prefix,
-        time_limit=settings.task_time_limit,
-        soft_time_limit=settings.task_soft_time_limit,
-    )
+    publisher = Publisher.for_settings(celery, settings)
     try:
         with celery.connection_for_write() as connection:
             connection.ensure_connection(
@@ -161,7 +155,7 @@ def broker_problems(settings: WorkerSettings, *, wait: int | None = None) -> lis
             )
             found = broker.problems(connection.default_channel)
         if settings.relay_fast_publish:
-            mismatch = check_against_celery(celery, publisher)
+            mismatch = check_against_celery(celery, publisher.batch)
             if mismatch:
                 found.append(
                     f"workers.publish no longer writes the message Celery {celery_version} writes "
@@ -169,7 +163,7 @@ def broker_problems(settings: WorkerSettings, *, wait: int | None = None) -> lis
                     "until workers.publish is updated"
                 )
     finally:
-        publisher.client.close()
+        publisher.close()
         celery.close()
     return found
 

@@ -17,7 +17,6 @@ import threading
 
 from celery import Celery
 
-from eventstore.client import connect
 from workers import handlers as _builtin_handlers  # noqa: F401 - registers the built-in handlers on import
 from workers.publish import Publisher
 from workers.registry import HandlerRegistry, registry
@@ -58,16 +57,7 @@ class Assembly:
     def publisher(self) -> Publisher:
         with self._lock:
             if self._publisher is None:
-                settings = self.settings
-                self._publisher = Publisher(
-                    self.celery,
-                    connect(settings.broker_url),
-                    queue=settings.queue,
-                    key_prefix=settings.broker_key_prefix,
-                    time_limit=settings.task_time_limit,
-                    soft_time_limit=settings.task_soft_time_limit,
-                    fast=settings.relay_fast_publish,
-                )
+                self._publisher = Publisher.for_settings(self.celery, self.settings)
             return self._publisher
 
     def runtime(self) -> Runtime:

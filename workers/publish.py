@@ -27,7 +27,9 @@ from typing import Any, Self
 import redis
 from celery import Celery
 
+from eventstore.client import connect
 from eventstore.codec import text
+from workers.settings import WorkerSettings
 
 TASK_NAME = "workers.process_event"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -190,6 +192,19 @@ class Publisher:
             broker, queue=queue, key_prefix=key_prefix, time_limit=time_limit, soft_time_limit=soft_time_limit
         )
         self.fast = fast
+
+    @classmethod
+    def for_settings(cls, celery: Celery, settings: WorkerSettings) -> Publisher:
+        """The publisher to the broker, queue and key prefix of `settings`, on a broker client of its own."""
+        return cls(
+            celery,
+            connect(settings.broker_url),
+            queue=settings.queue,
+            key_prefix=settings.broker_key_prefix,
+            time_limit=settings.task_time_limit,
+            soft_time_limit=settings.task_soft_time_limit,
+            fast=settings.relay_fast_publish,
+        )
 
     def publish(self, event_ids: list[str]) -> None:
         """One `process_event` per id, to run now."""
