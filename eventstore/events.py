@@ -8,8 +8,11 @@ The receiver writes each delivery with one script run (`scripts.ACCEPT`, argumen
   only run once the ids are known. A relay that dies between the two leaves ids `received` and out of the
   inbox, with no task: the sweeper re-enqueues exactly those (`stale`, `statuses`, `in_inbox`);
 - a run starts with `begin`, which bumps the attempt count and takes a *lease* (`run_id`,
-  `lease_until`); `done`, `retry` and `dead_letter` are fenced by that run id, so a run that lost its
-  lease cannot overwrite the newer run's outcome;
+  `lease_until`, listed in `leases`); `done`, `retry` and `dead_letter` are fenced by that run id, so a
+  run that lost its lease cannot overwrite the newer run's outcome;
+- the process running it `renew`s the lease while the run lasts (a heartbeat, `workers.leases`): a lease
+  can be short without cutting a long run. When a worker dies its leases end, and a relay finds them
+  (`expired_leases`) and takes them over (`take_over`) to enqueue them again, within seconds;
 - retries longer than a countdown are parked in `scheduled` (`retry(park=True)`, `park`) until `due`;
 - an operator may `replay` any event, dead letters included.
 
@@ -115,6 +118,8 @@ class EventStore:
         self._claim = client.register_script(scripts.CLAIM)
         self._due = client.register_script(scripts.DUE)
         self._replay = client.register_script(scripts.REPLAY)
+        self._renew = client.register_script(scripts.RENEW)
+        self._take_over = client.register_script(scripts.TAKE_OVER)
 
     def load(self, event_id: str) -> EventRecord | None:
         raw = self.redis.hgetall(self.keys.event(event_id))
@@ -168,7 +173,7 @@ class EventStore:
         """
         now = time.time() if now is None else now
         run_id = uuid.uuid4().hex
-        keys = [self.keys.event(event_id), self.keys.pending, self.keys.scheduled]
+        keys = [self.keys.event(event_id), self.keys.pending, self.keys.scheduled, self.keys.leases]
         args = [repr(now), repr(now + lease), run_id, event_id, task_id or "", worker or ""]
         answer = self._begin(keys=keys, args=args)
         state = BeginState(text(answer[0]))
@@ -178,13 +183,39 @@ class EventStore:
             return Begin(state, lease_until=float(text(answer[1])))
         return Begin(state, status=text(answer[1]) if len(answer) > 1 else None)
 
+    def renew(self, runs: Mapping[str, str], *, lease: float, now: float | None = None) -> set[str]:
+        """Extend the leases of `runs` (event id -> run id) to `lease` s from now, in one round trip;
+        returns the ids renewed (a run left out lost its lease: it ended, or another run took over)."""
+        if not runs:
+            return set()
+        now = time.time() if now is None else now
+        keys = [self.keys.leases, self.keys.pending, *(self.keys.event(event_id) for event_id in runs)]
+        args = [repr(now + lease)]
+        for event_id, run_id in runs.items():
+            args += [event_id, run_id]
+        return set(texts(self._renew(keys=keys, args=args)))
+
+    def expired_leases(self, count: int, *, now: float | None = None) -> list[str]:
+        """Up to `count` ids whose run's lease ended (its worker stopped renewing it), oldest first."""
+        now = time.time() if now is None else now
+        return texts(self.redis.zrangebyscore(self.keys.leases, "-inf", repr(now), start=0, num=count))
+
+    def take_over(self, event_ids: Sequence[str], *, hold: float, now: float | None = None) -> list[str]:
+        """Of `event_ids` (from `expired_leases`), those still processing with their lease ended, held
+        for `hold` s so that no other relay takes them too: the caller enqueues them again."""
+        if not event_ids:
+            return []
+        now = time.time() if now is None else now
+        keys = [self.keys.leases, *(self.keys.event(event_id) for event_id in event_ids)]
+        return texts(self._take_over(keys=keys, args=[repr(now), repr(now + hold), *event_ids]))
+
     def park(self, event_id: str, due: float) -> None:
         """Run the event again at `due` (the relay publishes it then)."""
         self.redis.zadd(self.keys.scheduled, {event_id: due})
 
     def done(self, record: EventRecord, results: dict[str, Any], *, now: float | None = None) -> bool:
         now = time.time() if now is None else now
-        keys = [self.keys.event(record.id), self.keys.pending]
+        keys = [self.keys.event(record.id), self.keys.pending, self.keys.leases]
         args: list[str | int] = [record.run_id or "", repr(now), self.retention, dumps(results), record.id]
         return bool(self._done(keys=keys, args=args))
 
@@ -200,7 +231,7 @@ class EventStore:
     ) -> bool:
         """Status retrying, due in `delay` s; parked in `scheduled` when `park` (else a countdown runs it)."""
         now = time.time() if now is None else now
-        keys = [self.keys.event(record.id), self.keys.pending, self.keys.scheduled]
+        keys = [self.keys.event(record.id), self.keys.pending, self.keys.scheduled, self.keys.leases]
         args = [
             record.run_id or "",
             repr(now),
@@ -223,7 +254,7 @@ class EventStore:
         now: float | None = None,
     ) -> bool:
         now = time.time() if now is None else now
-        keys = [self.keys.event(record.id), self.keys.pending, self.keys.dead]
+        keys = [self.keys.event(record.id), self.keys.pending, self.keys.dead, self.keys.leases]
         args = [record.run_id or "", repr(now), dumps(entry), dumps(entry.get("error")), reason, record.id]
         args.append(dumps(results))
         return bool(self._dead(keys=keys, args=args))
@@ -232,6 +263,7 @@ class EventStore:
         """Run the event again from its first handler (dead letters included); False if it is gone."""
         now = time.time() if now is None else now
         keys = [self.keys.event(event_id), self.keys.pending, self.keys.dead, self.keys.inbox]
+        keys.append(self.keys.leases)
         entry = dumps(history_entry(attempt=0, outcome="replayed", reason=reason, now=now))
         return bool(self._replay(keys=keys, args=[repr(now), entry, event_id]))
 

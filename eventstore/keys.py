@@ -12,6 +12,7 @@ Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}`
 | `{p}pending` | sorted set, score = when it should move on | ids neither done nor failed: the sweeper's |
 | `{p}dead` | sorted set, score = time of failure | the dead letters |
 | `{p}scheduled` | sorted set, score = due time | retries parked until due (longer than a countdown) |
+| `{p}leases` | sorted set, score = lease end | runs in progress (renewed by their worker) |
 | `{p}cmd:{event}:{step}` | hash, TTL = retention | one command step of an event (`eventstore.commands`) |
 | `{p}vehicle:{vehicle}:signals` | hash, code -> JSON | each signal's latest value (`eventstore.vehicles`) |
 | `{p}vehicle:{vehicle}:errors` | hash, TYPE:CODE -> JSON | the latest VEHICLE_ERROR item of each kind |
@@ -67,6 +68,10 @@ class KeySpace:
     @property
     def scheduled(self) -> str:
         return f"{self.prefix}scheduled"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.prefix}leases"
 
     # The workers' own state.
 

@@ -70,14 +70,20 @@ end
 return out
 """)
 
-# KEYS: event, pending, scheduled; ARGV: now, lease_until, run_id, event_id, task_id, worker
+# KEYS: event, pending, scheduled, leases; ARGV: now, lease_until, run_id, event_id, task_id, worker
 # A live lease refuses the run (busy, with the lease's end) unless the run comes from the very message
 # that holds it: Celery delivers a message again only when its first delivery was lost with its worker.
 # Answers {'ok', record}, {'missing'}, {'finished', status} or {'busy', lease_until} (`BeginState`).
 BEGIN = lua("""
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[4], ARGV[4])
+  return {'missing'}
+end
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == '$DONE' or status == '$FAILED' then return {'finished', status} end
+if status == '$DONE' or status == '$FAILED' then
+  redis.call('ZREM', KEYS[4], ARGV[4])
+  return {'finished', status}
+end
 if status == '$PROCESSING' then
   local lease = redis.call('HGET', KEYS[1], 'lease_until') or '0'
   local holder = redis.call('HGET', KEYS[1], 'task_id') or ''
@@ -90,15 +96,58 @@ redis.call('HSET', KEYS[1], 'status', '$PROCESSING', 'started_at', ARGV[1], 'upd
   'lease_until', ARGV[2], 'run_id', ARGV[3], 'task_id', ARGV[5], 'worker', ARGV[6])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('ZREM', KEYS[3], ARGV[4])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
 return {'ok', redis.call('HGETALL', KEYS[1])}
+""")
+
+# KEYS: leases, pending, then the event key of each run; ARGV: lease_until, then (event id, run id) pairs
+# The live process's heartbeat: each run still holding its lease (same run id, still processing) gets a
+# new lease end, in the record, in `leases` and as its `pending` score. Returns the ids renewed; a run
+# missing from the answer lost its lease (another run took over, or it ended).
+RENEW = lua("""
+local renewed = {}
+for i = 3, #KEYS do
+  local id, run_id = ARGV[2 * (i - 2)], ARGV[2 * (i - 2) + 1]
+  local state = redis.call('HMGET', KEYS[i], 'status', 'run_id')
+  if state[1] == '$PROCESSING' and state[2] == run_id then
+    redis.call('HSET', KEYS[i], 'lease_until', ARGV[1])
+    redis.call('ZADD', KEYS[1], ARGV[1], id)
+    redis.call('ZADD', KEYS[2], 'XX', ARGV[1], id)
+    renewed[#renewed + 1] = id
+  end
+end
+return renewed
+""")
+
+# KEYS: leases, then the event key of each id; ARGV: now, hold_until, then the ids (ARGV[i + 1] is KEYS[i]'s)
+# Takes over runs whose lease ended (their worker died or lost Redis): each one still processing, with
+# its lease in `leases` still ended, is held until `hold_until` (so no other relay takes it meanwhile)
+# and returned, for the caller to enqueue again; the new run's BEGIN takes a fresh lease. Ids that
+# finished or whose record is gone are dropped from `leases`.
+TAKE_OVER = lua("""
+local taken = {}
+for i = 2, #KEYS do
+  local id = ARGV[i + 1]
+  local score = tonumber(redis.call('ZSCORE', KEYS[1], id) or '')
+  if score and score <= tonumber(ARGV[1]) then
+    if redis.call('HGET', KEYS[i], 'status') == '$PROCESSING' then
+      redis.call('ZADD', KEYS[1], ARGV[2], id)
+      taken[#taken + 1] = id
+    else
+      redis.call('ZREM', KEYS[1], id)
+    end
+  end
+end
+return taken
 """)
 
 # The transitions after BEGIN are fenced by its run id: a run that lost its lease (its worker stalled and
 # the sweeper started another) cannot overwrite the newer run's outcome. Each returns 1, or 0 if fenced.
 
-# KEYS: event, pending; ARGV: run_id, now, retention, results_json, event_id
+# KEYS: event, pending, leases; ARGV: run_id, now, retention, results_json, event_id
 DONE = lua("""
 if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
+redis.call('ZREM', KEYS[3], ARGV[5])
 redis.call('HSET', KEYS[1], 'status', '$DONE', 'finished_at', ARGV[2], 'updated_at', ARGV[2],
   'results', ARGV[4])
 redis.call('HDEL', KEYS[1], 'lease_until', 'next_attempt_at')
@@ -107,11 +156,12 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """)
 
-# KEYS: event, pending, scheduled; ARGV: run_id, now, due, entry, last_error, park, event_id, results
+# KEYS: event, pending, scheduled, leases; ARGV: run_id, now, due, entry, last_error, park, event_id, results
 RETRY = lua(
     _APPEND
     + """
 if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
+redis.call('ZREM', KEYS[4], ARGV[7])
 append_history(KEYS[1], ARGV[4])
 redis.call('HSET', KEYS[1], 'status', '$RETRYING', 'updated_at', ARGV[2], 'next_attempt_at', ARGV[3],
   'last_error', ARGV[5], 'results', ARGV[8])
@@ -122,11 +172,12 @@ return 1
 """
 )
 
-# KEYS: event, pending, dead; ARGV: run_id, now, entry, last_error, reason, event_id, results
+# KEYS: event, pending, dead, leases; ARGV: run_id, now, entry, last_error, reason, event_id, results
 DEAD = lua(
     _APPEND
     + """
 if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
+redis.call('ZREM', KEYS[4], ARGV[6])
 append_history(KEYS[1], ARGV[3])
 redis.call('HSET', KEYS[1], 'status', '$FAILED', 'failed_at', ARGV[2], 'updated_at', ARGV[2],
   'last_error', ARGV[4], 'dead_reason', ARGV[5], 'results', ARGV[7])
@@ -138,7 +189,7 @@ return 1
 """
 )
 
-# KEYS: event, pending, dead, inbox; ARGV: now, entry, event_id
+# KEYS: event, pending, dead, inbox, leases; ARGV: now, entry, event_id
 # Puts a finished (or stuck) event back through the relay: status replayed, results cleared (every
 # handler runs again; commands already done are not sent again, see workers.commands), history kept.
 REPLAY = lua(
@@ -150,6 +201,7 @@ redis.call('HSET', KEYS[1], 'status', '$REPLAYED', 'updated_at', ARGV[1])
 redis.call('HDEL', KEYS[1], 'results', 'lease_until', 'next_attempt_at', 'dead_reason')
 redis.call('PERSIST', KEYS[1])
 redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
 redis.call('LPUSH', KEYS[4], ARGV[3])
 return 1

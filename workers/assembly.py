@@ -85,6 +85,8 @@ class Assembly:
             high_water=settings.relay_high_water,
             idle_wait=settings.relay_idle_wait,
             linger=settings.relay_linger,
+            lease_check_every=settings.lease_check_interval,
+            lease_hold=settings.sweep_after,
         )
         return RelayThread(relay)
 

@@ -94,14 +94,19 @@ def process_event(
 ) -> RunResult:
     """Run the stored event `event_id` once; `task_id` and `worker` come from Celery (`EventStore.begin`)."""
     settings = runtime.settings
-    begin = runtime.store.begin(event_id, lease=settings.task_time_limit, task_id=task_id, worker=worker)
+    begin = runtime.store.begin(event_id, lease=settings.lease_seconds, task_id=task_id, worker=worker)
     if begin.state is BeginState.BUSY and begin.lease_until is not None:
         # Another run holds it. Look again when its lease ends: done by then, or its worker died.
         runtime.store.park(event_id, begin.lease_until + 1.0)
     if begin.state is not BeginState.OK or begin.record is None:
         log.info("event_skipped", event_id=event_id, reason=begin.state.value, status=begin.status)
         return RunResult(event_id, Outcome.SKIPPED, {"reason": begin.state.value, "status": begin.status})
-    run = _Run(runtime, begin.record)
+    with runtime.leases.holding(begin.record):
+        return _run_handlers(runtime, _Run(runtime, begin.record))
+
+
+def _run_handlers(runtime: Runtime, run: _Run) -> RunResult:
+    settings, event_id = runtime.settings, run.record.id
     try:
         envelope = parse_envelope(run.record.raw)
     except EnvelopeError as error:

@@ -5,7 +5,9 @@ publish cost (~0.65 ms of CPU) is paid here, on the worker side. Each worker pro
 thread (a Celery bootstep; `WORKERS_RELAY_ENABLED=false` turns it off, and `smartcar-events relay` runs
 one on its own). A loop:
 
-1. parked retries that are due are taken off `{p}scheduled` and published (looked at every 0.25 s);
+1. parked retries that are due are taken off `{p}scheduled` and published (looked at every 0.25 s), and
+   runs whose lease ended (their worker died: `workers.leases`) are taken over and published again
+   (looked at every `lease_check_interval`, 5 s);
 2. while the Celery queue holds fewer than `relay_high_water` messages, up to `relay_batch` ids are
    popped from the inbox (one RPOP) and marked queued (one Lua call, given their event keys), then
    published in one LPUSH: a burst waits in the inbox, not as thousands of broker messages. The queue's
@@ -53,6 +55,8 @@ class Relay:
         due_every: float = _DUE_EVERY,
         depth_every: float = _DEPTH_EVERY,
         linger: float = 0.0,
+        lease_check_every: float = 5.0,
+        lease_hold: float = 120.0,
     ) -> None:
         self.store = store
         self.publish = publish
@@ -65,6 +69,9 @@ class Relay:
         self.due_every = due_every
         self.depth_every = depth_every
         self._due_checked = -due_every
+        self.lease_check_every = lease_check_every
+        self.lease_hold = lease_hold
+        self._leases_checked = -lease_check_every
         self._depth_checked = -depth_every
         self._depth = 0
 
@@ -93,10 +100,20 @@ class Relay:
         if now - self._due_checked >= self.due_every:
             self._due_checked = now
             sent = self._sent(self._send(self.store.due(self.batch)))
+        if now - self._leases_checked >= self.lease_check_every:
+            self._leases_checked = now
+            sent += self._sent(self._send(self._take_over()))
         room = self._room()
         if room <= 0:
             return sent, True
         return sent + self._sent(self._send(self.store.claim(min(self.batch, room)))), False
+
+    def _take_over(self) -> list[str]:
+        """Runs whose lease ended: their worker died (or lost Redis for longer than a lease)."""
+        taken = self.store.take_over(self.store.expired_leases(self.batch), hold=self.lease_hold)
+        if taken:
+            log.warning("runs_taken_over", count=len(taken), event_ids=taken[:10])
+        return taken
 
     def wait_for_inbox(self) -> int:
         """Block on the inbox until ids arrive (or `idle_wait` passes); publish what came."""

@@ -24,6 +24,7 @@ from smartcar_core.retry import RetryPolicy
 from smartcar_core.transport import make_client
 from workers.commands import CommandRunner
 from workers.gateway import SmartcarGateway
+from workers.leases import LeaseKeeper
 from workers.limits import RateLimiter
 from workers.registry import HandlerRegistry
 from workers.settings import WorkerSettings
@@ -60,6 +61,7 @@ class Runtime:
     http: httpx.Client
     keys: KeySpace
     store: EventStore
+    leases: LeaseKeeper
     vehicles: VehicleStateStore
     tokens: TokenStore
     limiter: RateLimiter
@@ -113,12 +115,20 @@ class Runtime:
             read_timeout=settings.read_timeout,
             command_timeout=settings.command_timeout,
         )
+        store = EventStore(client, keys, retention=settings.done_retention)
+        leases = LeaseKeeper(
+            store,
+            lease=settings.lease_seconds,
+            interval=settings.lease_renew_interval,
+            max_run=settings.task_time_limit,
+        )
         return cls(
             settings=settings,
             redis=client,
             http=http,
             keys=keys,
-            store=EventStore(client, keys, retention=settings.done_retention),
+            store=store,
+            leases=leases,
             vehicles=VehicleStateStore(client, keys),
             tokens=tokens,
             limiter=limiter,
@@ -138,5 +148,6 @@ class Runtime:
         )
 
     def close(self) -> None:
+        self.leases.stop()
         self.http.close()
         self.redis.close()

@@ -92,6 +92,15 @@ class WorkerSettings(ServiceSettings):
     """How long a worker, beat or `smartcar-events relay` waits for the broker at start-up (each failed
     attempt logged with the address) before it refuses to start."""
 
+    # --- leases: how a dead worker's runs are taken over ---
+    lease_seconds: float = Field(20.0, gt=0)
+    """A run's lease. The process running the event renews it every `lease_renew_interval` while the run
+    lasts (up to the hard time limit); when its worker dies the lease ends, and a relay enqueues the event
+    again: a killed worker's runs are taken over within about `lease_seconds + lease_check_interval`."""
+    lease_renew_interval: float = Field(5.0, gt=0)
+    lease_check_interval: float = Field(5.0, gt=0)
+    """How often each relay looks for runs whose lease ended."""
+
     # --- relay and sweeper ---
     relay_enabled: bool = True
     """Run the relay (inbox -> process_event tasks) inside each worker process."""
@@ -176,6 +185,11 @@ class WorkerSettings(ServiceSettings):
         )
         if problem:
             raise ValueError(problem)
+        if self.lease_renew_interval * 2 > self.lease_seconds:
+            raise ValueError(
+                f"WORKERS_LEASE_RENEW_INTERVAL ({self.lease_renew_interval:g} s) must be at most half of "
+                f"WORKERS_LEASE_SECONDS ({self.lease_seconds:g} s): one late renewal must not end a live run"
+            )
         return self
 
     @property

@@ -16,6 +16,7 @@ DEPLOYED = {
     "pending": ("pending", None, "sc:pending"),
     "dead": ("dead", None, "sc:dead"),
     "scheduled": ("scheduled", None, "sc:scheduled"),
+    "leases": ("leases", None, "sc:leases"),  # added with the lease heartbeat
     "command": ("command", ("e1", "charging-rule:stop"), "sc:cmd:e1:charging-rule:stop"),
     "vehicle_signals": ("vehicle_signals", ("v1",), "sc:vehicle:v1:signals"),
     "vehicle_errors": ("vehicle_errors", ("v1",), "sc:vehicle:v1:errors"),

@@ -1,9 +1,10 @@
-"""Workers killed with SIGKILL in the middle of a command: the event still completes, with one command."""
+"""Workers killed with SIGKILL: their runs are taken over and complete, with one command each."""
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from eventstore.keys import KeySpace
 from smartcar_simulator.testing import RunningSimulator
 from testsupport import wait_until
 from testsupport.workers import WorkerLauncher, WorkerProcess, accept_event, event_status, store_minted
+from workers.settings import WorkerSettings
 
 SOC = "tractionbattery-stateofcharge"
 Launch = Callable[..., WorkerLauncher]
@@ -116,6 +118,71 @@ def test_prefork_child_killed_mid_command(
     _completes_with_one_command(launcher, simulator, vehicle_id, event_id)
     assert "WorkerLostError" in parent.output()
     assert parent.alive()
+
+
+# What a deployment gets: the lease and its heartbeat, the hour-long visibility timeout, the hard limit.
+SHIPPED = {
+    name: WorkerSettings.model_fields[name].default
+    for name in (
+        "lease_seconds",
+        "lease_renew_interval",
+        "lease_check_interval",
+        "visibility_timeout",
+        "task_soft_time_limit",
+        "task_time_limit",
+        "max_countdown",
+        "command_timeout",
+        "vehicle_lock_lease",
+        "sweep_after",
+    )
+}
+TAKE_OVER_WITHIN = 60.0
+
+
+def test_a_killed_workers_runs_are_taken_over_within_a_minute_with_the_shipped_settings(
+    launch: Launch, simulator: RunningSimulator, module_prefix: str, state_event: Callable[..., Any]
+) -> None:
+    simulator.control.reset()
+    prefix = f"{module_prefix}takeover:"
+    launcher = launch(
+        event_key_prefix=prefix,
+        queue=f"{prefix}queue",
+        broker_key_prefix=prefix,
+        origins=simulator.origins,
+        smartcar_client_id=simulator.client_id,
+        smartcar_client_secret=simulator.client_secret,
+        follow_up_signals={"*": [SOC]},
+        **SHIPPED,
+    )
+    vehicles = simulator.control.vehicles()[4:8]
+    ids = []
+    for vehicle in vehicles:
+        tokens = simulator.control.mint_tokens(user_id=vehicle["user_id"])
+        store_minted(launcher.tokens, tokens)
+        # The follow-up read of the first run hangs: its worker is killed in the middle of it.
+        simulator.control.add_fault(vehicle_id=vehicle["id"], count=1, kind="slow", seconds=90.0)
+        body = state_event({**vehicle, "user_id": tokens.user_id}, {"charge-ischarging": True})
+        ids.append(accept_event(launcher.client, prefix, body))
+    victim = launcher.start("victim", concurrency=8)
+    wait_until(
+        lambda: all(event_status(launcher.client, prefix, event_id) == "processing" for event_id in ids),
+        timeout=30,
+        what="every run to be in its follow-up read",
+    )
+    victim.kill()  # its messages stay unacknowledged for the hour of the visibility timeout
+    killed_at = time.monotonic()
+    launcher.start("rescuer", concurrency=8)
+    wait_until(
+        lambda: all(event_status(launcher.client, prefix, event_id) == "done" for event_id in ids),
+        timeout=TAKE_OVER_WITHIN,
+        what="the killed worker's runs to be taken over and done",
+    )
+    took = time.monotonic() - killed_at
+    assert took < TAKE_OVER_WITHIN
+    for event_id in ids:
+        attempts = launcher.client.hget(KeySpace(prefix).event(event_id), "attempts")
+        assert int(attempts or 0) == 2  # the killed run, and the one that took over: no third
+    assert launcher.client.zcard(KeySpace(prefix).leases) == 0
 
 
 @pytest.fixture(autouse=True)

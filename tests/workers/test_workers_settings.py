@@ -73,6 +73,14 @@ def test_visibility_timeout_must_outlast_countdown_and_time_limit() -> None:
         _settings(task_soft_time_limit=400, task_time_limit=360)
 
 
+def test_a_lease_renewal_must_fit_twice_in_a_lease() -> None:
+    defaults = _settings()
+    assert defaults.lease_renew_interval * 2 <= defaults.lease_seconds
+    assert defaults.lease_seconds + defaults.lease_check_interval < 60  # taken over within a minute
+    with pytest.raises(ValidationError, match="WORKERS_LEASE_RENEW_INTERVAL"):
+        _settings(lease_seconds=8, lease_renew_interval=5)
+
+
 def test_celery_config_is_safe_and_the_check_catches_overrides() -> None:
     settings = _settings()
     config = celery_config(settings)
