@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -38,6 +39,8 @@ WEBHOOK_PATH = "/webhooks/smartcar"
 # uvicorn's own exit status for "failed before serving": under `--workers N` its supervisor stops on it,
 # where any other status has it restart the worker, which fails the same way, forever.
 STARTUP_FAILURE = 3
+# The longest error detail /readyz shows: enough for Redis's or the OS's sentence, never a page of it.
+DETAIL_CHARACTERS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +99,9 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
         try:
             await redis.ping()
         except (RedisError, OSError) as error:
-            return JSONResponse({"status": "unavailable", "redis": type(error).__name__}, status_code=503)
+            return JSONResponse(
+                {"status": "unavailable", "redis": redis_problem(settings, error)}, status_code=503
+            )
         return JSONResponse({"status": "ready"})
 
     async def metrics_page(_request: Request) -> Response:
@@ -107,11 +112,12 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
         try:
             await writer.load_script()
         except (RedisError, OSError) as error:
+            problem = redis_problem(settings, error)
             log.warning(
                 "redis_unavailable_at_startup",
-                redis=settings.redis_address,
-                error=type(error).__name__,
-                detail=str(error),
+                redis=problem["address"],
+                error=problem["error"],
+                detail=problem["detail"],
             )
         if settings.gc_freeze:
             # Everything alive now (modules, settings, pools) lives as long as the process: keep it out of
@@ -143,8 +149,24 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
         ],
         lifespan=lifespan,
     )
+    # No trailing-slash redirect: Starlette builds its Location from the Host header, so any client could
+    # have the receiver point elsewhere (POST /webhooks/smartcar/ with Host: evil.example). A 404 instead.
+    app.router.redirect_slashes = False
     app.state.receiver = receiver
     return app
+
+
+def redis_problem(settings: ReceiverSettings, error: Exception) -> dict[str, str]:
+    """Why Redis does not answer, for `/readyz` and the logs: where (`redis_address`, no password), the
+    error's class, and its words (Redis's or the OS's, such as "Connection refused"), cut short, with the
+    password of `REDIS_URL` taken out should it ever appear in them."""
+    detail = str(error)
+    password = urlsplit(settings.redis_url).password
+    for secret in {password, unquote(password)} if password else ():
+        detail = detail.replace(secret, "[redacted]")
+    if len(detail) > DETAIL_CHARACTERS:
+        detail = detail[: DETAIL_CHARACTERS - 3] + "..."
+    return {"address": settings.redis_address, "error": type(error).__name__, "detail": detail}
 
 
 def _check_redis(settings: ReceiverSettings, log: Any) -> list[str]:

@@ -16,13 +16,14 @@ import httpx
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 import receiver.app
 from eventstore.durability import read_durability
-from receiver.app import STARTUP_FAILURE, create_app
+from receiver.app import DETAIL_CHARACTERS, STARTUP_FAILURE, create_app, redis_problem
 from receiver.cli import cli
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
 from testsupport import free_port
@@ -46,6 +47,55 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+
+
+async def test_readyz_says_where_redis_is_and_why_it_does_not_answer_but_never_its_password(
+    make_settings: Callable[..., ReceiverSettings], dead_redis_url: str
+) -> None:
+    url = dead_redis_url.replace("redis://", "redis://:secret-pw-0123456789@")
+    async with asgi_client(create_app(make_settings(redis_url=url, redis_timeout=0.5))) as http:
+        ready = await http.get("/readyz")
+    assert ready.status_code == 503
+    body = ready.json()
+    assert body["status"] == "unavailable"
+    assert set(body["redis"]) == {"address", "error", "detail"}
+    assert body["redis"]["address"] == urlsplit(dead_redis_url).netloc + "/0"
+    assert body["redis"]["error"] == "ConnectionError"
+    assert f"Error 111 connecting to {urlsplit(dead_redis_url).netloc}" in body["redis"]["detail"]  # refused
+    assert "secret-pw" not in ready.text
+
+
+async def test_readyz_names_a_password_redis_no_longer_takes_without_showing_it(
+    make_settings: Callable[..., ReceiverSettings],
+    restricted_url: Callable[..., str],
+    store: redis.Redis,
+) -> None:
+    url = restricted_url()
+    parts = urlsplit(url)
+    user = str(parts.username)
+    async with asgi_client(create_app(make_settings(redis_url=url))) as http:
+        assert (await http.get("/readyz")).json() == {"status": "ready"}
+        store.acl_setuser(user, enabled=True, reset_passwords=True, passwords=["+another-pw-9876543210"])
+        store.client_kill_filter(user=user)  # the receiver's pooled connections: it must log in again
+        ready = await http.get("/readyz")
+    assert ready.status_code == 503
+    problem = ready.json()["redis"]
+    assert problem["error"] == "AuthenticationError"
+    assert problem["address"] == f"{parts.hostname}:{parts.port}{parts.path}"
+    assert "password" in problem["detail"]
+    assert "pw-0123456789" not in ready.text
+
+
+def test_the_redis_problem_shown_is_short_and_never_carries_the_password(
+    make_settings: Callable[..., ReceiverSettings],
+) -> None:
+    settings = make_settings(redis_url="redis://user:p%40ss-secret@redis.internal:6380/2")
+    said = RedisError("AUTH p@ss-secret (p%40ss-secret) refused: " + "x" * 500)  # as if Redis echoed it
+    problem = redis_problem(settings, said)
+    assert problem["address"] == "redis.internal:6380/2"
+    assert problem["detail"].startswith("AUTH [redacted] ([redacted]) refused: xxx")
+    assert len(problem["detail"]) == DETAIL_CHARACTERS
+    assert "ss-secret" not in str(problem)
 
 
 async def test_metrics_count_outcomes_reasons_duplicates_latency_and_sizes(
