@@ -22,6 +22,7 @@ from service_base.settings import ServiceSettings, SettingsError, env
 __all__ = ["ReceiverSettings", "SettingsError", "load_settings"]
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 # The AMT is the HMAC key of every signature: one that short is a placeholder, not a token.
 MIN_AMT_LENGTH = 8
 _MISSING_AMT = (
@@ -56,6 +57,19 @@ class ReceiverSettings(ServiceSettings):
     """Unsigned requests that may be a VERIFY (their body names it) handled per minute by each process, in
     bursts of up to as many; beyond, 429 with Retry-After. Smartcar sends a VERIFY when a webhook is created,
     its URL changed or "Verify this webhook" clicked: a few an hour. Signed deliveries are never limited."""
+
+    # --- the public port (receiver.http, the protocol uvicorn runs with --http receiver.http:...) ---
+    max_header_bytes: int = Field(DEFAULT_MAX_HEADER_BYTES, ge=1024, le=1024 * 1024)
+    """Largest request head (request line and headers) read; past it, 431 and the connection closed.
+    Smartcar's heads are under 1 KiB, a load balancer adds a few hundred bytes."""
+    max_headers: int = Field(100, ge=16, le=1000)
+    """Most header fields in one request; past it, 431 and the connection closed."""
+    header_timeout: float = Field(10.0, gt=0, le=120)
+    """Seconds from a request's first byte until its headers are complete; then the connection is
+    closed (408 when nothing else is being answered on it). What closes drip-fed (slowloris) heads."""
+    body_timeout: float = Field(30.0, gt=0, le=300)
+    """Seconds from the end of the headers until the body is complete; then the connection is closed
+    (the delivery was not acknowledged: Smartcar retries it)."""
 
     gc_freeze: bool = True
     """Move everything alive after start-up out of the garbage collector's scans (`gc.freeze`): full

@@ -257,6 +257,16 @@ def test_uvicorn_refuses_to_start_with_one_line_that_says_what_to_set(
     assert "amt-valid" not in done.stderr
 
 
+def test_the_public_ports_protocol_refuses_an_invalid_limit_in_one_line() -> None:
+    """uvicorn loads `--http receiver.http:LimitedHttpToolsProtocol` before the app: the same one line."""
+    env = {"SMARTCAR_AMT": "amt-valid-0123456789", "RECEIVER_HEADER_TIMEOUT": "soon"}
+    done = run_uvicorn(env, "--http", "receiver.http:LimitedHttpToolsProtocol")
+    assert done.returncode == STARTUP_FAILURE
+    assert done.stderr.splitlines() == [done.stderr.strip()]  # one line, no traceback
+    assert done.stderr.startswith("receiver: configuration error: invalid receiver settings: ")
+    assert "RECEIVER_HEADER_TIMEOUT: " in done.stderr
+
+
 def test_uvicorn_workers_stop_instead_of_restarting_forever_without_an_amt() -> None:
     done = run_uvicorn({}, "--workers", "2")  # a worker exiting otherwise is restarted, and fails again
     assert "failed to start, stopping the parent process" in done.stderr
