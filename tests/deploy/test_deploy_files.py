@@ -4,11 +4,13 @@ health check asks a path the app serves, and the receiver runs with the same fla
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 from typing import Any
 
 import pytest
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from deploy.support import (
     BIN,
@@ -37,6 +39,8 @@ from workers.settings import WorkerSettings
 
 WEB_FLAGS = {
     "--workers",
+    "--http",
+    "--ws",
     "--proxy-headers",
     "--forwarded-allow-ips",
     "--timeout-graceful-shutdown",
@@ -148,9 +152,25 @@ def test_web_has_the_production_flags_and_a_fresh_metrics_directory() -> None:
     assert option(words, "--workers") == "$WEB_CONCURRENCY"
     assert option(words, "--port") == "$PORT"
     assert option(words, "--forwarded-allow-ips") == "$FORWARDED_ALLOW_IPS"
+    # The public port's limits (receiver.http), and no WebSocket handshake: the receiver serves none.
+    assert option(words, "--http") == "receiver.http:LimitedHttpToolsProtocol"
+    assert option(words, "--ws") == "none"
     # Exported to uvicorn, and emptied (of its files only) before it starts.
     assert "export PROMETHEUS_MULTIPROC_DIR=" in line
     assert 'rm -f "$PROMETHEUS_MULTIPROC_DIR"/*.db' in line
+
+
+def test_the_web_protocol_is_the_limited_httptools_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `--http` names imports, and is uvicorn's httptools protocol with the settings' limits (built
+    here by the function the module attribute is built with, so that nothing is cached for other tests)."""
+    module, _, attribute = option(web_command(), "--http").partition(":")
+    loaded = importlib.import_module(module)
+    assert attribute == "LimitedHttpToolsProtocol"
+    monkeypatch.setenv("SMARTCAR_AMT", "placeholder-amt")
+    monkeypatch.setenv("RECEIVER_MAX_HEADER_BYTES", "8192")
+    protocol = loaded.from_environment()
+    assert issubclass(protocol, HttpToolsProtocol)
+    assert protocol.limits.max_header_bytes == 8192
 
 
 def test_uvicorn_knows_every_flag_we_pass() -> None:

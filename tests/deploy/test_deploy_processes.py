@@ -6,9 +6,11 @@ liveness command of their Kubernetes manifests."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from cryptography.fernet import Fernet
 
 from deploy.support import BIN, DEPLOY, procfile, yaml_documents
 from testsupport import free_port, wait_until
+from testsupport.processes import rss_bytes
 from testsupport.workers import WorkerLauncher, WorkerProcess, settings_environment
 from workers.settings import WorkerSettings
 
@@ -153,6 +156,71 @@ def test_web_serves_its_health_paths_with_a_fresh_metrics_directory_and_stops_on
     assert not (metrics / "counter_999999.db").exists(), "the metrics directory was not emptied"
     assert web.terminate(timeout=30) == STOPPED[processes], web.output()[-3000:]
     assert "Finished server process" in web.output(), "uvicorn did not shut down gracefully"
+
+
+def cut_off(port: int, head: bytes, *, send_for: float = 20.0) -> tuple[int, bytes]:
+    """Open a connection, send `head`, then a byte of it every 20 ms (a slowloris) or 64 KiB at a time (an
+    endless header) until the server closes it: the bytes it took, and what it answered."""
+    drip = head.endswith(b"\r\n")
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)
+        deadline = time.monotonic() + send_for
+        while time.monotonic() < deadline:
+            if select.select([sock], [], [], 0.02 if drip else 0)[0]:
+                break
+            try:
+                sent += sock.send(b"X" if drip else b"a" * 65536)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        else:
+            raise AssertionError(f"still open after {send_for:g} s and {sent} bytes")
+        try:
+            answer = sock.recv(4096)
+        except ConnectionResetError:
+            answer = b""
+    return sent, answer
+
+
+def test_web_cuts_off_endless_and_drip_fed_heads_with_the_settings_limits(
+    redis_url: str, key_prefix: str, tmp_path: Path, started: list[Started]
+) -> None:
+    """The launch line's protocol (`--http receiver.http:LimitedHttpToolsProtocol`) with RECEIVER_* limits.
+    The problems it was measured for: 16 MiB of one unterminated header on two connections grew the process
+    by 16 MiB, and a head dripped a byte at a time was never closed."""
+    port = free_port()
+    env = {
+        "SMARTCAR_AMT": AMT,
+        "REDIS_URL": redis_url,
+        "EVENT_KEY_PREFIX": key_prefix,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "RECEIVER_MAX_HEADER_BYTES": "4096",
+        "RECEIVER_HEADER_TIMEOUT": "1",
+    }
+    web = Started("web", procfile()["web"], env, tmp_path)
+    started.append(web)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: answers(f"{base}/healthz", web), timeout=30, interval=0.1, what="web's /healthz")
+    assert httpx.get(f"{base}/healthz", headers={"X-Padding": "a" * 8000}, timeout=5).status_code == 431
+
+    endless = b"POST /webhooks/smartcar HTTP/1.1\r\nHost: receiver\r\nX-Endless: "
+    cut_off(port, endless)  # once before measuring: whatever a first refusal allocates
+    before = rss_bytes(web.process.pid)
+    for _ in range(2):
+        sent, answer = cut_off(port, endless)
+        assert sent < 16 * 2**20
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 431 ")
+    grown = rss_bytes(web.process.pid) - before
+    assert grown < 4 * 2**20, f"grew by {grown / 2**20:.1f} MiB"
+
+    started_at = time.monotonic()
+    _, answer = cut_off(port, b"GET /healthz HTTP/1.1\r\n")
+    assert time.monotonic() - started_at >= 1
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+    assert web.terminate(timeout=30) == STOPPED[1], web.output()[-3000:]
 
 
 def test_worker_runs_a_task_answers_its_liveness_ping_and_stops_on_sigterm(
