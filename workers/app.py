@@ -25,8 +25,8 @@ from celery import __version__ as celery_version
 from eventstore.client import TIMEOUT_SECONDS
 from service_base.logs import configure_logging, get_logger, renders_json, stdlib_formatter
 from service_base.redis_check import check_event_store
-from workers import broker
-from workers.assembly import Assembly
+from workers import broker, consumer
+from workers.assembly import Assembly, HandlerModuleError
 from workers.publish import Publisher, check_against_celery
 from workers.settings import SettingsError, WorkerSettings, visibility_problem
 
@@ -39,6 +39,10 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         # Kombu's Redis transport, minus a new Redis client object per command (see workers.broker).
         "broker_transport": "workers.broker:Transport",
         "broker_connection_retry_on_startup": True,
+        # A running worker reconnects to the broker for as long as it is away, every second, quietly (see
+        # workers.consumer): an outage is waited out, not a reason for the worker to exit.
+        "worker_consumer": "workers.consumer:Consumer",
+        "broker_connection_max_retries": None,
         "broker_transport_options": {
             # A message not acknowledged within this time is given to another worker: it must outlast the
             # longest countdown a message waits in a worker plus the longest run.
@@ -153,7 +157,7 @@ def broker_problems(settings: WorkerSettings, *, wait: int | None = None) -> lis
                 interval_step=1,
                 interval_max=5,
             )
-            found = broker.problems(connection.default_channel)
+            found = broker.problems(connection.default_channel) + consumer.problems()
         if settings.relay_fast_publish:
             mismatch = check_against_celery(celery, publisher.batch)
             if mismatch:
@@ -212,6 +216,7 @@ def _celery_logs(logger: logging.Logger | None = None, **_: Any) -> None:
     if not settings.log_task_lines:
         for name in ("celery.worker.strategy", "celery.app.trace"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    consumer.OutageLines.install()
     _json_celery_lines(logger, settings)
 
 
@@ -258,7 +263,10 @@ def _check_startup() -> None:
     if problems:
         _refuse("\n  ".join(["Celery or kombu changed under us:", *problems]))
     _check_durability(settings)
-    assembly.handlers()  # a handler module that cannot be imported stops the start, not the first event
+    try:
+        assembly.handlers()  # a handler module that cannot be imported stops the start, not the first event
+    except HandlerModuleError as error:
+        _refuse(str(error))
 
 
 def _check_durability(settings: WorkerSettings) -> None:

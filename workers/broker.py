@@ -20,6 +20,7 @@ import inspect
 from importlib.metadata import version
 from typing import Any, cast
 
+import redis
 from kombu.transport import redis as kombu_redis
 
 _OVERRIDDEN = ["self", "asynchronous"]
@@ -28,6 +29,17 @@ _OVERRIDDEN = ["self", "asynchronous"]
 class Channel(kombu_redis.Channel):
     _sync_client: Any = None
     _sync_pool: Any = None
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        # After two drops in a row kombu can close the connection and then, restoring the unacked
+        # messages, ask the closed one for a new pool: `connection.client` is None, and kombu's
+        # AttributeError ('NoneType' object has no attribute 'hostname') stops the consumer (kombu #582,
+        # #970). Said as what it is, a lost connection, the consumer reconnects; what was unacked comes
+        # back after the visibility timeout, and the leases and the sweeper take the events over sooner.
+        if self.connection.client is None:
+            raise redis.ConnectionError("the broker connection is closed")
+        parent = cast("Any", super())
+        return parent._connparams(asynchronous=asynchronous)  # noqa: SLF001 - the override
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         parent = cast("Any", super())
@@ -55,6 +67,9 @@ def hook_problems(kombu_channel: type) -> list[str]:
         found.append(f"kombu's redis Channel._create_client{signature} changed")
     if not isinstance(inspect.getattr_static(kombu_channel, "pool", None), property):
         found.append("kombu's redis Channel has no pool property any more")
+    connparams = getattr(kombu_channel, "_connparams", None)
+    if connparams is None or list(inspect.signature(connparams).parameters) != _OVERRIDDEN:
+        found.append("kombu's redis Channel._connparams(self, asynchronous) changed")
     return found
 
 
