@@ -24,14 +24,27 @@ from workers.relay import Relay, RelayThread
 from workers.runtime import Runtime
 from workers.settings import WorkerSettings, load_settings
 
-__all__ = ["Assembly", "load_handlers"]
+__all__ = ["Assembly", "HandlerModuleError", "load_handlers"]
+
+
+class HandlerModuleError(Exception):
+    """A module named in `WORKERS_HANDLER_MODULES` failed to import (its error is the cause)."""
+
+    def __init__(self, module: str, error: BaseException) -> None:
+        super().__init__(
+            f"WORKERS_HANDLER_MODULES: {module} failed to import: {type(error).__name__}: {error}"
+        )
+        self.module = module
 
 
 def load_handlers(settings: WorkerSettings) -> HandlerRegistry:
     """The registry of the built-in handlers plus those of the modules in `WORKERS_HANDLER_MODULES`
     (imported here: a module that cannot be imported stops the worker's start-up, not its first event)."""
     for name in settings.handler_modules:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # the user's module may raise anything: said in one line at start-up
+            raise HandlerModuleError(name, error) from error
     return registry
 
 
