@@ -208,7 +208,7 @@ def test_heads_and_bodies_in_several_reads_in_time_keep_their_connection(public_
 def test_a_slow_body_holds_a_request_slot_until_the_body_timeout_closes_it(public_port: Serve) -> None:
     """--limit-concurrency counts requests in flight: one whose body stalls holds the only slot (503 for
     the next), until RECEIVER_BODY_TIMEOUT closes its connection and the slot is free again."""
-    with public_port(body_timeout=1.0, limit_concurrency=1) as port, port.connect() as stalled:
+    with public_port(body_timeout=2.0, limit_concurrency=1) as port, port.connect() as stalled:
         stalled.sendall(
             head(WEBHOOK_PATH, "Content-Type: application/json", "Content-Length: 100", method="POST")
             + b'{"eventId":'
