@@ -23,6 +23,8 @@ Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}`
 | `{p}grant-of:{vehicle}` | string | the grant that covers the vehicle |
 | `{p}grant-expiry` | sorted set, score = access token expiry | what the beat refresher looks at |
 | `{p}grant-lock:{grant}` | string with a lease | held while one worker refreshes the grant |
+| `{p}lifecycle` | sorted set, `action:vehicle`, score = due | lifecycle jobs (`eventstore.lifecycle`) |
+| `{p}lifecycle-job:{action}:{vehicle}` | hash | one lifecycle job's details |
 | `{p}verify:armed` | string, TTL = the window | VERIFY is answered while it exists (`eventstore.verify`) |
 | `{p}ping:{token}` | string, TTL 5 min | a worker ran the ping task (proof that the queue is consumed) |
 
@@ -107,6 +109,15 @@ class KeySpace:
 
     def grant_lock(self, grant_id: str) -> str:
         return f"{self.prefix}grant-lock:{grant_id}"
+
+    # Vehicle lifecycle jobs.
+
+    @property
+    def lifecycle(self) -> str:
+        return f"{self.prefix}lifecycle"
+
+    def lifecycle_job(self, action: str, vehicle_id: str) -> str:
+        return f"{self.prefix}lifecycle-job:{action}:{vehicle_id}"
 
     # Operator switches and probes.
 

@@ -215,6 +215,15 @@ for _, id in ipairs(ids) do redis.call('ZREM', KEYS[1], id) end
 return ids
 """
 
+# --- vehicle lifecycle jobs (eventstore.lifecycle) -----------------------------------------------------
+
+# KEYS: lifecycle; ARGV: now, lease_until, count -> the members due, each re-scored to the lease's end
+TAKE_LIFECYCLE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
+return due
+"""
+
 # --- vehicle state --------------------------------------------------------------------------------------
 
 # KEYS: hash; ARGV: triples of (field, order key, json). Order keys are "primary:secondary" numbers.

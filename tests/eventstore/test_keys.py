@@ -27,6 +27,8 @@ DEPLOYED = {
     "grant_of": ("grant_of", ("v1",), "sc:grant-of:v1"),
     "grant_expiry": ("grant_expiry", None, "sc:grant-expiry"),
     "grant_lock": ("grant_lock", ("u1:0123abcd",), "sc:grant-lock:u1:0123abcd"),
+    "lifecycle": ("lifecycle", None, "sc:lifecycle"),  # added with the vehicle lifecycle jobs
+    "lifecycle_job": ("lifecycle_job", ("subscribe", "v1"), "sc:lifecycle-job:subscribe:v1"),
     "verify_armed": ("verify_armed", None, "sc:verify:armed"),
     "ping": ("ping", ("t0k3n",), "sc:ping:t0k3n"),
 }
