@@ -56,6 +56,8 @@ def test_the_receiver_unit_runs_the_procfile_command_with_a_fresh_metrics_direct
     assert after(normalise(service["ExecStart"]), "uvicorn") == web
     graceful = float(web[web.index("--timeout-graceful-shutdown") + 1])
     assert float(service["TimeoutStopSec"]) > graceful
+    # A descriptor per connection: well above the requests in flight that --limit-concurrency allows.
+    assert int(service["LimitNOFILE"]) >= 4 * int(web[web.index("--limit-concurrency") + 1])
     # RuntimeDirectory is created empty at each start and removed at stop.
     assert service["RuntimeDirectory"] == "smartcar-receiver"
     assert "PROMETHEUS_MULTIPROC_DIR=%t/smartcar-receiver" in service["Environment"]
