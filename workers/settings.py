@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar, Literal
 
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import MultiFernet
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 from redis.connection import parse_url
 
+from eventstore.tokens_at_rest import cipher_of, key_problem
 from service_base.settings import ServiceSettings, SettingsError, address_of, env
 from smartcar_core.retry import RetryPolicy
 
@@ -162,18 +163,9 @@ class WorkerSettings(ServiceSettings):
     @field_validator("token_encryption_key")
     @classmethod
     def _valid_fernet_keys(cls, value: SecretStr) -> SecretStr:
-        keys = [key.strip() for key in value.get_secret_value().split(",") if key.strip()]
-        if not keys:
-            raise ValueError("TOKEN_ENCRYPTION_KEY is empty")
-        for position, key in enumerate(keys, start=1):
-            try:
-                Fernet(key)
-            except (ValueError, TypeError):
-                # Never echo the key itself.
-                raise ValueError(
-                    f"TOKEN_ENCRYPTION_KEY key #{position} is not a Fernet key (32 url-safe base64 bytes); "
-                    "create one with `smartcar-events tokens new-key`"
-                ) from None
+        problem = key_problem(value.get_secret_value())  # it never echoes a key
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -209,8 +201,7 @@ class WorkerSettings(ServiceSettings):
         return address_of(self.broker_url)
 
     def fernet(self) -> MultiFernet:
-        keys = [key.strip() for key in self.token_encryption_key.get_secret_value().split(",") if key.strip()]
-        return MultiFernet([Fernet(key) for key in keys])
+        return cipher_of(self.token_encryption_key.get_secret_value())
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(

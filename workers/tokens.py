@@ -5,17 +5,16 @@ may cover several vehicles. A refresh token rotates: after one use it soon stops
 must never refresh with the same one: one worker holds the grant's lock and exchanges it, the others wait
 for its result.
 
-The event store keeps the grants (`eventstore.grants`): this module encrypts the pair (Fernet, with
-`TOKEN_ENCRYPTION_KEY`) before it is stored, so the store never sees a token. A refresh is stored only if
-the grant's `generation` is still the one the refresher read (compare and set), so a stale writer can
-never overwrite a newer pair.
+The event store keeps the grants (`eventstore.grants`): the pair is encrypted (Fernet, with
+`TOKEN_ENCRYPTION_KEY`) before it is stored, so the store never sees a token. How a pair is sealed and
+which grant it belongs to is `eventstore.tokens_at_rest`, shared with the receiver's Connect callback. A
+refresh is stored only if the grant's `generation` is still the one the refresher read (compare and set),
+so a stale writer can never overwrite a newer pair.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from cryptography.fernet import InvalidToken, MultiFernet
 from eventstore.client import connect
 from eventstore.grants import GrantInfo, GrantStore
 from eventstore.keys import KeySpace
+from eventstore.tokens_at_rest import grant_id_for as _grant_id_for
+from eventstore.tokens_at_rest import seal, store_pair, unseal
 from smartcar_core.errors import OAuthError
 from smartcar_core.results import Access
 
@@ -34,17 +35,7 @@ if TYPE_CHECKING:
     from workers.settings import WorkerSettings
 
 _POLL_SECONDS = 0.05
-
-
-def grant_id_for(vehicle_ids: Sequence[str], user_id: str | None) -> str:
-    """The grant of one token pair: its owner and the exact set of vehicles it covers.
-
-    Reconnecting the same cars replaces their pair. A second Connect session of the same owner for other
-    cars (single select) is a grant of its own: its token does not cover the first session's cars, so it
-    must not replace theirs.
-    """
-    vehicles = hashlib.sha256(",".join(sorted(set(vehicle_ids))).encode()).hexdigest()[:16]
-    return f"{user_id or 'no-user'}:{vehicles}"
+grant_id_for = _grant_id_for  # its home was here: the name stays importable
 
 
 class TokenError(Exception):
@@ -114,19 +105,18 @@ class TokenStore:
         self.grants.postpone(grant_id, until)
 
     def _encrypt(self, access_token: str, refresh_token: str) -> str:
-        plain = json.dumps({"access_token": access_token, "refresh_token": refresh_token}).encode()
-        return self.fernet.encrypt(plain).decode()
+        return seal(self.fernet, access_token, refresh_token)
 
     def _decrypt(self, grant_id: str, data: bytes) -> dict[str, str]:
         try:
-            value = json.loads(self.fernet.decrypt(data))
+            pair = unseal(self.fernet, data)
         except InvalidToken:
             raise TokenError(
                 f"the tokens of grant {grant_id} cannot be decrypted with TOKEN_ENCRYPTION_KEY "
                 "(was the key rotated without keeping the old one?)",
                 grant_id=grant_id,
             ) from None
-        return {"access_token": str(value["access_token"]), "refresh_token": str(value["refresh_token"])}
+        return {"access_token": pair.access_token, "refresh_token": pair.refresh_token}
 
     def put(
         self,
@@ -139,23 +129,17 @@ class TokenStore:
         user_id: str | None = None,
     ) -> str:
         """Store a token pair for `vehicle_ids`; returns its grant id (see `grant_id_for`)."""
-        vehicles = list(dict.fromkeys(vehicle_ids))
-        if not vehicles:
-            raise ValueError("tokens belong to at least one vehicle")
-        if any("," in vehicle for vehicle in vehicles):
-            raise ValueError("a vehicle id cannot contain a comma")
-        grant = grant_id_for(vehicles, user_id)
-        now = time.time()
-        self.grants.put(
-            grant,
-            data=self._encrypt(access_token, refresh_token),
-            vehicles=vehicles,
+        return store_pair(
+            self.grants,
+            self.fernet,
+            vehicle_ids=vehicle_ids,
+            access_token=access_token,
+            refresh_token=refresh_token,
             expires_at=expires_at,
-            refresh_expires_at=refresh_expires_at if refresh_expires_at is not None else now + 60 * 86400,
+            refresh_expires_at=refresh_expires_at,
             user_id=user_id,
-            now=now,
+            now=time.time(),
         )
-        return grant
 
     def grant_of(self, vehicle_id: str) -> str:
         grant = self.grants.grant_of(vehicle_id)
