@@ -13,6 +13,13 @@ Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}`
 | `{p}dead` | sorted set, score = time of failure | the dead letters |
 | `{p}scheduled` | sorted set, score = due time | retries parked until due (longer than a countdown) |
 | `{p}leases` | sorted set, score = lease end | runs in progress (renewed by their worker) |
+| `{p}ix:status:{status}` | sorted set, score = when it took the status | the events in each status (`eventstore.index`) |
+| `{p}ix:type:{event_type}` | sorted set, score = receipt time | the events of one type |
+| `{p}ix:vehicle:{vehicle}` | sorted set, score = receipt time | the events of one vehicle |
+| `{p}ix:user:{user}` | sorted set, score = receipt time | the events of one Smartcar user |
+| `{p}ix:webhook:{webhook}` | sorted set, score = receipt time | the events of one webhook |
+| `{p}ix:error-type:{error_type}` | sorted set, score = time of the failure | not done, last failed with this type |
+| `{p}ix:error:{error_type}:{code}` | sorted set, score = time of the failure | the same, by Smartcar's type and code |
 | `{p}cmd:{event}:{step}` | hash, TTL = retention | one command step of an event (`eventstore.commands`) |
 | `{p}vehicle:{vehicle}:signals` | hash, code -> JSON | each signal's latest value (`eventstore.vehicles`) |
 | `{p}vehicle:{vehicle}:errors` | hash, TYPE:CODE -> JSON | the latest VEHICLE_ERROR item of each kind |
@@ -74,6 +81,29 @@ class KeySpace:
     @property
     def leases(self) -> str:
         return f"{self.prefix}leases"
+
+    # Operator indexes (`eventstore.index`): kept by the event scripts in the step of each transition.
+
+    def status_index(self, status: str) -> str:
+        return f"{self.prefix}ix:status:{status}"
+
+    def type_index(self, event_type: str) -> str:
+        return f"{self.prefix}ix:type:{event_type}"
+
+    def vehicle_index(self, vehicle_id: str) -> str:
+        return f"{self.prefix}ix:vehicle:{vehicle_id}"
+
+    def user_index(self, user_id: str) -> str:
+        return f"{self.prefix}ix:user:{user_id}"
+
+    def webhook_index(self, webhook_id: str) -> str:
+        return f"{self.prefix}ix:webhook:{webhook_id}"
+
+    def error_type_index(self, error_type: str) -> str:
+        return f"{self.prefix}ix:error-type:{error_type}"
+
+    def error_index(self, error_type: str, code: str) -> str:
+        return f"{self.prefix}ix:error:{error_type}:{code}"
 
     # The workers' own state.
 

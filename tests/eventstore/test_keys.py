@@ -17,6 +17,14 @@ DEPLOYED = {
     "dead": ("dead", None, "sc:dead"),
     "scheduled": ("scheduled", None, "sc:scheduled"),
     "leases": ("leases", None, "sc:leases"),  # added with the lease heartbeat
+    # added with the operator indexes (issue 9)
+    "status_index": ("status_index", ("failed",), "sc:ix:status:failed"),
+    "type_index": ("type_index", ("VEHICLE_STATE",), "sc:ix:type:VEHICLE_STATE"),
+    "vehicle_index": ("vehicle_index", ("v1",), "sc:ix:vehicle:v1"),
+    "user_index": ("user_index", ("u1",), "sc:ix:user:u1"),
+    "webhook_index": ("webhook_index", ("wh1",), "sc:ix:webhook:wh1"),
+    "error_type_index": ("error_type_index", ("VEHICLE_STATE",), "sc:ix:error-type:VEHICLE_STATE"),
+    "error_index": ("error_index", ("VEHICLE_STATE", "ASLEEP"), "sc:ix:error:VEHICLE_STATE:ASLEEP"),
     "command": ("command", ("e1", "charging-rule:stop"), "sc:cmd:e1:charging-rule:stop"),
     "vehicle_signals": ("vehicle_signals", ("v1",), "sc:vehicle:v1:signals"),
     "vehicle_errors": ("vehicle_errors", ("v1",), "sc:vehicle:v1:errors"),
