@@ -32,6 +32,10 @@ Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}`
 | `{p}grant-lock:{grant}` | string with a lease | held while one worker refreshes the grant |
 | `{p}lifecycle` | sorted set, `action:vehicle`, score = due | lifecycle jobs (`eventstore.lifecycle`) |
 | `{p}lifecycle-job:{action}:{vehicle}` | hash | one lifecycle job's details |
+| `{p}fleet` | sorted set, vehicle, score = when first known | the vehicles of the registry (`eventstore.fleet`) |
+| `{p}fleet:{vehicle}` | hash | what we know of one vehicle: status, user, subscribed_at, last error |
+| `{p}fleet-reconcile` | hash | the last reconciliation's report (when, connections, drift counts) |
+| `{p}connect-state:{state}` | string, TTL = `RECEIVER_CONNECT_STATE_SECONDS` | one Connect session's state, used once (`eventstore.connect`) |
 | `{p}verify:armed` | string, TTL = the window | VERIFY is answered while it exists (`eventstore.verify`) |
 | `{p}ping:{token}` | string, TTL 5 min | a worker ran the ping task (proof that the queue is consumed) |
 
@@ -148,6 +152,24 @@ class KeySpace:
 
     def lifecycle_job(self, action: str, vehicle_id: str) -> str:
         return f"{self.prefix}lifecycle-job:{action}:{vehicle_id}"
+
+    # The vehicle registry (fleet) and its reconciliation with Smartcar.
+
+    @property
+    def fleet(self) -> str:
+        return f"{self.prefix}fleet"
+
+    def fleet_vehicle(self, vehicle_id: str) -> str:
+        return f"{self.prefix}fleet:{vehicle_id}"
+
+    @property
+    def fleet_reconcile(self) -> str:
+        return f"{self.prefix}fleet-reconcile"
+
+    # The receiver's Connect sessions.
+
+    def connect_state(self, state: str) -> str:
+        return f"{self.prefix}connect-state:{state}"
 
     # Operator switches and probes.
 

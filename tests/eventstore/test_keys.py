@@ -37,6 +37,10 @@ DEPLOYED = {
     "grant_lock": ("grant_lock", ("u1:0123abcd",), "sc:grant-lock:u1:0123abcd"),
     "lifecycle": ("lifecycle", None, "sc:lifecycle"),  # added with the vehicle lifecycle jobs
     "lifecycle_job": ("lifecycle_job", ("subscribe", "v1"), "sc:lifecycle-job:subscribe:v1"),
+    "fleet": ("fleet", None, "sc:fleet"),  # added with the vehicle registry
+    "fleet_vehicle": ("fleet_vehicle", ("v1",), "sc:fleet:v1"),
+    "fleet_reconcile": ("fleet_reconcile", None, "sc:fleet-reconcile"),
+    "connect_state": ("connect_state", ("s1",), "sc:connect-state:s1"),  # added with the Connect flow
     "verify_armed": ("verify_armed", None, "sc:verify:armed"),
     "ping": ("ping", ("t0k3n",), "sc:ping:t0k3n"),
 }
