@@ -1,5 +1,6 @@
 """`python -m receiver`: the receiver's operator commands (settings from the same environment as the app).
 
+python -m receiver preflight               # would the receiver start? exit 3 with one line if not
 python -m receiver check                   # settings valid? Redis answers? (prints no secret)
 python -m receiver arm-verify --minutes 15 # answer VERIFY for 15 minutes (RECEIVER_VERIFY_REQUIRE_ARMED)
 python -m receiver disarm-verify
@@ -54,6 +55,21 @@ def _redis(settings: ReceiverSettings) -> Iterator[redis.Redis]:
 
 def _switch(client: redis.Redis, settings: ReceiverSettings) -> VerifySwitch:
     return VerifySwitch(client, KeySpace(settings.event_key_prefix))
+
+
+@cli.command()
+def preflight() -> None:
+    """Build what uvicorn's start builds (the app, Redis checked; the public port's protocol) and serve
+    nothing: exit 3 with the same one line when the receiver could not start, 0 when it could.
+
+    The launch lines run it before `uvicorn --workers N`: uvicorn's supervisor stops when its processes
+    fail to start, and exits 0, which a supervisor reads as a clean stop.
+    """
+    import receiver.app  # noqa: PLC0415 - the lazy attributes below are the start-up itself
+    import receiver.http  # noqa: PLC0415
+
+    _ = receiver.app.app, receiver.http.LimitedHttpToolsProtocol  # each exits 3 with one line if it fails
+    console.print("the receiver can start", highlight=False)
 
 
 @cli.command()

@@ -160,6 +160,15 @@ def test_web_has_the_production_flags_and_a_fresh_metrics_directory() -> None:
     assert 'rm -f "$PROMETHEUS_MULTIPROC_DIR"/*.db' in line
 
 
+PREFLIGHT = "python -m receiver preflight && exec uvicorn "
+
+
+def test_web_checks_it_can_start_before_uvicorn_wherever_it_runs() -> None:
+    """uvicorn's supervisor exits 0 when its processes fail to start: the check before it exits 3."""
+    for line in (procfile()["web"], procfile("Procfile.dev")["web"], dockerfile_command()):
+        assert PREFLIGHT in line, line
+
+
 def test_the_web_protocol_is_the_limited_httptools_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """What `--http` names imports, and is uvicorn's httptools protocol with the settings' limits (built
     here by the function the module attribute is built with, so that nothing is cached for other tests)."""

@@ -19,6 +19,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from deploy.support import BIN, DEPLOY, procfile, yaml_documents
+from receiver.app import STARTUP_FAILURE
 from testsupport import free_port, wait_until
 from testsupport.processes import rss_bytes
 from testsupport.workers import WorkerLauncher, WorkerProcess, settings_environment
@@ -156,6 +157,31 @@ def test_web_serves_its_health_paths_with_a_fresh_metrics_directory_and_stops_on
     assert not (metrics / "counter_999999.db").exists(), "the metrics directory was not emptied"
     assert web.terminate(timeout=30) == STOPPED[processes], web.output()[-3000:]
     assert "Finished server process" in web.output(), "uvicorn did not shut down gracefully"
+
+
+def test_web_refuses_a_bad_setting_with_exit_3_and_one_line_under_several_processes(
+    redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    """uvicorn's supervisor alone would exit 0 here: the preflight before it says what is wrong."""
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    env = {
+        "SMARTCAR_AMT": AMT,
+        "REDIS_URL": redis_url,
+        "EVENT_KEY_PREFIX": key_prefix,
+        "PORT": str(free_port()),
+        "WEB_CONCURRENCY": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        "RECEIVER_MAX_BODY_BYTES": "a lot",
+    }
+    web = Started("web", procfile()["web"], env, tmp_path)
+    status = web.process.wait(60)
+    lines = [line for line in web.output().splitlines() if "configuration error" in line]
+    assert status == STARTUP_FAILURE, web.output()[-3000:]
+    assert len(lines) == 1
+    assert "RECEIVER_MAX_BODY_BYTES" in lines[0]
+    assert "Traceback" not in web.output()
+    assert "Started parent process" not in web.output()  # uvicorn never ran
 
 
 def cut_off(port: int, head: bytes, *, send_for: float = 20.0) -> tuple[int, bytes]:

@@ -30,6 +30,20 @@ def unit(name: str) -> configparser.ConfigParser:
     return parser
 
 
+PREFLIGHT = [f"{INSTALLED}python", "-m", "receiver", "preflight", "&&", "exec"]
+
+
+def command(service: configparser.SectionProxy) -> list[str]:
+    """The unit's program and arguments: the receiver's runs under `/bin/sh -c` after its preflight
+    (so that a refusal is the main process's exit 3), the others run as they are."""
+    words = normalise(service["ExecStart"].replace("%", "$"))  # specifiers: not words of the command
+    if words[:2] != ["/bin/sh", "-c"]:
+        return words
+    inner = normalise(words[2])
+    assert inner[: len(PREFLIGHT)] == PREFLIGHT, inner
+    return inner[len(PREFLIGHT) :]
+
+
 def test_there_is_a_unit_for_each_process() -> None:
     assert {path.name for path in UNITS.glob("*.service")} == set(CONFIGURATION_ERROR)
 
@@ -44,7 +58,7 @@ def test_each_unit_restarts_on_failure_but_not_on_a_configuration_error(name: st
     assert service["DynamicUser"] == "yes"
     assert service["User"] not in {"root", "0"}
     assert service["NoNewPrivileges"] == "yes"
-    words = normalise(service["ExecStart"].replace("%", "$"))  # specifiers: not words of the command
+    words = command(service)
     assert words[0].startswith(INSTALLED)
     assert command_problems(words) == []
     assert unit(name)["Install"]["WantedBy"] == "multi-user.target"
@@ -53,7 +67,8 @@ def test_each_unit_restarts_on_failure_but_not_on_a_configuration_error(name: st
 def test_the_receiver_unit_runs_the_procfile_command_with_a_fresh_metrics_directory() -> None:
     service = unit("smartcar-receiver.service")["Service"]
     web = after(normalise(procfile()["web"]), "uvicorn")
-    assert after(normalise(service["ExecStart"]), "uvicorn") == web
+    assert normalise(service["ExecStart"])[:2] == ["/bin/sh", "-c"]  # the preflight, then uvicorn
+    assert after(command(service), "uvicorn") == web
     graceful = float(web[web.index("--timeout-graceful-shutdown") + 1])
     assert float(service["TimeoutStopSec"]) > graceful
     # A descriptor per connection: well above the requests in flight that --limit-concurrency allows.

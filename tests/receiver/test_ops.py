@@ -460,3 +460,32 @@ def test_python_dash_m_receiver_runs_the_cli() -> None:
     )
     assert done.returncode == 0
     assert "arm-verify" in done.stdout
+
+
+def _preflight(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", "preflight"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_preflight_says_the_receiver_can_start_or_refuses_as_its_start_would(
+    redis_url: str, key_prefix: str
+) -> None:
+    good = {"SMARTCAR_AMT": "amt-cli-0123456789", "REDIS_URL": redis_url, "EVENT_KEY_PREFIX": key_prefix}
+    started = _preflight(good)
+    assert (started.returncode, started.stdout.strip()) == (0, "the receiver can start"), started.stderr
+    for bad, named in (
+        ({"RECEIVER_MAX_HEADERS": "1"}, "RECEIVER_MAX_HEADERS"),  # the public port's protocol
+        ({"REDIS_URL": redis_url.rsplit("/", 1)[0] + "/99"}, "REDIS_URL"),  # a Redis that refuses us
+    ):
+        refused = _preflight({**good, **bad})
+        lines = refused.stderr.strip().splitlines()
+        assert refused.returncode == STARTUP_FAILURE
+        assert "Traceback" not in refused.stderr
+        assert named in lines[-1]
+        assert "amt-cli" not in refused.stderr
