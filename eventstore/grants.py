@@ -9,7 +9,8 @@ when each access token expires, and the lock a refresher holds.
 - `{p}grant-lock:{grant}`: a lease lock, held while one worker refreshes the grant.
 
 Writes are scripts: `put` moves vehicles between grants atomically (and deletes a grant left with none),
-`swap` stores a refreshed pair only if the generation is still the one read (compare and set). Encryption,
+`swap` stores a refreshed pair only if the generation is still the one read (compare and set), `forget`
+takes one vehicle out of its grant (a disconnect; the grant goes with its last vehicle). Encryption,
 caching and the single-flight refresh are `workers.tokens`' business.
 """
 
@@ -61,6 +62,7 @@ class GrantStore:
         self.keys = keys
         self._put = client.register_script(scripts.PUT_GRANT)
         self._swap = client.register_script(scripts.SWAP_GRANT)
+        self._forget = client.register_script(scripts.FORGET_GRANT_VEHICLE)
 
     def put(
         self,
@@ -145,6 +147,35 @@ class GrantStore:
             repr(now),
         ]
         return int(self._swap(keys=[self.keys.grant(grant_id), self.keys.grant_expiry], args=args))
+
+    def forget(self, vehicle_id: str) -> bool:
+        """Forget the vehicle's tokens: it leaves its grant (deleted when it covered no other vehicle).
+        False when it had none. Read again when a put moved it meanwhile (`PUT_ATTEMPTS` times)."""
+        for _ in range(PUT_ATTEMPTS):
+            grant = self.grant_of(vehicle_id)
+            if grant is None:
+                return False
+            keys = [self.keys.grant_of(vehicle_id), self.keys.grant(grant), self.keys.grant_expiry]
+            if int(self._forget(keys=keys, args=[vehicle_id, grant])) != scripts.GRANT_MOVED:
+                return True
+        raise GrantMovedError(f"vehicle {vehicle_id} kept moving to other grants; try again")
+
+    def covered_vehicles(self, *, chunk: int = 500) -> dict[str, str]:
+        """Every vehicle some grant covers, with its grant (for operators and the reconciliation: the
+        grants are listed by `{p}grant-expiry`, so this reads no key it was not told about)."""
+        grants = texts(self.redis.zrange(self.keys.grant_expiry, 0, -1))
+        covered: dict[str, str] = {}
+        for start in range(0, len(grants), chunk):
+            part = grants[start : start + chunk]
+            with self.redis.pipeline(transaction=False) as pipe:
+                for grant in part:
+                    pipe.hget(self.keys.grant(grant), "vehicles")
+                found = pipe.execute()
+            for grant, vehicles in zip(part, found, strict=True):
+                for vehicle in text(vehicles or b"").split(","):
+                    if vehicle:
+                        covered[vehicle] = grant
+        return covered
 
     def grant_of(self, vehicle_id: str) -> str | None:
         grant = self.redis.get(self.keys.grant_of(vehicle_id))

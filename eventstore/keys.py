@@ -32,7 +32,7 @@ Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}`
 | `{p}grant-lock:{grant}` | string with a lease | held while one worker refreshes the grant |
 | `{p}lifecycle` | sorted set, `action:vehicle`, score = due | lifecycle jobs (`eventstore.lifecycle`) |
 | `{p}lifecycle-job:{action}:{vehicle}` | hash | one lifecycle job's details |
-| `{p}fleet` | sorted set, vehicle, score = when first known | the vehicles of the registry (`eventstore.fleet`) |
+| `{p}fleet` | sorted set, score = when first known | the registry's vehicles (`eventstore.fleet`) |
 | `{p}fleet:{vehicle}` | hash | what we know of one vehicle: status, user, subscribed_at, last error |
 | `{p}fleet-reconcile` | hash | the last reconciliation's report (when, connections, drift counts) |
 | `{p}connect-state:{state}` | string, TTL = the state's life | a Connect session's state, used once (`eventstore.connect`) |

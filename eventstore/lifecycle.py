@@ -122,6 +122,12 @@ class LifecycleStore:
             pipe.zadd(self.keys.lifecycle, {job.member: now + delay})
             pipe.execute()
 
+    def defer(self, job: LifecycleJob, *, delay: float, now: float | None = None) -> None:
+        """Due again in `delay` s without counting an attempt: the work could not start (an empty rate
+        bucket, a refresh in progress elsewhere), it did not fail. A job done meanwhile stays done."""
+        now = time.time() if now is None else now
+        self.redis.zadd(self.keys.lifecycle, {job.member: now + delay}, xx=True)
+
     def waiting(self, limit: int = 1000) -> list[tuple[LifecycleJob, float]]:
         """The jobs not done yet with their due time (or lease end), soonest first (for operators)."""
         found = []

@@ -335,3 +335,26 @@ redis.call('HSET', KEYS[1], 'data', ARGV[3], 'expires_at', ARGV[4], 'refresh_exp
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 return gen
 """
+
+# KEYS: the vehicle's grant-of mapping, the grant it held when read, expiry; ARGV: vehicle_id, that grant id
+# Forget the vehicle's tokens (a disconnect, or a connection Smartcar no longer lists): its mapping goes,
+# it leaves its grant's vehicle list, and a grant left with no vehicle is deleted (as PUT_GRANT does). 0
+# (`GRANT_MOVED`) when the mapping changed since it was read (a reconnect meanwhile: read it again);
+# 1 otherwise, also when there was nothing to forget.
+FORGET_GRANT_VEHICLE = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 1 end
+if current ~= ARGV[2] then return 0 end
+local kept = {}
+for other in string.gmatch(redis.call('HGET', KEYS[2], 'vehicles') or '', '[^,]+') do
+  if other ~= ARGV[1] then kept[#kept + 1] = other end
+end
+if #kept == 0 then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[2])
+else
+  redis.call('HSET', KEYS[2], 'vehicles', table.concat(kept, ','))
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""

@@ -15,7 +15,7 @@ Both keep the order key in `_p`/`_s`, which readers never see.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,3 +130,25 @@ class VehicleStateStore:
             record.pop("_s", None)
             out[field] = record
         return dict(sorted(out.items()))
+
+    def forget(self, vehicle_id: str) -> None:
+        """Drop the vehicle's signals and errors (it was disconnected: nothing of it is kept)."""
+        self.redis.delete(self.keys.vehicle_signals(vehicle_id), self.keys.vehicle_errors(vehicle_id))
+
+    def last_events(self, vehicle_ids: Sequence[str]) -> dict[str, int | None]:
+        """When each vehicle last sent something (epoch ms): the newest `retrieved_at` of a signal a
+        delivery carried, or `at` of an error. Read when an operator asks, so that the event path writes
+        nothing more for it."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for vehicle_id in vehicle_ids:
+                pipe.hvals(self.keys.vehicle_signals(vehicle_id))
+                pipe.hvals(self.keys.vehicle_errors(vehicle_id))
+            found = pipe.execute()
+        latest: dict[str, int | None] = {}
+        for index, vehicle_id in enumerate(vehicle_ids):
+            signals = [json.loads(value) for value in found[2 * index]]
+            times = [s.get("retrieved_at") for s in signals if s.get("source", "webhook") == "webhook"]
+            times += [json.loads(value).get("at") for value in found[2 * index + 1]]
+            known = [int(moment) for moment in times if isinstance(moment, int | float)]
+            latest[vehicle_id] = max(known) if known else None
+        return latest
