@@ -149,6 +149,18 @@ class WorkerSettings(ServiceSettings):
     token_cache_seconds: float = Field(60.0, ge=0)
     """Reuse a token read from Redis this long in the process (saves two round trips per call)."""
 
+    # --- vehicle lifecycle (subscribe, unsubscribe, disconnect, refresh) and reconciliation ---
+    lifecycle_interval: float = Field(5.0, gt=0)
+    """Seconds between beat's drains of the lifecycle jobs (`workers.lifecycle_jobs`); a job asked for by
+    `smartcar-events vehicles` or a direct task is also drained at once."""
+    lifecycle_batch: int = Field(20, ge=1)
+    """Jobs one drain takes (each then held for `lifecycle_lease`)."""
+    lifecycle_lease: float = Field(120.0, gt=0)
+    """Seconds a taken job is held: longer than its Smartcar calls (a disconnect makes two, plus perhaps a
+    token refresh); a job whose worker died is taken again after it."""
+    reconcile_interval: float = Field(3600.0, ge=0)
+    """Seconds between beat's reconciliations of our vehicles with Smartcar's connections (0: off)."""
+
     # --- handlers ---
     handler_modules: list[str] = Field(default_factory=list)
     """Modules imported at start-up to register your own handlers (see `workers.api`)."""
