@@ -35,7 +35,7 @@ Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}`
 | `{p}fleet` | sorted set, score = when first known | the registry's vehicles (`eventstore.fleet`) |
 | `{p}fleet:{vehicle}` | hash | what we know of one vehicle: status, user, subscribed_at, last error |
 | `{p}fleet-reconcile` | hash | the last reconciliation's report (when, connections, drift counts) |
-| `{p}connect-state:{state}` | string, TTL = the state's life | a Connect session's state, used once (`eventstore.connect`) |
+| `{p}connect-state:{state}` | string, TTL = its life | a Connect state, used once (`eventstore.connect`) |
 | `{p}verify:armed` | string, TTL = the window | VERIFY is answered while it exists (`eventstore.verify`) |
 | `{p}ping:{token}` | string, TTL 5 min | a worker ran the ping task (proof that the queue is consumed) |
 
