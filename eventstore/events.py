@@ -31,25 +31,44 @@ from typing import Any
 
 import redis
 
-from eventstore import scripts
+from eventstore import scripts, scripts_index
 from eventstore.codec import dumps, text, texts
+from eventstore.index import (
+    TRIM_GRACE,
+    entity_keys,
+    error_key,
+    error_keys,
+    record_entity_keys,
+    status_block,
+    stored_error_key,
+)
 from eventstore.keys import DEFAULT_DEDUPE_SECONDS, KeySpace
 from eventstore.record import EventRecord, history_entry
+from eventstore.status import Status
 from smartcar_core.events import Envelope
 
 PING_TTL = 300
+_TRIM_FIELDS = ("type", "vehicle_id", "user_id", "webhook_id", "last_error")
 
 
 def accept_arguments(
     keys: KeySpace, envelope: Envelope, raw: bytes, *, received_at: float, dedupe_seconds: int
 ) -> tuple[bytes | str, ...]:
-    """The 4 keys and 12 arguments of `scripts.ACCEPT` for one delivery, in the script's order."""
+    """The 9 keys and 12 arguments of `scripts.ACCEPT` for one delivery, in the script's order."""
     event_id = envelope.event_id
     return (
         keys.seen(event_id),
         keys.event(event_id),
         keys.inbox,
         keys.pending,
+        keys.status_index(Status.RECEIVED),
+        *entity_keys(
+            keys,
+            event_type=envelope.event_type,
+            vehicle_id=envelope.vehicle_id or "",
+            user_id=envelope.user_id or "",
+            webhook_id=envelope.webhook_id or "",
+        ),
         event_id,
         envelope.delivery_id or "",
         str(dedupe_seconds),
@@ -107,10 +126,15 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
 class EventStore:
     """The workers' side of the event store (a sync client that answers bytes)."""
 
-    def __init__(self, client: redis.Redis, keys: KeySpace, *, retention: int) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: KeySpace, *, retention: int, failed_retention: int | None = None
+    ) -> None:
         self.redis = client
         self.keys = keys
         self.retention = retention
+        self.failed_retention = failed_retention
+        """Seconds a dead letter is kept (`trim`); None: until an operator removes it."""
+        self._statuses = status_block(keys)
         self._begin = client.register_script(scripts.BEGIN)
         self._done = client.register_script(scripts.DONE)
         self._retry = client.register_script(scripts.RETRY)
@@ -120,6 +144,7 @@ class EventStore:
         self._replay = client.register_script(scripts.REPLAY)
         self._renew = client.register_script(scripts.RENEW)
         self._take_over = client.register_script(scripts.TAKE_OVER)
+        self._trim = client.register_script(scripts_index.TRIM)
 
     def load(self, event_id: str) -> EventRecord | None:
         raw = self.redis.hgetall(self.keys.event(event_id))
@@ -143,7 +168,7 @@ class EventStore:
         if not event_ids:
             return []
         now = time.time() if now is None else now
-        keys = [self.keys.pending, *(self.keys.event(event_id) for event_id in event_ids)]
+        keys = [self.keys.pending, *self._statuses, *(self.keys.event(event_id) for event_id in event_ids)]
         return texts(self._claim(keys=keys, args=[repr(now), *event_ids]))
 
     def claim(self, count: int, popped: Sequence[str] = (), *, now: float | None = None) -> list[str]:
@@ -174,6 +199,7 @@ class EventStore:
         now = time.time() if now is None else now
         run_id = uuid.uuid4().hex
         keys = [self.keys.event(event_id), self.keys.pending, self.keys.scheduled, self.keys.leases]
+        keys += self._statuses
         args = [repr(now), repr(now + lease), run_id, event_id, task_id or "", worker or ""]
         answer = self._begin(keys=keys, args=args)
         state = BeginState(text(answer[0]))
@@ -215,8 +241,11 @@ class EventStore:
 
     def done(self, record: EventRecord, results: dict[str, Any], *, now: float | None = None) -> bool:
         now = time.time() if now is None else now
-        keys = [self.keys.event(record.id), self.keys.pending, self.keys.leases]
-        args: list[str | int] = [record.run_id or "", repr(now), self.retention, dumps(results), record.id]
+        old = stored_error_key(record.fields.get("last_error"))
+        keys = [self.keys.event(record.id), self.keys.pending, self.keys.leases, *self._statuses]
+        keys += error_keys(self.keys, old)
+        args: list[str | int] = [record.run_id or "", repr(now), self.retention + TRIM_GRACE]
+        args += [dumps(results), record.id, *old]
         return bool(self._done(keys=keys, args=args))
 
     def retry(
@@ -232,6 +261,7 @@ class EventStore:
         """Status retrying, due in `delay` s; parked in `scheduled` when `park` (else a countdown runs it)."""
         now = time.time() if now is None else now
         keys = [self.keys.event(record.id), self.keys.pending, self.keys.scheduled, self.keys.leases]
+        moved, indexes = self._error_move(record, entry)
         args = [
             record.run_id or "",
             repr(now),
@@ -241,8 +271,9 @@ class EventStore:
             "1" if park else "0",
             record.id,
             dumps(results),
+            *moved,
         ]
-        return bool(self._retry(keys=keys, args=args))
+        return bool(self._retry(keys=keys + indexes, args=args))
 
     def dead_letter(
         self,
@@ -255,15 +286,23 @@ class EventStore:
     ) -> bool:
         now = time.time() if now is None else now
         keys = [self.keys.event(record.id), self.keys.pending, self.keys.dead, self.keys.leases]
+        moved, indexes = self._error_move(record, entry)
         args = [record.run_id or "", repr(now), dumps(entry), dumps(entry.get("error")), reason, record.id]
-        args.append(dumps(results))
-        return bool(self._dead(keys=keys, args=args))
+        args += [dumps(results), *moved]
+        return bool(self._dead(keys=keys + indexes, args=args))
+
+    def _error_move(self, record: EventRecord, entry: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """What RETRY and DEAD take after their own keys and arguments to keep the indexes: the status
+        block and the error indexes (the record's last error as `begin` read it, then the new one)."""
+        old, new = stored_error_key(record.fields.get("last_error")), error_key(entry.get("error"))
+        indexes = [*self._statuses, *error_keys(self.keys, old), *error_keys(self.keys, new)]
+        return [*old, *new], indexes
 
     def replay(self, event_id: str, *, reason: str = "operator", now: float | None = None) -> bool:
         """Run the event again from its first handler (dead letters included); False if it is gone."""
         now = time.time() if now is None else now
         keys = [self.keys.event(event_id), self.keys.pending, self.keys.dead, self.keys.inbox]
-        keys.append(self.keys.leases)
+        keys += [self.keys.leases, *self._statuses]
         entry = dumps(history_entry(attempt=0, outcome="replayed", reason=reason, now=now))
         return bool(self._replay(keys=keys, args=[repr(now), entry, event_id]))
 
@@ -301,6 +340,30 @@ class EventStore:
             if unschedule:
                 pipe.zrem(self.keys.scheduled, *unschedule)
             pipe.execute()
+
+    def trim(self, *, batch: int, now: float | None = None) -> int:
+        """Delete up to `batch` done events older than the retention and as many dead letters older than
+        `failed_retention`, each with its index entries (`eventstore.index`); returns how many went."""
+        now = time.time() if now is None else now
+        done_before, failed_before = now - self.retention, now - (self.failed_retention or now)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(self.keys.status_index(Status.DONE), "-inf", done_before, start=0, num=batch)
+            if self.failed_retention is not None:
+                failed = self.keys.status_index(Status.FAILED)
+                pipe.zrangebyscore(failed, "-inf", failed_before, start=0, num=batch)
+            ids = [event_id for found in pipe.execute() for event_id in texts(found)]
+        if not ids:
+            return 0
+        with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in ids:
+                pipe.hmget(self.keys.event(event_id), _TRIM_FIELDS)
+            stored = pipe.execute()
+        keys = [*self._statuses, self.keys.dead]
+        for event_id, values in zip(ids, stored, strict=True):
+            fields = {name: text(value) for name, value in zip(_TRIM_FIELDS, values, strict=True) if value}
+            keys += [self.keys.event(event_id), *record_entity_keys(self.keys, fields)]
+            keys += error_keys(self.keys, stored_error_key(fields.get("last_error")))
+        return int(self._trim(keys=keys, args=[repr(done_before), repr(failed_before), *ids]))
 
     # --- probes ---
 

@@ -1,5 +1,6 @@
-"""Every Lua script of the store, in one file: each one round trip, atomic, and given every key it
-touches in KEYS (none builds a key name from a prefix, which Redis Cluster could not route).
+"""Every Lua script of the store, here and (the index upkeep the transitions share, and the sweeper's trim)
+in `eventstore.scripts_index`: each one round trip, atomic, and given every key it touches in KEYS (none
+builds a key name from a prefix, which Redis Cluster could not route).
 
 Statuses are written `$NAME` and substituted from `Status` at import (`eventstore.status.lua`). The
 stores register these texts with their client (`register_script`: EVALSHA, reloaded on NOSCRIPT); the
@@ -8,12 +9,13 @@ receiver's writer packs its EVALSHA calls itself, from `ACCEPT` and `eventstore.
 
 from __future__ import annotations
 
+from eventstore.scripts_index import INDEXES as _INDEXES
 from eventstore.status import lua
 
 # --- the receiver -------------------------------------------------------------------------------------
 
-ACCEPT_KEY_COUNT = 4
-# KEYS: seen, event, inbox, pending
+ACCEPT_KEY_COUNT = 9
+# KEYS: seen, event, inbox, pending, the indexes (eventstore.index: received, type, vehicle, user, webhook)
 # ARGV: event_id, delivery_id, dedupe_seconds, received_at, raw, type, vehicle_id, user_id, webhook_id,
 #       mode, version, test
 # Returns 1 for a new event (stored, queued in the inbox, listed as pending), 0 for a duplicate (its
@@ -37,6 +39,11 @@ redis.call('HSET', KEYS[2], 'id', ARGV[1], 'raw', ARGV[5], 'type', ARGV[6], 'veh
   'user_id', ARGV[8], 'webhook_id', ARGV[9], 'mode', ARGV[10], 'version', ARGV[11], 'test', ARGV[12],
   'deliveries', ARGV[2], 'received_at', ARGV[4], 'status', '$RECEIVED', 'attempts', 0)
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
+if ARGV[7] ~= '' then redis.call('ZADD', KEYS[7], ARGV[4], ARGV[1]) end
+if ARGV[8] ~= '' then redis.call('ZADD', KEYS[8], ARGV[4], ARGV[1]) end
+if ARGV[9] ~= '' then redis.call('ZADD', KEYS[9], ARGV[4], ARGV[1]) end
 redis.call('LPUSH', KEYS[3], ARGV[1])
 redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[3])
 return 1
@@ -54,27 +61,35 @@ local function append_history(key, entry)
 end
 """
 
-# KEYS: pending, then the event key of each id; ARGV: now, then the ids (ARGV[i] is KEYS[i]'s id)
+# KEYS: pending, the status block, then each id's event key; ARGV: now, then the ids (KEYS[i]'s: ARGV[i - 7])
 # Marks every received (or replayed) one queued; the ids are popped from the inbox first, by the caller.
 # Ids whose record is gone or already further along are dropped: their run happened or is happening.
-CLAIM = lua("""
+CLAIM = lua(
+    _INDEXES
+    + """
 local out = {}
-for i = 2, #KEYS do
+for i = 9, #KEYS do
+  local id = ARGV[i - 7]
   local status = redis.call('HGET', KEYS[i], 'status')
   if status == '$RECEIVED' or status == '$REPLAYED' then
     redis.call('HSET', KEYS[i], 'status', '$QUEUED', 'queued_at', ARGV[1], 'updated_at', ARGV[1])
-    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
-    out[#out + 1] = ARGV[i]
+    redis.call('ZADD', KEYS[1], ARGV[1], id)
+    move_status(2, id, status, '$QUEUED', ARGV[1])
+    out[#out + 1] = id
   end
 end
 return out
-""")
+"""
+)
 
-# KEYS: event, pending, scheduled, leases; ARGV: now, lease_until, run_id, event_id, task_id, worker
+# KEYS: event, pending, scheduled, leases, the status block; ARGV: now, lease_until, run_id, event_id,
+#       task_id, worker
 # A live lease refuses the run (busy, with the lease's end) unless the run comes from the very message
 # that holds it: Celery delivers a message again only when its first delivery was lost with its worker.
 # Answers {'ok', record}, {'missing'}, {'finished', status} or {'busy', lease_until} (`BeginState`).
-BEGIN = lua("""
+BEGIN = lua(
+    _INDEXES
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('ZREM', KEYS[4], ARGV[4])
   return {'missing'}
@@ -97,8 +112,10 @@ redis.call('HSET', KEYS[1], 'status', '$PROCESSING', 'started_at', ARGV[1], 'upd
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('ZREM', KEYS[3], ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
+move_status(5, ARGV[4], status, '$PROCESSING', ARGV[1])
 return {'ok', redis.call('HGETALL', KEYS[1])}
-""")
+"""
+)
 
 # KEYS: leases, pending, then the event key of each run; ARGV: lease_until, then (event id, run id) pairs
 # The live process's heartbeat: each run still holding its lease (same run id, still processing) gets a
@@ -144,23 +161,34 @@ return taken
 # The transitions after BEGIN are fenced by its run id: a run that lost its lease (its worker stalled and
 # the sweeper started another) cannot overwrite the newer run's outcome. Each returns 1, or 0 if fenced.
 
-# KEYS: event, pending, leases; ARGV: run_id, now, retention, results_json, event_id
-DONE = lua("""
+# KEYS: event, pending, leases, the status block, the old error's 2 indexes; ARGV: run_id, now,
+#       expire_seconds, results_json, event_id, old error type, old error code
+# The record expires `expire_seconds` later: the retention plus the sweeper's grace (eventstore.index).
+DONE = lua(
+    _INDEXES
+    + """
 if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
 redis.call('ZREM', KEYS[3], ARGV[5])
 redis.call('HSET', KEYS[1], 'status', '$DONE', 'finished_at', ARGV[2], 'updated_at', ARGV[2],
   'results', ARGV[4])
 redis.call('HDEL', KEYS[1], 'lease_until', 'next_attempt_at')
 redis.call('ZREM', KEYS[2], ARGV[5])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+move_status(4, ARGV[5], status, '$DONE', ARGV[2])
+move_error(11, ARGV[5], ARGV[2], ARGV[6], ARGV[7], '', '')
 return 1
-""")
+"""
+)
 
-# KEYS: event, pending, scheduled, leases; ARGV: run_id, now, due, entry, last_error, park, event_id, results
+# KEYS: event, pending, scheduled, leases, the status block, the old error's 2 indexes, the new one's 2;
+# ARGV: run_id, now, due, entry, last_error, park, event_id, results, old type, old code, new type, new code
 RETRY = lua(
     _APPEND
+    + _INDEXES
     + """
 if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
 redis.call('ZREM', KEYS[4], ARGV[7])
 append_history(KEYS[1], ARGV[4])
 redis.call('HSET', KEYS[1], 'status', '$RETRYING', 'updated_at', ARGV[2], 'next_attempt_at', ARGV[3],
@@ -168,15 +196,20 @@ redis.call('HSET', KEYS[1], 'status', '$RETRYING', 'updated_at', ARGV[2], 'next_
 redis.call('HDEL', KEYS[1], 'lease_until')
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[7])
 if ARGV[6] == '1' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[7]) end
+move_status(5, ARGV[7], status, '$RETRYING', ARGV[2])
+move_error(12, ARGV[7], ARGV[2], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
 return 1
 """
 )
 
-# KEYS: event, pending, dead, leases; ARGV: run_id, now, entry, last_error, reason, event_id, results
+# KEYS: event, pending, dead, leases, the status block, the old error's 2 indexes, the new one's 2;
+# ARGV: run_id, now, entry, last_error, reason, event_id, results, old type, old code, new type, new code
 DEAD = lua(
     _APPEND
+    + _INDEXES
     + """
 if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
 redis.call('ZREM', KEYS[4], ARGV[6])
 append_history(KEYS[1], ARGV[3])
 redis.call('HSET', KEYS[1], 'status', '$FAILED', 'failed_at', ARGV[2], 'updated_at', ARGV[2],
@@ -185,17 +218,22 @@ redis.call('HDEL', KEYS[1], 'lease_until', 'next_attempt_at')
 redis.call('ZREM', KEYS[2], ARGV[6])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[6])
 redis.call('PERSIST', KEYS[1])
+move_status(5, ARGV[6], status, '$FAILED', ARGV[2])
+move_error(12, ARGV[6], ARGV[2], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
 return 1
 """
 )
 
-# KEYS: event, pending, dead, inbox, leases; ARGV: now, entry, event_id
+# KEYS: event, pending, dead, inbox, leases, the status block; ARGV: now, entry, event_id
 # Puts a finished (or stuck) event back through the relay: status replayed, results cleared (every
 # handler runs again; commands already done are not sent again, see workers.commands), history kept.
+# Its error indexes stay as they are: a replayed event is not done, and its last failure is still that.
 REPLAY = lua(
     _APPEND
+    + _INDEXES
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
 append_history(KEYS[1], ARGV[2])
 redis.call('HSET', KEYS[1], 'status', '$REPLAYED', 'updated_at', ARGV[1])
 redis.call('HDEL', KEYS[1], 'results', 'lease_until', 'next_attempt_at', 'dead_reason')
@@ -204,6 +242,7 @@ redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('ZREM', KEYS[5], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
 redis.call('LPUSH', KEYS[4], ARGV[3])
+move_status(6, ARGV[3], status, '$REPLAYED', ARGV[1])
 return 1
 """
 )

@@ -1,0 +1,61 @@
+"""The Lua of the operator indexes (`eventstore.index`): the upkeep every transition script of
+`eventstore.scripts` includes, and the sweeper's trim. Apart from `eventstore.scripts` only for its size;
+the same rules hold (statuses as `$NAME`, every key in KEYS).
+"""
+
+from __future__ import annotations
+
+from eventstore.status import Status, lua
+
+# The transitions of eventstore.scripts are given the seven status indexes as one
+# block of KEYS in `Status` order, starting at KEYS[base]: `move_status` takes the id out of its old
+# status's index and puts it in the new one's, scored with the time of the transition. `move_error` moves
+# it between the Smartcar error indexes (4 keys from KEYS[base]: the old error's by type and by type and
+# code, then the new one's; ARGV gives the old and new type and code, '' for none).
+_OFFSETS = ", ".join(f"['{status.value}'] = {offset}" for offset, status in enumerate(Status))
+INDEXES = (
+    "\nlocal STATUS_OFFSET = {"
+    + _OFFSETS
+    + """}
+local function move_status(base, id, old, new, score)
+  local from = old and STATUS_OFFSET[old]
+  if from then redis.call('ZREM', KEYS[base + from], id) end
+  redis.call('ZADD', KEYS[base + STATUS_OFFSET[new]], score, id)
+end
+local function move_error(base, id, score, old_type, old_code, new_type, new_code)
+  if old_type ~= '' then redis.call('ZREM', KEYS[base], id) end
+  if old_code ~= '' then redis.call('ZREM', KEYS[base + 1], id) end
+  if new_type ~= '' then redis.call('ZADD', KEYS[base + 2], score, id) end
+  if new_code ~= '' then redis.call('ZADD', KEYS[base + 3], score, id) end
+end
+"""
+)
+
+# KEYS: the status block, dead, then for each id 7 keys: its event, its type, vehicle, user and webhook
+#       indexes, its last error's 2 indexes; ARGV: done_before, failed_before, then the ids
+# The sweeper's trim (eventstore.index): each event still done (failed) since before `done_before`
+# (`failed_before`), or whose record is gone, is deleted with its every index entry. Returns how many.
+TRIM = lua(
+    INDEXES
+    + """
+local removed = 0
+local done_key = KEYS[1 + STATUS_OFFSET['$DONE']]
+local failed_key = KEYS[1 + STATUS_OFFSET['$FAILED']]
+for i = 3, #ARGV do
+  local id, base = ARGV[i], 9 + (i - 3) * 7
+  local state = redis.call('HMGET', KEYS[base], 'status', 'updated_at')
+  local at = tonumber(state[2] or '')
+  local old = at and ((state[1] == '$DONE' and at <= tonumber(ARGV[1]))
+    or (state[1] == '$FAILED' and at <= tonumber(ARGV[2])))
+  if old or not state[1] then
+    for k = base + 1, base + 6 do redis.call('ZREM', KEYS[k], id) end
+    redis.call('ZREM', done_key, id)
+    redis.call('ZREM', failed_key, id)
+    redis.call('ZREM', KEYS[8], id)
+    redis.call('DEL', KEYS[base])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+)
