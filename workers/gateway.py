@@ -19,6 +19,7 @@ import httpx
 from eventstore.vehicles import SignalUpdate
 from smartcar_core import results as r
 from smartcar_core.catalogue import RetryClass
+from smartcar_core.client import ConnectionFilter, Smartcar
 from smartcar_core.config import Origins
 from smartcar_core.errors import RateLimitError, SmartcarError
 from smartcar_core.v3 import Signal
@@ -123,6 +124,33 @@ class SmartcarGateway:
                     continue
                 self._throttle(vehicle_id, error)
                 raise
+
+    def call_as_application(self, vehicle_id: str, amt: str, action: Callable[[Vehicle], R]) -> R:
+        """Run `action` on the vehicle authorised by the application management token, not the vehicle's
+        (unsubscribe): it works for a vehicle whose tokens are gone. Rate bucket and pauses as `call`."""
+        self.limiter.take(vehicle_id)
+        timeout = self._timeout(self.read_timeout, None)
+        vehicle = Vehicle(vehicle_id, amt, origins=self.origins, http=self.http, timeout=timeout)
+        try:
+            return action(vehicle)
+        except SmartcarError as error:
+            self._throttle(vehicle_id, error)
+            raise
+
+    def connections(
+        self,
+        amt: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        vehicle_id: str | None = None,
+    ) -> r.GetConnections:
+        """One page of the application's connections (Management API, newest first), or the one of
+        `vehicle_id`. Not taken from the rate bucket: Smartcar's limit is on the vehicle API."""
+        timeout = self._timeout(self.read_timeout, None)
+        client = Smartcar(origins=self.origins, http=self.http, timeout=timeout)
+        chosen: ConnectionFilter = {"vehicle_id": vehicle_id} if vehicle_id else {}
+        return client.get_connections(amt, chosen, {"limit": limit, "cursor": cursor})
 
     def _throttle(self, vehicle_id: str, error: SmartcarError) -> None:
         if not isinstance(error, RateLimitError):

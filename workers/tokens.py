@@ -51,6 +51,10 @@ class TokenRefreshBusyError(TokenError):
     """Another worker holds the refresh lock for longer than we wait: try again later."""
 
 
+class GrantRefusedError(TokenError):
+    """Smartcar refused the grant's refresh token (spent or revoked): only the owner reconnecting helps."""
+
+
 @dataclass(frozen=True, slots=True)
 class AccessToken:
     """A usable access token. `generation` identifies the pair it came from (see `refresh`)."""
@@ -260,7 +264,7 @@ class TokenStore:
             return self.refresher(refresh_token)
         except OAuthError as error:
             # invalid_grant: the refresh token is spent or revoked; the user must reconnect.
-            raise TokenError(
+            raise GrantRefusedError(
                 f"Smartcar refused to refresh grant {grant_id} ({error.type}): the user must reconnect",
                 grant_id=grant_id,
             ) from None
