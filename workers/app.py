@@ -5,14 +5,16 @@ what we use instead and why (README.md, "Celery settings and why", has the long 
 configuration is built from `WorkerSettings` when first needed, and checked when a worker or beat
 starts: a configuration that could deliver a message twice while it is being worked on is refused.
 
-As in Celery's usual layout, this module imports no task: Celery loads `workers.tasks` (named in
-`include`), and the tasks import `app` and `assembly` from here. `assembly` (`workers.assembly`) is
-where the process's settings, runtime, publisher and relay are built, once.
+As in Celery's usual layout, this module imports no task: Celery loads `workers.tasks` and
+`workers.lifecycle_tasks` (named in `include`), and the tasks import `app` and `assembly` from here.
+`assembly` (`workers.assembly`) is where the process's settings, runtime, publisher and relay are built,
+once.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -25,7 +27,7 @@ from celery import __version__ as celery_version
 from eventstore.client import TIMEOUT_SECONDS
 from service_base.logs import configure_logging, get_logger, renders_json, stdlib_formatter
 from service_base.redis_check import check_event_store
-from workers import broker, consumer
+from workers import broker, consumer, metrics
 from workers.assembly import Assembly, HandlerModuleError
 from workers.publish import Publisher, check_against_celery
 from workers.settings import SettingsError, WorkerSettings, visibility_problem
@@ -93,7 +95,26 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
                 "schedule": 60.0,
                 "options": {"queue": settings.queue, "expires": 60.0},
             },
+            "lifecycle-jobs": {
+                "task": "workers.lifecycle_jobs",
+                "schedule": settings.lifecycle_interval,
+                "options": {"queue": settings.queue, "expires": settings.lifecycle_interval},
+            },
+            **_reconcile_schedule(settings),
         },
+    }
+
+
+def _reconcile_schedule(settings: WorkerSettings) -> dict[str, Any]:
+    """The reconciliation on beat, unless WORKERS_RECONCILE_INTERVAL is 0."""
+    if not settings.reconcile_interval:
+        return {}
+    return {
+        "reconcile": {
+            "task": "workers.reconcile_fleet",
+            "schedule": settings.reconcile_interval,
+            "options": {"queue": settings.queue, "expires": settings.reconcile_interval},
+        }
     }
 
 
@@ -172,7 +193,7 @@ def broker_problems(settings: WorkerSettings, *, wait: int | None = None) -> lis
     return found
 
 
-app = Celery("workers", include=["workers.tasks"])
+app = Celery("workers", include=["workers.tasks", "workers.lifecycle_tasks"])
 assembly = Assembly(app)
 
 
@@ -198,6 +219,9 @@ def _refuse(problem: str) -> NoReturn:
 @signals.worker_init.connect
 def _check_worker(**_: Any) -> None:
     _check_startup()
+    problem = _metrics_port_problem(assembly.settings)  # beat serves no metrics: the worker's alone
+    if problem:
+        _refuse(problem)
 
 
 @signals.beat_init.connect
@@ -286,6 +310,41 @@ def _forked(**_: Any) -> None:
     assembly.forked()
 
 
+def _metrics_port_problem(settings: WorkerSettings) -> str | None:
+    """Why `/metrics` could not listen where the settings say (None: it can)."""
+    if not settings.metrics_port:
+        return None
+    try:
+        with socket.create_server((settings.metrics_address, settings.metrics_port)):
+            return None
+    except OSError as error:
+        return (
+            f"WORKERS_METRICS_PORT: cannot listen on {settings.metrics_address}:{settings.metrics_port} "
+            f"({error.strerror or error}); give each worker process on a host its own port, or 0 for none"
+        )
+
+
+class MetricsStep(bootsteps.StartStopStep):
+    """Serves `/metrics` on `WORKERS_METRICS_PORT` in the worker's main process (see `workers.metrics`)."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.stop_serving: Callable[[], None] | None = None
+
+    def start(self, worker: Any) -> None:  # noqa: ARG002 - the bootstep interface
+        settings = assembly.settings
+        if settings.metrics_port:
+            registry = assembly.metrics_registry()
+            self.stop_serving = metrics.serve(settings.metrics_port, settings.metrics_address, registry)
+
+    def stop(self, worker: Any) -> None:  # noqa: ARG002 - the bootstep interface
+        if self.stop_serving is not None:
+            self.stop_serving()
+            self.stop_serving = None
+
+
 class RelayStep(bootsteps.StartStopStep):
     """Runs the relay in the worker process (see `workers.relay`)."""
 
@@ -308,3 +367,4 @@ class RelayStep(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(RelayStep)
+app.steps["worker"].add(MetricsStep)

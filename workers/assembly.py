@@ -16,8 +16,10 @@ import importlib
 import threading
 
 from celery import Celery
+from prometheus_client import CollectorRegistry
 
 from workers import handlers as _builtin_handlers  # noqa: F401 - registers the built-in handlers on import
+from workers.metrics import StoreCollector, exposition_registry
 from workers.publish import Publisher
 from workers.registry import HandlerRegistry, registry
 from workers.relay import Relay, RelayThread
@@ -102,6 +104,12 @@ class Assembly:
             lease_hold=settings.sweep_after,
         )
         return RelayThread(relay)
+
+    def metrics_registry(self) -> CollectorRegistry:
+        """What the worker's `/metrics` serves: the process's work, and the store's gauges."""
+        runtime = self.runtime()
+        store = StoreCollector(runtime.redis, runtime.keys)
+        return exposition_registry(lambda: self.runtime().metrics, store)
 
     def forked(self) -> None:
         """In a prefork child: close and forget the parent's clients (the child builds its own)."""

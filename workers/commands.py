@@ -31,6 +31,7 @@ from smartcar_core.errors import SmartcarError
 from smartcar_core.vehicle import Vehicle
 from workers.gateway import SmartcarGateway
 from workers.limits import DeferredError
+from workers.metrics import WorkerMetrics
 from workers.settings import lock_lease_problem
 
 _MIN_DEFER = 0.5
@@ -99,7 +100,9 @@ class CommandRunner:
         lock_wait: float,
         retention: int,
         command_timeout: float,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         problem = lock_lease_problem(lock_lease, command_timeout)
         if problem:
             raise ValueError(problem)
@@ -134,16 +137,26 @@ class CommandRunner:
         params = dict(params or {})
         stored = _Step(self.store, event_id, step)
         if self.store.state(event_id, step) == StepState.DONE:
+            self._count(command, "recorded")
             return stored.recorded(command)
         lock = self.store.lock(vehicle_id, lease=self.lock_lease)
         if not lock.acquire(blocking=True, blocking_timeout=self.lock_wait):
             delay = min(_MAX_DEFER, max(_MIN_DEFER, self.store.lock_left(vehicle_id)))
             raise DeferredError(f"vehicle {vehicle_id} is busy with another command", delay)
         try:
-            return self._run_locked(spec, stored, vehicle_id, params, deadline, still_wanted=still_wanted)
+            outcome = self._run_locked(spec, stored, vehicle_id, params, deadline, still_wanted=still_wanted)
+        except SmartcarError as error:
+            self._count(command, "ambiguous" if error.ambiguous else "failed")
+            raise
         finally:
             with contextlib.suppress(redis.exceptions.LockError):  # the lease ran out: nothing to release
                 lock.release()
+        self._count(command, outcome.how)
+        return outcome
+
+    def _count(self, command: str, how: str) -> None:
+        if self.metrics is not None:
+            self.metrics.commands(command, how).inc()
 
     def _run_locked(
         self,

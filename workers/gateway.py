@@ -25,6 +25,7 @@ from smartcar_core.errors import RateLimitError, SmartcarError
 from smartcar_core.v3 import Signal
 from smartcar_core.vehicle import Vehicle
 from workers.limits import RateLimiter
+from workers.metrics import WorkerMetrics
 from workers.tokens import TokenStore
 
 R = TypeVar("R")
@@ -84,8 +85,10 @@ class SmartcarGateway:
         http: httpx.Client,
         read_timeout: float,
         command_timeout: float,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.tokens = tokens
+        self.metrics = metrics
         self.limiter = limiter
         self.origins = origins
         self.http = http
@@ -118,6 +121,8 @@ class SmartcarGateway:
             try:
                 return action(vehicle)
             except SmartcarError as error:
+                if self.metrics is not None:
+                    self.metrics.api_errors(error.type or "-", error.code or "-").inc()
                 if error.retry_class is RetryClass.REFRESH_TOKEN and not refreshed:
                     access = self.tokens.refresh(access.grant_id, stale=access)
                     refreshed = True

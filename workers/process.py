@@ -75,6 +75,11 @@ def describe_error(error: BaseException) -> dict[str, Any]:
     return {"class": type(error).__name__, "message": str(error)[:500]}
 
 
+def _error_labels(described: dict[str, Any]) -> tuple[str, str]:
+    """(error type, code) for the metrics: Smartcar's, or the error's class and "-"."""
+    return str(described.get("type") or described.get("class") or "-"), str(described.get("code") or "-")
+
+
 def _needs_person(error: BaseException) -> dict[str, Any]:
     """What to tell the user or operator about an error nobody should retry."""
     if not isinstance(error, SmartcarError):
@@ -100,9 +105,15 @@ def process_event(
         runtime.store.park(event_id, begin.lease_until + 1.0)
     if begin.state is not BeginState.OK or begin.record is None:
         log.info("event_skipped", event_id=event_id, reason=begin.state.value, status=begin.status)
+        runtime.metrics.events(Outcome.SKIPPED.value, "-").inc()
         return RunResult(event_id, Outcome.SKIPPED, {"reason": begin.state.value, "status": begin.status})
+    started = time.monotonic()
     with runtime.leases.holding(begin.record):
-        return _run_handlers(runtime, _Run(runtime, begin.record))
+        result = _run_handlers(runtime, _Run(runtime, begin.record))
+    outcome = str(result.detail.get("outcome", result.outcome.value))
+    runtime.metrics.events(outcome, begin.record.type or "-").inc()
+    runtime.metrics.run_seconds(outcome).observe(time.monotonic() - started)
+    return result
 
 
 def _run_handlers(runtime: Runtime, run: _Run) -> RunResult:
@@ -214,7 +225,9 @@ class _Run:
             outcome=outcome,
             error=entry["error"].get("class"),
         )
-        return RunResult(record.id, Outcome.RETRY, {"delay": delay, "parked": park, "entry": entry})
+        runtime.metrics.retries(outcome, *_error_labels(entry["error"])).inc()
+        detail = {"delay": delay, "parked": park, "entry": entry, "outcome": outcome}
+        return RunResult(record.id, Outcome.RETRY, detail)
 
     def dead(self, error: Exception, handler: str | None, reason: str) -> RunResult:
         record = self.record
@@ -235,4 +248,5 @@ class _Run:
             reason=reason,
             error=entry["error"].get("class"),
         )
+        self.runtime.metrics.dead_letters(*_error_labels(entry["error"])).inc()
         return RunResult(record.id, Outcome.DEAD, {"reason": reason, "entry": entry})

@@ -26,6 +26,7 @@ from workers.commands import CommandRunner
 from workers.gateway import SmartcarGateway
 from workers.leases import LeaseKeeper
 from workers.limits import RateLimiter
+from workers.metrics import WorkerMetrics
 from workers.registry import HandlerRegistry
 from workers.settings import WorkerSettings
 from workers.tokens import Refresher, TokenStore
@@ -69,6 +70,7 @@ class Runtime:
     commands: CommandRunner
     registry: HandlerRegistry
     policy: RetryPolicy
+    metrics: WorkerMetrics
     enqueue: Enqueue | None = None
 
     def __repr__(self) -> str:
@@ -89,6 +91,8 @@ class Runtime:
         client = connect(settings.redis_url)
         pool = settings.concurrency + _CONNECTION_HEADROOM
         http = http or make_client(limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool))
+        metrics = WorkerMetrics()
+        metrics.instrument(http)
         keys = KeySpace(settings.event_key_prefix)
         tokens = TokenStore(
             client,
@@ -99,6 +103,7 @@ class Runtime:
             lock_lease=settings.token_refresh_lease,
             lock_wait=settings.token_refresh_wait,
             cache_seconds=settings.token_cache_seconds,
+            metrics=metrics,
         )
         limiter = RateLimiter(
             client,
@@ -114,6 +119,7 @@ class Runtime:
             http=http,
             read_timeout=settings.read_timeout,
             command_timeout=settings.command_timeout,
+            metrics=metrics,
         )
         store = EventStore(client, keys, retention=settings.done_retention)
         leases = LeaseKeeper(
@@ -141,9 +147,11 @@ class Runtime:
                 lock_wait=settings.vehicle_lock_wait,
                 retention=settings.done_retention,
                 command_timeout=settings.command_timeout,
+                metrics=metrics,
             ),
             registry=handlers,
             policy=policy or settings.retry_policy(),
+            metrics=metrics,
             enqueue=enqueue,
         )
 

@@ -102,6 +102,12 @@ class WorkerSettings(ServiceSettings):
     lease_check_interval: float = Field(5.0, gt=0)
     """How often each relay looks for runs whose lease ended."""
 
+    # --- metrics ---
+    metrics_port: int = Field(0, ge=0, le=65535)
+    """Serve Prometheus `/metrics` on this port in each worker's main process (0: off). One port per
+    worker process on a host; with the prefork pool also set `PROMETHEUS_MULTIPROC_DIR`."""
+    metrics_address: str = "0.0.0.0"  # noqa: S104 - a scrape target inside the cluster, on purpose
+
     # --- relay and sweeper ---
     relay_enabled: bool = True
     """Run the relay (inbox -> process_event tasks) inside each worker process."""

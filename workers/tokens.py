@@ -32,6 +32,7 @@ from smartcar_core.errors import OAuthError
 from smartcar_core.results import Access
 
 if TYPE_CHECKING:
+    from workers.metrics import WorkerMetrics
     from workers.settings import WorkerSettings
 
 _POLL_SECONDS = 0.05
@@ -87,6 +88,7 @@ class TokenStore:
         lock_lease: float = 60.0,
         lock_wait: float = 30.0,
         cache_seconds: float = 0.0,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.grants = GrantStore(client, keys)
         self.fernet = fernet
@@ -95,6 +97,7 @@ class TokenStore:
         self.lock_lease = lock_lease
         self.lock_wait = lock_wait
         self.cache_seconds = cache_seconds
+        self.metrics = metrics
         # vehicle -> grant, and grant -> (token, read at): a token read from Redis is reused for
         # `cache_seconds` while it is not expiring. Refused tokens never come from here twice: `refresh`
         # compares generations with what is stored.
@@ -261,13 +264,23 @@ class TokenStore:
     def _exchange(self, grant_id: str, refresh_token: str) -> Access:
         assert self.refresher is not None  # noqa: S101 - checked by refresh()
         try:
-            return self.refresher(refresh_token)
+            access = self.refresher(refresh_token)
         except OAuthError as error:
+            self._count("refused")
             # invalid_grant: the refresh token is spent or revoked; the user must reconnect.
             raise GrantRefusedError(
                 f"Smartcar refused to refresh grant {grant_id} ({error.type}): the user must reconnect",
                 grant_id=grant_id,
             ) from None
+        except Exception:  # Smartcar unreachable, a 5xx: counted, and the caller decides
+            self._count("failed")
+            raise
+        self._count("refreshed")
+        return access
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.token_refreshes(outcome).inc()
 
     def expiring(self, within: float, *, limit: int = 100, now: float | None = None) -> list[str]:
         """Grants whose access token expires within `within` seconds (for the beat refresher)."""
