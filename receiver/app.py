@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from eventstore.keys import KeySpace
+from receiver.connect import ConnectFlow
 from receiver.metrics import CONTENT_TYPE, ReceiverMetrics
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
 from receiver.signatures import SignatureChecker
@@ -34,6 +35,7 @@ from receiver.webhook import WebhookEndpoint
 from receiver.writer import EventWriter
 from service_base.logs import bound_logger, configure_logging
 from service_base.redis_check import check_event_store
+from smartcar_core.config import Origins
 
 WEBHOOK_PATH = "/webhooks/smartcar"
 # uvicorn's own exit status for "failed before serving": under `--workers N` its supervisor stops on it,
@@ -55,9 +57,12 @@ class Receiver:
     log: Any
 
 
-def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool = True) -> Starlette:
+def create_app(
+    settings: ReceiverSettings | None = None, *, configure_logs: bool = True, origins: Origins | None = None
+) -> Starlette:
     """The app for `settings` (the environment's by default). `SettingsError` when they cannot work,
-    including a Redis that refuses us, or one that would lose events with `SMARTCAR_ENV=production`."""
+    including a Redis that refuses us, or one that would lose events with `SMARTCAR_ENV=production`.
+    `origins`: where Smartcar is for Connect (default: the `SMARTCAR_*_ORIGIN` variables)."""
     settings = settings or load_settings()
     if configure_logs:
         configure_logging(settings.log_format, settings.log_level)
@@ -81,6 +86,7 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
         retries=settings.redis_retries,
     )
     receiver = Receiver(settings, redis, pool, writer, metrics, log)
+    connect = ConnectFlow(settings, redis_client=redis, metrics=metrics, log=log, origins=origins)
     endpoint = WebhookEndpoint(
         checker=checker,
         writer=writer,
@@ -132,11 +138,13 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
             max_body_bytes=settings.max_body_bytes,
             verify_require_armed=settings.verify_require_armed,
             redis_durable=not durability,
+            connect_enabled=settings.connect_enabled,
         )
         try:
             yield
         finally:
             await writer.drain()
+            await connect.aclose()
             await redis.aclose()
             await pool.aclose()
 
@@ -146,6 +154,7 @@ def create_app(settings: ReceiverSettings | None = None, *, configure_logs: bool
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_page, methods=["GET"]),
+            *connect.routes,
         ],
         lifespan=lifespan,
     )

@@ -46,6 +46,38 @@ class VerifyRefusal(StrEnum):
     UNAVAILABLE = "unavailable"
 
 
+class ConnectOutcome(StrEnum):
+    """How one GET /connect or GET /callback ended (`smartcar_connect_total{outcome}`)."""
+
+    STARTED = "started"
+    """/connect sent a browser to Smartcar Connect."""
+    CONNECTED = "connected"
+    REFUSED_STATE = "refused_state"
+    """/callback's state was missing, unknown, used, expired or another browser's: nothing exchanged."""
+    CONNECT_ERROR = "connect_error"
+    """Connect came back with an error (its code: `smartcar_connect_errors_total{error}`)."""
+    NO_VEHICLES = "no_vehicles"
+    CODE_REFUSED = "code_refused"
+    """Smartcar refused the code (spent, expired, or another redirect URI's)."""
+    SMARTCAR_UNAVAILABLE = "smartcar_unavailable"
+    """Smartcar's token or API calls kept failing after the retries."""
+    STORE_UNAVAILABLE = "store_unavailable"
+    BAD_REQUEST = "bad_request"
+    NOT_CONFIGURED = "not_configured"
+
+
+CONNECT_ERRORS = (
+    "access_denied",
+    "invalid_subscription",
+    "configuration_error",
+    "no_vehicles",
+    "vehicle_incompatible",
+    "server_error",
+    "battery_capacity_no_selection",
+)
+"""The `error` values Connect redirects with; anything else is counted as `other`."""
+
+
 class ReceiverMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -84,7 +116,21 @@ class ReceiverMetrics:
             buckets=BODY_BYTES_BUCKETS,
             registry=self.registry,
         )
+        connect = Counter(
+            "smartcar_connect",
+            "GET /connect and GET /callback by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        connect_errors = Counter(
+            "smartcar_connect_errors",
+            "Connect's error redirects by their error code.",
+            ["error"],
+            registry=self.registry,
+        )
         self.outcomes = {outcome: requests.labels(outcome.value) for outcome in Outcome}
+        self.connect = {outcome: connect.labels(outcome.value) for outcome in ConnectOutcome}
+        self.connect_errors = {error: connect_errors.labels(error) for error in (*CONNECT_ERRORS, "other")}
         self.signature_failures = {reason: failures.labels(reason.value) for reason in SignatureFailure}
         self.verify_refusals = {reason: refusals.labels(reason.value) for reason in VerifyRefusal}
 

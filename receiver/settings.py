@@ -6,17 +6,24 @@ receiver's own settings from `RECEIVER_<FIELD NAME>` (for example `RECEIVER_MAX_
 
 `load_settings()` is what the app calls at start-up: a missing or empty `SMARTCAR_AMT`, or any invalid
 value, stops the process there with a message naming the setting (and never echoing a secret).
+
+Smartcar Connect (`GET /connect`, `GET /callback`) is optional: it is on when `SMARTCAR_REDIRECT_URI` is
+set, and then needs `SMARTCAR_CLIENT_ID`, `SMARTCAR_CLIENT_SECRET` and `TOKEN_ENCRYPTION_KEY` (the same
+names the workers read). A webhook-only deployment sets none of them; one that sets only some is refused
+at start-up, rather than failing on the first owner who tries to connect.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from eventstore.tokens_at_rest import key_problem
 from service_base.settings import ServiceSettings, SettingsError, env
 
 __all__ = ["ReceiverSettings", "SettingsError", "load_settings"]
@@ -30,6 +37,9 @@ _MISSING_AMT = (
     "your application's Configuration) to answer VERIFY and check SC-Signature. Set SMARTCAR_AMT=<token>, "
     "or SMARTCAR_AMT=<new>,<old> while rotating."
 )
+CALLBACK_SUFFIX = "/callback"
+"""The redirect URI's path ends so: the receiver answers it at `/callback` (a proxy may add a prefix)."""
+MAX_CONNECT_USER_LENGTH = 255
 
 
 class ReceiverSettings(ServiceSettings):
@@ -71,6 +81,31 @@ class ReceiverSettings(ServiceSettings):
     """Seconds from the end of the headers until the body is complete; then the connection is closed
     (the delivery was not acknowledged: Smartcar retries it)."""
 
+    # --- Smartcar Connect (GET /connect, GET /callback): on when SMARTCAR_REDIRECT_URI is set ---
+    smartcar_client_id: str | None = Field(None, validation_alias=env("SMARTCAR_CLIENT_ID"))
+    smartcar_client_secret: SecretStr | None = Field(None, validation_alias=env("SMARTCAR_CLIENT_SECRET"))
+    smartcar_redirect_uri: str | None = Field(None, validation_alias=env("SMARTCAR_REDIRECT_URI"))
+    """Where Connect sends the owner back: this receiver's public `.../callback`, exactly as registered in
+    the Smartcar Dashboard. Unset, Connect is off (`/connect` and `/callback` answer 404)."""
+    token_encryption_key: SecretStr | None = Field(None, validation_alias=env("TOKEN_ENCRYPTION_KEY"))
+    """The workers' Fernet key(s): the callback seals the tokens it stores with the first."""
+    connect_scopes: list[str] = Field(default_factory=list)
+    """The permissions asked for (`["read_vehicle_info", "read_battery"]`); empty: the Dashboard's."""
+    connect_mode: Literal["live", "test", "simulated"] = "live"
+    connect_single_select: bool = False
+    """Let the owner pick only one vehicle."""
+    connect_make_bypass: str | None = None
+    """Skip Connect's brand selection for this make (`TESLA`)."""
+    connect_flags: dict[str, str | bool] = Field(default_factory=dict)
+    """Smartcar feature flags for Connect (`{"country": "DE"}`)."""
+    connect_force_prompt: bool = False
+    """Show the permission screen even to an owner who approved the same scopes before."""
+    connect_user: str | None = Field(None, max_length=MAX_CONNECT_USER_LENGTH)
+    """Connect's `user` (your id of the owner, for Smartcar's analytics) when `/connect?user=` gives none."""
+    connect_state_seconds: int = Field(600, ge=60, le=3600)
+    """How long a Connect session may take, from `/connect` to `/callback`: the state's TTL in Redis and
+    the browser cookie's Max-Age."""
+
     gc_freeze: bool = True
     """Move everything alive after start-up out of the garbage collector's scans (`gc.freeze`): full
     collections over the imported modules otherwise show up as p99 spikes."""
@@ -90,6 +125,61 @@ class ReceiverSettings(ServiceSettings):
             raise ValueError("give a timezone, e.g. 2025-01-31T12:00:00Z")
         return value
 
+    @field_validator(
+        "smartcar_client_id", "smartcar_redirect_uri", "connect_make_bypass", "connect_user", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`NAME=` in an env file means unset, as for the secrets below."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("smartcar_client_secret", "token_encryption_key", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("connect_scopes")
+    @classmethod
+    def _scope_names(cls, value: list[str]) -> list[str]:
+        if any(not scope or any(c.isspace() for c in scope) for scope in value):
+            raise ValueError("each scope is one permission name, such as read_vehicle_info")
+        return value
+
+    @model_validator(mode="after")
+    def _connect_complete(self) -> ReceiverSettings:
+        if self.smartcar_redirect_uri is None:
+            return self
+        problem = connect_problem(
+            self.smartcar_redirect_uri,
+            production=self.smartcar_env == "production",
+            unset=[
+                name
+                for name, value in (
+                    ("SMARTCAR_CLIENT_ID", self.smartcar_client_id),
+                    ("SMARTCAR_CLIENT_SECRET", self.smartcar_client_secret),
+                    ("TOKEN_ENCRYPTION_KEY", self.token_encryption_key),
+                )
+                if value is None
+            ],
+        )
+        if problem is None and self.token_encryption_key is not None:
+            problem = key_problem(self.token_encryption_key.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def connect_enabled(self) -> bool:
+        """Connect is on (and, the settings being valid, complete)."""
+        return self.smartcar_redirect_uri is not None
+
+    @property
+    def connect_cookie_path(self) -> str:
+        """The Connect cookie's `Path`: where the browser sees `/callback` and `/connect` (`/` unless a proxy
+        adds a prefix), so that `/connect` finds the cookie it set and two tabs share one binding."""
+        path = urlsplit(self.smartcar_redirect_uri or "").path or CALLBACK_SUFFIX
+        return path.removesuffix(CALLBACK_SUFFIX) + "/"
+
     @property
     def amts(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.smartcar_amt.get_secret_value().split(",") if part.strip())
@@ -104,6 +194,25 @@ class ReceiverSettings(ServiceSettings):
         if self.verify_window_until is None:
             return False
         return (now or datetime.now(UTC)) < self.verify_window_until
+
+
+def connect_problem(redirect_uri: str, *, production: bool, unset: list[str]) -> str | None:
+    """Why Connect cannot work with these settings (None: it can). Never quotes a value."""
+    if unset:
+        return f"SMARTCAR_REDIRECT_URI turns Smartcar Connect on, which also needs {', '.join(unset)}"
+    where = urlsplit(redirect_uri)
+    if where.scheme not in ("http", "https") or not where.hostname:
+        return "SMARTCAR_REDIRECT_URI must be an absolute http(s) URL, e.g. https://receiver.example/callback"
+    if where.query or where.fragment:
+        return "SMARTCAR_REDIRECT_URI must have no query or fragment (the state and the code come there)"
+    if not where.path.endswith(CALLBACK_SUFFIX):
+        return f"SMARTCAR_REDIRECT_URI's path must end with {CALLBACK_SUFFIX}: the receiver answers it there"
+    if production and where.scheme != "https":
+        return (
+            "SMARTCAR_REDIRECT_URI must be https with SMARTCAR_ENV=production: the Connect cookie is Secure "
+            "there, and a browser would not send it back over http"
+        )
+    return None
 
 
 def load_settings(**overrides: object) -> ReceiverSettings:
