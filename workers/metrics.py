@@ -8,8 +8,9 @@ Two kinds, on purpose:
   labelled metrics are cached: the hot path calls `.inc()` / `.observe()` on a bound child. With the
   prefork pool set `PROMETHEUS_MULTIPROC_DIR` (an empty directory, wiped at each start), as for the
   receiver: every process writes its values there and the worker's `/metrics` sums them;
-- gauges of the whole store (`StoreCollector`: inbox depth and the age of its oldest event, runs in
-  progress, parked retries, dead letters, pending and how overdue the most overdue one is), read from
+- gauges of the whole store (`StoreCollector`: whether Redis keeps what it acknowledged, inbox depth and
+  the age of its oldest event, runs in progress, parked retries, dead letters, pending and how overdue
+  the most overdue one is), read from
   Redis when Prometheus scrapes, never kept up to date on the hot path. Every worker exports the same
   values: alert on `max()` of them.
 
@@ -33,6 +34,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from eventstore.codec import text
+from eventstore.durability import read_durability
 from eventstore.keys import KeySpace
 from service_base.logs import get_logger
 
@@ -144,7 +146,7 @@ class WorkerMetrics:
 
 
 class StoreCollector(Collector):
-    """The store's gauges, read from Redis at each scrape (a few O(1) commands in one round trip)."""
+    """The store's gauges, read from Redis at each scrape (O(1) commands: a pipeline, then INFO)."""
 
     def __init__(self, client: redis.Redis, keys: KeySpace, *, clock: Clock = time.time) -> None:
         self.redis = client
@@ -164,12 +166,19 @@ class StoreCollector(Collector):
                 pipe.zrange(keys.pending, 0, 0, withscores=True)
                 inbox, oldest, running, scheduled, dead, pending, first = pipe.execute()
             received = self.redis.hget(keys.event(text(oldest)), "received_at") if oldest else None
+            durability = read_durability(self.redis)
         except (redis.RedisError, OSError) as error:
             log.warning("metrics_store_unavailable", error=type(error).__name__)
             yield GaugeMetricFamily("smartcar_store_up", "Whether the event store answered this scrape.", 0)
             return
         now = self.clock()
         yield GaugeMetricFamily("smartcar_store_up", "Whether the event store answered this scrape.", 1)
+        if durability is not None:  # a Redis that refuses INFO says nothing either way
+            yield GaugeMetricFamily(
+                "smartcar_store_durable",
+                "1 when Redis keeps what it acknowledged (append-only file on, no eviction), else 0.",
+                0 if durability else 1,
+            )
         yield GaugeMetricFamily("smartcar_inbox_depth", "Events stored and not yet handed to Celery.", inbox)
         age = max(0.0, now - float(received)) if received else 0.0
         yield GaugeMetricFamily(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from eventstore.keys import KeySpace
 from smartcar_simulator.testing import RunningSimulator
 from testsupport import free_port, wait_until
+from testsupport.redis_server import RedisServer
 from testsupport.workers import WorkerLauncher, accept_event, event_status, refused_in_one_line
 from workers.metrics import StoreCollector, endpoint_of
 from workers.process import Outcome, process_event
@@ -90,11 +92,19 @@ def test_a_scripted_scenario_shows_in_the_counters_and_the_store_gauges(
     gauges = CollectorRegistry()
     gauges.register(StoreCollector(runtime.redis, runtime.keys))
     assert _value(gauges, "smartcar_store_up") == 1
+    assert _value(gauges, "smartcar_store_durable") == 0  # the test Redis keeps nothing on disk
     assert _value(gauges, "smartcar_dead_letters_stored") == 1
     assert _value(gauges, "smartcar_inbox_depth") == 3  # stored by the test, never relayed
     assert _value(gauges, "smartcar_inbox_oldest_age_seconds") > 0
     assert _value(gauges, "smartcar_runs_in_progress") == 0
     assert _value(gauges, "smartcar_pending_events") == 0  # each one ended
+
+
+def test_a_redis_with_an_append_only_file_and_no_eviction_is_durable(tmp_path: Path, key_prefix: str) -> None:
+    with RedisServer(tmp_path) as server, redis.Redis.from_url(server.url()) as client:
+        gauges = CollectorRegistry()
+        gauges.register(StoreCollector(client, KeySpace(key_prefix)))
+        assert _value(gauges, "smartcar_store_durable") == 1
 
 
 def test_the_store_gauges_say_when_redis_does_not_answer(key_prefix: str) -> None:
