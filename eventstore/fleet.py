@@ -4,7 +4,8 @@ consent again, and one Smartcar no longer lists.
 
 - `{p}fleet`: sorted set, member = vehicle id, score = when we first knew of it (listing order);
 - `{p}fleet:{vehicle}`: hash `status` (`VehicleStatus`), `user_id`, `webhook_id`, `known_since`,
-  `subscribed_at`, `disconnected_at` (Smartcar's disconnect done: a step of a disconnect job),
+  `subscribed_at`, `unsubscribed_at` (an operator unsubscribed it: the reconciliation leaves it so),
+  `disconnected_at` (Smartcar's disconnect done: a step of a disconnect job),
   `updated_at`, `reason` (why the status is what it is), `last_error`, `last_error_at`, `failed_action`;
 - `{p}fleet-reconcile`: hash, the last reconciliation's report (counts and when).
 
@@ -49,6 +50,7 @@ class FleetVehicle:
     webhook_id: str | None
     known_since: float
     subscribed_at: float | None
+    unsubscribed_at: float | None
     disconnected_at: float | None
     updated_at: float
     reason: str
@@ -70,6 +72,7 @@ def _vehicle(vehicle_id: str, fields: Mapping[str, str]) -> FleetVehicle:
         webhook_id=fields.get("webhook_id") or None,
         known_since=_time(fields, "known_since") or 0.0,
         subscribed_at=_time(fields, "subscribed_at"),
+        unsubscribed_at=_time(fields, "unsubscribed_at"),
         disconnected_at=_time(fields, "disconnected_at"),
         updated_at=_time(fields, "updated_at") or 0.0,
         reason=fields.get("reason", ""),
@@ -131,13 +134,26 @@ class FleetStore:
             pipe.execute()
 
     def connected(
-        self, vehicle_id: str, *, user_id: str | None, reason: str, now: float | None = None
+        self,
+        vehicle_id: str,
+        *,
+        user_id: str | None,
+        reason: str,
+        unsubscribed: bool = False,
+        now: float | None = None,
     ) -> None:
-        """Known, holding tokens, not subscribed (a new vehicle, or one unsubscribed)."""
+        """Known, holding tokens, not subscribed: a new vehicle, or one `unsubscribed` on purpose (which
+        the reconciliation then does not subscribe again)."""
+        now = time.time() if now is None else now
         self._write(
             vehicle_id,
-            {"user_id": user_id, "reason": reason},
-            drop=("subscribed_at", "webhook_id", "disconnected_at"),
+            {"user_id": user_id, "reason": reason, "unsubscribed_at": repr(now) if unsubscribed else None},
+            drop=(
+                "subscribed_at",
+                "webhook_id",
+                "disconnected_at",
+                *(() if unsubscribed else ("unsubscribed_at",)),
+            ),
             now=now,
             status=VehicleStatus.CONNECTED,
         )
@@ -154,7 +170,7 @@ class FleetStore:
                 "subscribed_at": repr(now),
                 "reason": "subscribed",
             },
-            drop=("last_error", "last_error_at", "failed_action", "disconnected_at"),
+            drop=("last_error", "last_error_at", "failed_action", "disconnected_at", "unsubscribed_at"),
             now=now,
             status=VehicleStatus.SUBSCRIBED,
         )
