@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +91,8 @@ class ConnectFlow:
     @property
     def routes(self) -> list[BaseRoute]:
         return [
-            Route(CONNECT_PATH, self.start, methods=["GET"]),
-            Route(CALLBACK_PATH, self.callback, methods=["GET"]),
+            Route(CONNECT_PATH, _get_only(self.start), methods=["GET"]),
+            Route(CALLBACK_PATH, _get_only(self.callback), methods=["GET"]),
         ]
 
     async def aclose(self) -> None:
@@ -250,6 +251,18 @@ class ConnectFlow:
         self._count(ConnectOutcome.SMARTCAR_UNAVAILABLE)
         self.log.warning("connect_smartcar_failed", **fields)
         return self.pages.smartcar_unavailable()
+
+
+def _get_only(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Starlette answers HEAD on GET routes; here a HEAD (a link checker's, a mail scanner's) gets an empty
+    200 and must not spend the state or the code that the owner's own GET will bring."""
+
+    async def get_only(request: Request) -> Response:
+        if request.method != "GET":
+            return Response(status_code=200, headers={"cache-control": "no-store"})
+        return await endpoint(request)
+
+    return get_only
 
 
 @dataclass(frozen=True, slots=True)

@@ -386,5 +386,11 @@ def test_bad_input_gets_a_clear_4xx_page(live: Callable[..., Live]) -> None:
             assert answer.status_code == 400
             assert "lacks an authorization code" in answer.text
         assert browser.post(receiver.url + "/callback").status_code == 405
-    assert receiver.token_requests() == 0
+        # A HEAD (a link checker's) spends nothing: the owner's GET still finishes.
+        location = receiver.authorize_url(browser)
+        callback = browser.get(location).headers["location"]
+        assert browser.head(callback).status_code == 200
+        assert browser.head(receiver.url + "/connect").status_code == 200
+        assert browser.get(callback).status_code == 200
+    assert receiver.token_requests() == 1
     assert receiver.metric("smartcar_connect_total", "outcome", "bad_request") == 5
