@@ -19,6 +19,10 @@ VERIFY = "VERIFY"
 VEHICLE_STATE = "VEHICLE_STATE"
 VEHICLE_ERROR = "VEHICLE_ERROR"
 LEGACY_PREFIX = "LEGACY_"
+LEGACY_SCHEDULED = LEGACY_PREFIX + "SCHEDULED"
+LEGACY_DYNAMIC = LEGACY_PREFIX + "DYNAMIC"
+LEGACY_EVENT_BASED = LEGACY_PREFIX + "EVENTBASED"
+"""Legacy 2.0 deliveries by `eventName`: v2 reads of one or more vehicles, or a charging event."""
 TEST_MODES = frozenset({"TEST", "test"})
 UNREADABLE_MOMENT = "not a moment (epoch milliseconds or seconds, or ISO-8601 with a zone)"
 

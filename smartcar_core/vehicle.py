@@ -8,7 +8,7 @@ arguments. `Vehicle` sends them synchronously, `AsyncVehicle` asynchronously; ne
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
@@ -271,6 +271,13 @@ BATCH_READERS: dict[str, tuple[str, ItemParser]] = {
 BATCH_READERS["/permissions"] = ("permissions", _PERMISSIONS)
 BATCH_READERS["/service/history"] = ("service_history", _SERVICE_HISTORY)
 _BATCH = batch_parser(BATCH_READERS)
+
+
+def read_batch_items(items: Sequence[Mapping[str, Any]]) -> BatchResponse:
+    """Per-path v2 answers outside a batch call (a legacy scheduled or dynamic webhook carries them), read
+    as `batch` reads its own: typed results, or each item's `SmartcarError`. An unreadable list raises
+    `UnexpectedResponseError`."""
+    return _BATCH(httpx.Response(200, json={"responses": list(items)}))
 
 
 class Vehicle(VehicleAPI, SyncSender):

@@ -9,7 +9,7 @@ header) or, for legacy vehicles, from v2 reads mapped onto the same signal codes
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ import httpx
 
 from eventstore.vehicles import SignalUpdate
 from smartcar_core import results as r
+from smartcar_core.batch import BatchResponse
 from smartcar_core.catalogue import RetryClass
 from smartcar_core.client import ConnectionFilter, Smartcar
 from smartcar_core.config import Origins
@@ -73,6 +74,33 @@ V2_SIGNALS: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {
         lambda f: {"unit": "percent", "value": round(f.percent_remaining * 100, 2)},
     ),
 }
+
+
+def v2_readings(batch: BatchResponse, paths: Mapping[str, Sequence[str]] | None = None) -> FetchedSignals:
+    """The signal codes of `V2_SIGNALS` in v2 answers (a batch call's, or a legacy webhook's), as updates;
+    `paths` maps each path to the codes wanted from it (None: every code of every path the batch holds)."""
+    if paths is None:
+        paths = {path: [code for code, (at, _) in V2_SIGNALS.items() if at == path] for path in batch.paths}
+    now_ms = int(time.time() * 1000)
+    updates: list[SignalUpdate] = []
+    errors: dict[str, dict[str, Any]] = {}
+    for path, path_codes in paths.items():
+        try:
+            result = batch.get(path)
+        except SmartcarError as error:
+            for code in path_codes:
+                errors[code] = {"type": error.type, "code": error.code, "status": error.status_code}
+            continue
+        except KeyError:
+            for code in path_codes:
+                errors[code] = {"status": "MISSING"}
+            continue
+        meta: r.Meta = result.meta
+        oem = _ms(meta.data_age)
+        updates.extend(
+            SignalUpdate(code, V2_SIGNALS[code][1](result), oem, now_ms, source="v2") for code in path_codes
+        )
+    return FetchedSignals(updates, errors)
 
 
 class SmartcarGateway:
@@ -230,23 +258,5 @@ class SmartcarGateway:
         if not paths:
             return FetchedSignals([], errors)
         batch = self.call(vehicle_id, lambda v: v.batch(list(paths)), deadline=deadline)
-        now_ms = int(time.time() * 1000)
-        updates: list[SignalUpdate] = []
-        for path, path_codes in paths.items():
-            try:
-                result = batch.get(path)
-            except SmartcarError as error:
-                for code in path_codes:
-                    errors[code] = {"type": error.type, "code": error.code, "status": error.status_code}
-                continue
-            except KeyError:
-                for code in path_codes:
-                    errors[code] = {"status": "MISSING"}
-                continue
-            meta: r.Meta = result.meta
-            oem = _ms(meta.data_age)
-            updates.extend(
-                SignalUpdate(code, V2_SIGNALS[code][1](result), oem, now_ms, source="v2")
-                for code in path_codes
-            )
-        return FetchedSignals(updates, errors)
+        read = v2_readings(batch, paths)
+        return FetchedSignals(read.updates, {**errors, **read.errors})

@@ -1,15 +1,34 @@
-"""The built-in handlers: vehicle state, follow-up signals, the charging rule, vehicle errors.
+"""The built-in handlers: vehicle state, follow-up signals, the charging rule, vehicle errors, and what
+legacy 2.0 deliveries carry.
 
 Registered on import (the worker imports this module); see `workers.api` to add your own.
+
+Legacy deliveries feed the same state and the same rule as 4.0 ones: the v2 reads of a `scheduled` or
+`dynamic` delivery become signal values (the mapping of `workers.gateway.V2_SIGNALS`, as for v2 follow-up
+reads), an `eventBased` charging event becomes `charge-ischarging`. The charging rule then decides on the
+vehicle's latest state; a scheduled delivery of several vehicles stores each one's state, and leaves the
+rule to deliveries of one vehicle (the run, and its commands, belong to one vehicle).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from eventstore.vehicles import SignalUpdate
-from smartcar_core.events import VEHICLE_ERROR, VEHICLE_STATE
+from smartcar_core.errors import SmartcarError
+from smartcar_core.events import (
+    LEGACY_DYNAMIC,
+    LEGACY_EVENT_BASED,
+    LEGACY_SCHEDULED,
+    VEHICLE_ERROR,
+    VEHICLE_STATE,
+    epoch_millis,
+    epoch_seconds,
+)
+from smartcar_core.vehicle import read_batch_items
 from workers.api import HandlerContext, handler
+from workers.gateway import v2_readings
 
 SOC = "tractionbattery-stateofcharge"
 IS_CHARGING = "charge-ischarging"
@@ -17,6 +36,8 @@ PLUGGED_IN = "charge-ischargingcableconnected"
 ANY_TRIGGER = "*"
 RULE_SIGNALS = (SOC, IS_CHARGING, PLUGGED_IN)
 _STEPS = {"stop_charge": "charging-rule:stop", "start_charge": "charging-rule:start"}
+LEGACY_READINGS = (LEGACY_SCHEDULED, LEGACY_DYNAMIC)
+CHARGING_EVENTS = {"CHARGING_STARTED": True, "CHARGING_STOPPED": False, "CHARGING_COMPLETED": False}
 
 
 @handler(VEHICLE_STATE, name="vehicle-state", order=10)
@@ -52,7 +73,49 @@ def follow_up(ctx: HandlerContext) -> dict[str, Any] | None:
     return ctx.ensure_signals(codes) or {"fetched": []}
 
 
-@handler(VEHICLE_STATE, name="charging-rule", order=30)
+@handler(*LEGACY_READINGS, name="legacy-readings", order=10)
+def legacy_readings(ctx: HandlerContext) -> dict[str, Any]:
+    """Merge each vehicle's v2 reads into its latest state, newest `sc-data-age` winning."""
+    stored: dict[str, Any] = {}
+    for vehicle in _legacy_vehicles(ctx):
+        vehicle_id, items = vehicle.get("vehicleId"), vehicle.get("data")
+        if not isinstance(vehicle_id, str) or not isinstance(items, list):
+            stored["unreadable"] = stored.get("unreadable", 0) + 1
+            continue
+        try:
+            read = v2_readings(read_batch_items(items))
+        except SmartcarError as error:  # the same bytes would fail the same way: said, not retried
+            stored[vehicle_id] = {"unreadable": error.description}
+            continue
+        written = ctx.vehicles.merge(vehicle_id, read.updates, event_id=ctx.event_id)
+        stored[vehicle_id] = {"stored": len(written), "older": len(read.updates) - len(written)}
+        if read.errors:
+            stored[vehicle_id]["failed"] = sorted(read.errors)
+    return {"vehicles": stored}
+
+
+@handler(LEGACY_EVENT_BASED, name="legacy-charging-event", order=10)
+def legacy_charging_event(ctx: HandlerContext) -> dict[str, Any]:
+    """A legacy charging event (started, stopped, completed) as the vehicle's `charge-ischarging`."""
+    payload = ctx.envelope.body.get("payload") or {}
+    kind = payload.get("eventType")
+    charging = CHARGING_EVENTS.get(kind) if isinstance(kind, str) else None
+    if charging is None:
+        return {"ignored": f"no charging state in eventType {kind!r:.40}"}
+    at = epoch_seconds(payload.get("eventTime"))
+    oem_ms = epoch_millis(round(at * 1000)) if at is not None else None
+    update = SignalUpdate(IS_CHARGING, {"value": charging}, oem_ms, int(time.time() * 1000), source="legacy")
+    written = ctx.vehicles.merge(ctx.vehicle_id, [update], event_id=ctx.event_id)
+    return {"charging": charging, "stored": len(written)}
+
+
+def _legacy_vehicles(ctx: HandlerContext) -> list[dict[str, Any]]:
+    payload = ctx.envelope.body.get("payload")
+    vehicles = payload.get("vehicles") if isinstance(payload, dict) else None
+    return [v for v in vehicles if isinstance(v, dict)] if isinstance(vehicles, list) else []
+
+
+@handler(VEHICLE_STATE, *LEGACY_READINGS, LEGACY_EVENT_BASED, name="charging-rule", order=30)
 def charging_rule(ctx: HandlerContext) -> dict[str, Any] | None:
     """Stop charging at the target state of charge; start when plugged in below the minimum.
 
@@ -66,6 +129,8 @@ def charging_rule(ctx: HandlerContext) -> dict[str, Any] | None:
     settings = ctx.settings
     if not settings.charging_rule_enabled:
         return None
+    if ctx.envelope.event_type in LEGACY_READINGS and len(_legacy_vehicles(ctx)) != 1:
+        return {"decision": "not for a delivery of several vehicles"}
     fetched = ctx.ensure_signals(RULE_SIGNALS)
     seen = _charge_state(ctx)
     decision = _decide(seen, settings.charge_stop_at_soc, settings.charge_start_below_soc)

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from workers.runtime import Runtime
 
 log = get_logger("workers.process")
+NO_HANDLER = "no_handler"
+"""The metrics' outcome of a run that found no handler for its event type (the event is done)."""
 _TOKEN_BUSY_DELAY = 1.0
 
 
@@ -133,7 +135,14 @@ def _run_handlers(runtime: Runtime, run: _Run) -> RunResult:
         results=run.results,
         deadline=deadline,
     )
-    for handler in runtime.registry.for_type(envelope.event_type):
+    handlers = runtime.registry.for_type(envelope.event_type)
+    if not handlers:
+        # Stored and signature-checked, but nothing here reacts to it: done, and counted as such.
+        run.results["no_handler"] = f"no handler is registered for {envelope.event_type}"
+        runtime.store.done(run.record, run.results)
+        log.info("event_without_handler", event_id=event_id, type=envelope.event_type)
+        return RunResult(event_id, Outcome.DONE, {"results": run.results, "outcome": NO_HANDLER})
+    for handler in handlers:
         previous = run.results.get(handler.name)
         if isinstance(previous, dict) and previous.get("status") in ("done", "skipped"):
             continue
