@@ -14,6 +14,7 @@ import os
 import ssl
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TypeVar
 
 import httpx
@@ -35,13 +36,25 @@ Verify = bool | str | os.PathLike[str] | ssl.SSLContext
 
 
 def make_client(
-    *, verify: Verify = True, limits: httpx.Limits = DEFAULT_LIMITS, http2: bool = False
+    *,
+    verify: Verify = True,
+    limits: httpx.Limits = DEFAULT_LIMITS,
+    http2: bool = False,
+    wrap: Callable[[httpx.BaseTransport], httpx.BaseTransport] | None = None,
 ) -> httpx.Client:
     """A pooled sync client with our defaults.
 
     `verify` may name a CA bundle file or directory (a private or test CA) or be an `ssl.SSLContext`.
+    `wrap` gets the client's transport and returns the one to use (to measure every request, say): a
+    wrapped transport keeps the direct path below, which event hooks would turn off.
     """
-    return httpx.Client(verify=_ssl_verify(verify), limits=limits, timeout=DEFAULT_TIMEOUT, http2=http2)
+    ssl_verify = _ssl_verify(verify)
+    transport = None
+    if wrap is not None:
+        transport = wrap(httpx.HTTPTransport(verify=ssl_verify, limits=limits, http2=http2))
+    return httpx.Client(
+        verify=ssl_verify, limits=limits, timeout=DEFAULT_TIMEOUT, http2=http2, transport=transport
+    )
 
 
 def make_async_client(*, verify: Verify = True, limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncClient:

@@ -3,8 +3,9 @@
 Two kinds, on purpose:
 
 - counters and histograms of this process's work (`WorkerMetrics`: events by outcome, dead letters and
-  retries by Smartcar error, Smartcar calls by endpoint with their latency and status, commands by how
-  they ended, token refreshes), in a registry of their own so that tests can build many. Children of
+  retries by Smartcar error, Smartcar calls by endpoint with their latency and status, measured in the
+  runtime's httpx transport (event hooks would turn off `smartcar_core.transport`'s direct path),
+  commands by how they ended, token refreshes), in a registry of their own so that tests can build many. Children of
   labelled metrics are cached: the hot path calls `.inc()` / `.observe()` on a bound child. With the
   prefork pool set `PROMETHEUS_MULTIPROC_DIR` (an empty directory, wiped at each start), as for the
   receiver: every process writes its values there and the worker's `/metrics` sums them;
@@ -45,7 +46,6 @@ RUN_SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60
 Buckets = tuple[float, ...]
 Clock = Callable[[], float]
 _ID = re.compile(r"^[0-9a-fA-F-]{16,}$|^\d+$")
-_STARTED = "smartcar_metrics_started"
 
 
 def endpoint_of(path: str) -> str:
@@ -103,7 +103,9 @@ class WorkerMetrics:
             ["outcome", "error_type", "error_code"],
         )
         self.calls = counter(
-            "smartcar_api_calls", "Smartcar HTTP calls by endpoint and HTTP status.", ["endpoint", "status"]
+            "smartcar_api_calls",
+            "Smartcar HTTP calls by endpoint and HTTP status (the error's class when none came).",
+            ["endpoint", "status"],
         )
         self.call_seconds = histogram(
             "smartcar_api_call_seconds",
@@ -123,26 +125,32 @@ class WorkerMetrics:
             "smartcar_token_refreshes", "Token refreshes by outcome: refreshed, refused, failed.", ["outcome"]
         )
 
-    # --- Smartcar calls, from the httpx client's event hooks ---
+    def measured(self, transport: httpx.BaseTransport) -> httpx.BaseTransport:
+        """`transport`, counting and timing every Smartcar request it sends (`make_client(wrap=...)`)."""
+        return _MeasuredTransport(transport, self)
 
-    def instrument(self, client: httpx.Client) -> None:
-        """Time and count every request `client` sends (hooks added to its own)."""
-        hooks = client.event_hooks
-        hooks.setdefault("request", []).append(self._request_sent)
-        hooks.setdefault("response", []).append(self._response_received)
-        client.event_hooks = hooks
 
-    @staticmethod
-    def _request_sent(request: httpx.Request) -> None:
-        request.extensions[_STARTED] = time.monotonic()
+class _MeasuredTransport(httpx.BaseTransport):
+    """Times each request to Smartcar's answer (its headers) and counts it by endpoint and status."""
 
-    def _response_received(self, response: httpx.Response) -> None:
-        request = response.request
+    def __init__(self, inner: httpx.BaseTransport, metrics: WorkerMetrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
         endpoint = endpoint_of(request.url.path)
-        started = request.extensions.get(_STARTED)
-        if isinstance(started, float):
-            self.call_seconds(endpoint).observe(time.monotonic() - started)
-        self.calls(endpoint, str(response.status_code)).inc()
+        started = time.monotonic()
+        try:
+            response = self.inner.handle_request(request)
+        except Exception as error:
+            self.metrics.calls(endpoint, type(error).__name__).inc()
+            raise
+        self.metrics.call_seconds(endpoint).observe(time.monotonic() - started)
+        self.metrics.calls(endpoint, str(response.status_code)).inc()
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class StoreCollector(Collector):

@@ -90,9 +90,9 @@ class Runtime:
         origins = origins or Origins.from_env()
         client = connect(settings.redis_url)
         pool = settings.concurrency + _CONNECTION_HEADROOM
-        http = http or make_client(limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool))
         metrics = WorkerMetrics()
-        metrics.instrument(http)
+        limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+        http = http or make_client(limits=limits, wrap=metrics.measured)
         keys = KeySpace(settings.event_key_prefix)
         tokens = TokenStore(
             client,

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from eventstore.keys import KeySpace
+from smartcar_core import transport
 from smartcar_simulator.testing import RunningSimulator
 from testsupport import free_port, wait_until
 from testsupport.redis_server import RedisServer
@@ -105,6 +106,17 @@ def test_a_redis_with_an_append_only_file_and_no_eviction_is_durable(tmp_path: P
         gauges = CollectorRegistry()
         gauges.register(StoreCollector(client, KeySpace(key_prefix)))
         assert _value(gauges, "smartcar_store_durable") == 1
+
+
+def test_calls_are_measured_in_the_transport_and_keep_the_direct_path(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    runtime = make_runtime()
+    assert transport._is_plain(runtime.http)  # no event hooks: Calls still go straight to the transport
+    with pytest.raises(httpx.ConnectError):
+        runtime.http.get(f"http://127.0.0.1:{free_port()}/v2.0/vehicles/0b2f6c5e3c1a4e558f7d/odometer")
+    labels = {"endpoint": "/v2.0/vehicles/{id}/odometer", "status": "ConnectError"}
+    assert _value(runtime.metrics.registry, "smartcar_api_calls_total", **labels) == 1
 
 
 def test_the_store_gauges_say_when_redis_does_not_answer(key_prefix: str) -> None:
