@@ -25,6 +25,7 @@ from eventstore.client import connect
 from eventstore.keys import KeySpace
 from eventstore.vehicles import VehicleStateStore
 from service_base.logs import configure_logging
+from workers.cli_vehicles import vehicles_app
 from workers.settings import SettingsError, WorkerSettings, load_settings
 from workers.tokens import TokenError, TokenStore, put_tokens
 
@@ -33,6 +34,7 @@ tokens_app = typer.Typer(help="Smartcar OAuth tokens (encrypted in Redis).", no_
 vehicle_app = typer.Typer(help="What the workers know about a vehicle.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(vehicle_app, name="vehicle")
+app.add_typer(vehicles_app, name="vehicles")
 
 _SHOWN = (
     "queue",
@@ -249,6 +251,12 @@ def check() -> None:
     from workers.app import check_configuration  # noqa: PLC0415 - Celery only for this command
 
     problems = check_configuration(celery_app.conf, settings)
+    if not settings.smartcar_client_id or settings.smartcar_client_secret is None:
+        # Valid settings, but two hours after a Connect every call fails: no token can be refreshed.
+        problems.append(
+            "warning: SMARTCAR_CLIENT_ID or SMARTCAR_CLIENT_SECRET is not set: no token can be refreshed, "
+            "so every vehicle's calls fail once its access token expires"
+        )
     problems += _broker_problems(settings, wait=_CHECK_WAIT)
     for problem in problems:
         errors.print(f"[red]{problem}[/red]")
