@@ -3,6 +3,8 @@
 - `{p}cmd:{event}:{step}`: hash `state` (`StepState`), `command`, `params` (JSON), `sends` (how many sends
   started), `sent_at` (when the last one started), `result` (JSON, once done), `updated_at`; it expires
   `retention` seconds after its last write;
+- `{p}cmd-steps:{event}`: the names of the event's steps that have a record, written with each record (in
+  its transaction, with the same expiry) so that `events show` finds them without a scan of the keys;
 - `{p}vlock:{vehicle}`: a lease lock held while a command for the vehicle runs (`lock`).
 
 What the states mean and when to send is `workers.commands`' decision; this module only stores them.
@@ -20,7 +22,7 @@ from typing import Any
 import redis
 from redis.lock import Lock
 
-from eventstore.codec import text_map
+from eventstore.codec import text, text_map
 from eventstore.keys import KeySpace
 
 _LOCK_POLL_SECONDS = 0.05
@@ -81,17 +83,33 @@ class CommandStore:
         }
         if sending:
             fields["sent_at"] = now
-        key = self.keys.command(event_id, step)
+        key, steps = self.keys.command(event_id, step), self.keys.command_steps(event_id)
         with self.redis.pipeline() as pipe:
             pipe.hset(key, mapping=fields)
             if sending:
                 pipe.hincrby(key, "sends", 1)
             pipe.expire(key, self.retention)
+            pipe.sadd(steps, step)
+            pipe.expire(steps, self.retention)
             pipe.execute()
+
+    def steps(self, event_id: str) -> dict[str, StepRecord]:
+        """Every step of the event that has a record, by name (in name order)."""
+        names = sorted(text(name) for name in self.redis.smembers(self.keys.command_steps(event_id)))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self.keys.command(event_id, name))
+            stored = pipe.execute()
+        found = {}
+        for name, raw in zip(names, stored, strict=True):
+            if raw:  # the step's record may have expired before the set
+                fields = text_map(raw)
+                found[name] = StepRecord(fields.get("state"), float(fields.get("sent_at") or 0), fields)
+        return found
 
     def finish(self, event_id: str, step: str, result: Mapping[str, Any]) -> None:
         """Record the step done, with its outcome: no later run sends it again."""
-        key = self.keys.command(event_id, step)
+        key, steps = self.keys.command(event_id, step), self.keys.command_steps(event_id)
         with self.redis.pipeline() as pipe:
             pipe.hset(
                 key,
@@ -102,6 +120,8 @@ class CommandStore:
                 },
             )
             pipe.expire(key, self.retention)
+            pipe.sadd(steps, step)
+            pipe.expire(steps, self.retention)
             pipe.execute()
 
     def lock(self, vehicle_id: str, *, lease: float) -> Lock:

@@ -21,6 +21,7 @@ Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}`
 | `{p}ix:error-type:{error_type}` | sorted set, score = failure time | not done, last failed with this type |
 | `{p}ix:error:{error_type}:{code}` | sorted set, score = failure time | the same, by type and code |
 | `{p}cmd:{event}:{step}` | hash, TTL = retention | one command step of an event (`eventstore.commands`) |
+| `{p}cmd-steps:{event}` | set, TTL = retention | the steps of an event that have a record (for operators) |
 | `{p}vehicle:{vehicle}:signals` | hash, code -> JSON | each signal's latest value (`eventstore.vehicles`) |
 | `{p}vehicle:{vehicle}:errors` | hash, TYPE:CODE -> JSON | the latest VEHICLE_ERROR item of each kind |
 | `{p}vlock:{vehicle}` | string with a lease | held while a command for the vehicle runs |
@@ -113,6 +114,9 @@ class KeySpace:
 
     def command(self, event_id: str, step: str) -> str:
         return f"{self.prefix}cmd:{event_id}:{step}"
+
+    def command_steps(self, event_id: str) -> str:
+        return f"{self.prefix}cmd-steps:{event_id}"
 
     def vehicle_signals(self, vehicle_id: str) -> str:
         return f"{self.prefix}vehicle:{vehicle_id}:signals"

@@ -59,3 +59,11 @@ end
 return removed
 """
 )
+
+# KEYS: an index, an event; ARGV: the event's id -> {id} when its record is gone (the id is dropped from
+# the index), else {}. What a query does with an id it found in an index and not in the records.
+DROP_STALE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return {} end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return {ARGV[1]}
+"""

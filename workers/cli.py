@@ -25,6 +25,7 @@ from eventstore.client import connect
 from eventstore.keys import KeySpace
 from eventstore.vehicles import VehicleStateStore
 from service_base.logs import configure_logging
+from workers.cli_events import events_app
 from workers.cli_vehicles import vehicles_app
 from workers.settings import SettingsError, WorkerSettings, load_settings
 from workers.tokens import TokenError, TokenStore, put_tokens
@@ -34,6 +35,7 @@ tokens_app = typer.Typer(help="Smartcar OAuth tokens (encrypted in Redis).", no_
 vehicle_app = typer.Typer(help="What the workers know about a vehicle.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(vehicle_app, name="vehicle")
+app.add_typer(events_app, name="events")
 app.add_typer(vehicles_app, name="vehicles")
 
 _SHOWN = (

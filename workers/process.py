@@ -250,12 +250,21 @@ class _Run:
         entry.update(_needs_person(error))
         if not self.runtime.store.dead_letter(record, entry, reason=reason, results=self.results):
             return RunResult(record.id, Outcome.SKIPPED, {"reason": "lease lost"})
+        described = entry["error"]
+        # What an operator's alert or search needs without opening the record (`smartcar-events events
+        # show` has the rest): which event, whose, what Smartcar answered, why we gave up, after how many.
         log.warning(
             "event_dead_lettered",
             event_id=record.id,
+            event_type=record.type,
+            vehicle_id=record.vehicle_id,
             handler=handler,
             reason=reason,
-            error=entry["error"].get("class"),
+            error=described.get("class"),
+            error_type=described.get("type"),
+            error_code=described.get("code"),
+            request_id=described.get("request_id"),
+            attempts=record.attempts,
         )
         self.runtime.metrics.dead_letters(*_error_labels(entry["error"])).inc()
         return RunResult(record.id, Outcome.DEAD, {"reason": reason, "entry": entry})

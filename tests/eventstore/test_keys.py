@@ -26,6 +26,7 @@ DEPLOYED = {
     "error_type_index": ("error_type_index", ("VEHICLE_STATE",), "sc:ix:error-type:VEHICLE_STATE"),
     "error_index": ("error_index", ("VEHICLE_STATE", "ASLEEP"), "sc:ix:error:VEHICLE_STATE:ASLEEP"),
     "command": ("command", ("e1", "charging-rule:stop"), "sc:cmd:e1:charging-rule:stop"),
+    "command_steps": ("command_steps", ("e1",), "sc:cmd-steps:e1"),  # added for events show (issue 9)
     "vehicle_signals": ("vehicle_signals", ("v1",), "sc:vehicle:v1:signals"),
     "vehicle_errors": ("vehicle_errors", ("v1",), "sc:vehicle:v1:errors"),
     "vehicle_lock": ("vehicle_lock", ("v1",), "sc:vlock:v1"),
