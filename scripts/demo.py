@@ -5,7 +5,7 @@ environment, plays a short story against them, shows it live, and checks that it
 
 1. the simulator verifies the webhook (the receiver answers VERIFY with HMAC-SHA256(AMT, challenge));
 2. the electric cars are plugged in at 70 %; each owner's tokens go into the workers' encrypted token
-   store, and every car is subscribed through `smartcar_core`;
+   store, and the workers subscribe every car (`smartcar-events vehicles subscribe`, a lifecycle job);
 3. the electric cars are told to charge; the simulator's clock runs fast, so
    state-of-charge webhooks arrive every second, and the workers' charging rule stops each car at 80 %;
 4. one car's stop_charge fails ambiguously (UPSTREAM:NO_RESPONSE after the car obeyed): the worker
@@ -167,8 +167,9 @@ class Demo:
         console.print("1. VERIFY answered with HMAC-SHA256(AMT, challenge): the webhook is verified")
 
     def connect_owners(self) -> None:
-        """One token pair per owner, covering all their cars, as one Connect session grants."""
-        from smartcar_core import Vehicle  # noqa: PLC0415
+        """One token pair per owner, covering all their cars, as one Connect session grants; then every
+        car subscribed by the workers (`smartcar-events vehicles subscribe` asks them, as an operator
+        would; the receiver's Connect callback asks the same)."""
         from workers.tokens import put_tokens  # noqa: PLC0415
 
         fleet = self.control.vehicles()
@@ -191,8 +192,19 @@ class Demo:
             )
             for vehicle_id in granted.vehicle_ids:
                 self.tokens[vehicle_id] = granted.access_token
-                Vehicle(vehicle_id, granted.access_token).subscribe(WEBHOOK_ID)
-        console.print(f"2. {len(fleet)} cars: tokens stored encrypted, each subscribed through smartcar_core")
+        cars = sorted(self.tokens)
+        subprocess.run(  # noqa: S603 - our own command, no shell
+            [str(BIN / "smartcar-events"), "vehicles", "subscribe", *cars],
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        wait_or_exit(
+            "the workers to subscribe every car",
+            lambda: set(self.control.webhook(WEBHOOK_ID)["vehicle_ids"]) >= set(cars),
+            30,
+        )
+        console.print(f"2. {len(fleet)} cars: tokens stored encrypted, each subscribed by the workers")
 
     def charge(self) -> None:
         from smartcar_core import SmartcarError, Vehicle  # noqa: PLC0415
