@@ -121,7 +121,12 @@ class Runtime:
             command_timeout=settings.command_timeout,
             metrics=metrics,
         )
-        store = EventStore(client, keys, retention=settings.done_retention)
+        store = EventStore(
+            client,
+            keys,
+            retention=settings.done_retention,
+            failed_retention=settings.failed_retention or None,
+        )
         leases = LeaseKeeper(
             store,
             lease=settings.lease_seconds,

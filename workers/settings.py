@@ -124,7 +124,9 @@ class WorkerSettings(ServiceSettings):
     """An event whose state has not moved for this long past its expected time is re-enqueued."""
     sweep_batch: int = Field(500, ge=1)
     done_retention: int = Field(7 * 24 * 3600, ge=60)
-    """Seconds a done event record is kept (failed ones stay until replayed or purged)."""
+    """Seconds a done event record is kept (the sweeper then deletes it with its index entries)."""
+    failed_retention: int = Field(30 * 24 * 3600, ge=0)
+    """Seconds a dead letter is kept after its failure, then deleted the same way; 0: until replayed."""
 
     # --- retries (smartcar_core.RetryPolicy) ---
     retry_max_attempts: int = Field(5, ge=1)

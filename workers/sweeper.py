@@ -10,6 +10,9 @@ more than `after` seconds past it is looked at:
 - `done`, `failed` or gone: dropped from `pending`.
 
 Each re-enqueued or bumped event gets a fresh score, so it is looked at again only `after` seconds later.
+
+Each sweep also trims (`EventStore.trim`): up to `batch` done events past the retention, and as many dead
+letters past theirs, are deleted with their index entries, the oldest first (`eventstore.index`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class SweepReport:
     requeue: list[str] = field(default_factory=list)
     backlog: int = 0
     dropped: int = 0
+    trimmed: int = 0
 
 
 def _verdict(store: EventStore, event_id: str, status: str | None) -> str:
@@ -42,7 +46,7 @@ def _verdict(store: EventStore, event_id: str, status: str | None) -> str:
 
 def sweep(store: EventStore, *, after: float, batch: int, now: float | None = None) -> SweepReport:
     now = time.time() if now is None else now
-    report = SweepReport()
+    report = SweepReport(trimmed=store.trim(batch=batch, now=now))
     ids = store.stale(now - after, batch)
     if not ids:
         return report

@@ -38,7 +38,8 @@ def sweep() -> dict[str, int]:
     assembly.publisher().publish(report.requeue)
     if report.requeue:
         log.warning("sweeper_requeued_events", count=len(report.requeue))
-    return {"requeued": len(report.requeue), "backlog": report.backlog, "dropped": report.dropped}
+    counts = {"requeued": len(report.requeue), "backlog": report.backlog, "dropped": report.dropped}
+    return {**counts, "trimmed": report.trimmed}
 
 
 @app.task(name="workers.refresh_tokens", ignore_result=True)

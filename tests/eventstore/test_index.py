@@ -23,6 +23,7 @@ from eventstore.status import Status
 from smartcar_core.events import parse_envelope
 from smartcar_simulator import payloads
 from testsupport import delete_keys
+from workers.sweeper import sweep
 
 VEHICLES = ("v1", "v2", "v3")
 USERS = ("u1", "u2")
@@ -250,3 +251,15 @@ def test_error_keys_read_only_smartcar_errors() -> None:
     assert stored_error_key("[1]") == ("", "")
     assert stored_error_key('{"type": "BILLING", "code": "X"}') == ("BILLING", "X")
     assert text_map({b"a": b"b"}) == {"a": "b"}
+
+
+def test_each_sweep_trims(client: redis.Redis, keys: KeySpace) -> None:
+    store = EventStore(client, keys, retention=RETENTION)
+    raw = body(vehicle="v1", user="u1", webhook="wh1")
+    event_id = parse_envelope(raw).event_id
+    assert accept(client, keys, parse_envelope(raw), raw, received_at=1000.0)
+    begun = store.begin(event_id, lease=30, now=1001.0)
+    assert begun.record is not None
+    assert store.done(begun.record, {}, now=1002.0)
+    assert sweep(store, after=120, batch=10, now=1002.0 + RETENTION).trimmed == 1
+    assert actual_indexes(client, keys) == {}

@@ -65,7 +65,7 @@ def test_sweep_task_publishes_what_was_lost(
     prefix = configured.event_key_prefix
     event_id = accept_event(client, prefix, state_event(car(), {"charge-ischarging": True}), received_at=0.0)
     client.lrem(KeySpace(prefix).inbox, 0, event_id)  # popped by a relay that died
-    assert tasks.sweep.apply().get() == {"requeued": 1, "backlog": 0, "dropped": 0}
+    assert tasks.sweep.apply().get() == {"requeued": 1, "backlog": 0, "dropped": 0, "trimmed": 0}
     message = json.loads(text(client.rpop(configured.broker_key_prefix + configured.queue) or b"{}"))
     assert message["headers"]["argsrepr"] == repr((event_id,))
     assert tasks.sweep.apply().get()["requeued"] == 0
