@@ -11,7 +11,7 @@ Two kinds, on purpose:
   receiver: every process writes its values there and the worker's `/metrics` sums them;
 - gauges of the whole store (`StoreCollector`: whether Redis keeps what it acknowledged, inbox depth and
   the age of its oldest event, runs in progress, parked retries, dead letters, pending and how overdue
-  the most overdue one is), read from
+  the most overdue one is, the last reconciliation's drift by kind), read from
   Redis when Prometheus scrapes, never kept up to date on the hot path. Every worker exports the same
   values: alert on `max()` of them.
 
@@ -34,7 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from eventstore.codec import text
+from eventstore.codec import text, text_map
 from eventstore.durability import read_durability
 from eventstore.keys import KeySpace
 from service_base.logs import get_logger
@@ -172,7 +172,8 @@ class StoreCollector(Collector):
                 pipe.zcard(keys.dead)
                 pipe.zcard(keys.pending)
                 pipe.zrange(keys.pending, 0, 0, withscores=True)
-                inbox, oldest, running, scheduled, dead, pending, first = pipe.execute()
+                pipe.hgetall(keys.fleet_reconcile)
+                inbox, oldest, running, scheduled, dead, pending, first, reconciled = pipe.execute()
             received = self.redis.hget(keys.event(text(oldest)), "received_at") if oldest else None
             durability = read_durability(self.redis)
         except (redis.RedisError, OSError) as error:
@@ -202,6 +203,23 @@ class StoreCollector(Collector):
             "How far past its expected time the most overdue pending event is (the sweeper's input).",
             overdue,
         )
+        yield from _fleet_drift(text_map(reconciled))
+
+
+def _fleet_drift(report: dict[str, str]) -> Iterator[GaugeMetricFamily]:
+    """The last reconciliation's drift by kind (`workers.reconcile`), and when it ran; none before one."""
+    if not report:
+        return
+    what = "Vehicles the last reconciliation found out of step, by kind."
+    drift = GaugeMetricFamily("smartcar_fleet_drift", what, labels=["kind"])
+    for kind in ("gone", "not_subscribed", "no_tokens", "needs_reconsent"):
+        drift.add_metric([kind], float(report.get(kind) or 0))
+    yield drift
+    yield GaugeMetricFamily(
+        "smartcar_fleet_reconciled_at_seconds",
+        "When the last reconciliation with Smartcar's connections ran (epoch seconds).",
+        float(report.get("at") or 0),
+    )
 
 
 class _Process(Collector):

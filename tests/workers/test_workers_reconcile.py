@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from eventstore.fleet import VehicleStatus
@@ -21,6 +22,7 @@ from testsupport import wait_until
 from testsupport.workers import WorkerLauncher
 from workers import lifecycle_tasks
 from workers.lifecycle import MissingSettingError, VehicleLifecycle
+from workers.metrics import StoreCollector
 from workers.reconcile import ListingError, reconcile
 from workers.runtime import Runtime
 
@@ -98,6 +100,15 @@ def test_a_vehicle_smartcar_dropped_is_forgotten_and_a_missing_subscription_is_m
         "8",
         "11",
     )
+
+    gauges = CollectorRegistry()
+    gauges.register(StoreCollector(life.runtime.redis, life.runtime.keys))
+    drift = {
+        kind: gauges.get_sample_value("smartcar_fleet_drift", {"kind": kind})
+        for kind in ("gone", "no_tokens")
+    }
+    assert drift == {"gone": 1.0, "no_tokens": 8.0}
+    assert gauges.get_sample_value("smartcar_fleet_reconciled_at_seconds") == report.started_at
 
     settle(life)  # the subscribes it asked for
     assert subscribed(sim) == {first[0], first[1], second[1]}
