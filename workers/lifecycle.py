@@ -247,6 +247,13 @@ class VehicleLifecycle:
                 self._cancel(vehicle_id, other)
         self.fleet.revoked(vehicle_id, reason=reason)
 
+    def grant_refused(self, grant_id: str, *, reason: str) -> None:
+        """Smartcar refused the grant's refresh token (beat's refresher saw it): every vehicle it covers
+        needs its owner to connect again."""
+        info = self.tokens.info(grant_id)
+        for vehicle_id in info.vehicles if info is not None else []:
+            self.fleet.needs_reconsent(vehicle_id, reason=reason)
+
     def _cancel(self, vehicle_id: str, action: LifecycleAction) -> None:
         job = self.jobs.get(action.value, vehicle_id)
         if job is not None:

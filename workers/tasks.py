@@ -13,10 +13,11 @@ from celery import Task
 
 from service_base.logs import get_logger
 from workers.app import app, assembly
+from workers.lifecycle import VehicleLifecycle
 from workers.process import process_event as run_event
 from workers.publish import TASK_NAME
 from workers.sweeper import sweep as sweep_events
-from workers.tokens import TokenError, TokenRefreshBusyError
+from workers.tokens import GrantRefusedError, TokenError, TokenRefreshBusyError
 
 log = get_logger("workers.tasks")
 _BEAT_PERIOD = 60.0
@@ -53,10 +54,12 @@ def refresh_tokens() -> dict[str, int]:
             refreshed += tokens.refresh_if_expiring(grant, now=time.time() + _BEAT_PERIOD)
         except TokenRefreshBusyError:
             continue  # another worker is refreshing it right now
-        except TokenError:
+        except TokenError as error:
             failed += 1
             log.warning("token_refresh_failed", grant=grant, retry="after the user reconnects")
             tokens.postpone(grant, time.time() + _REFUSED_GRANT_PAUSE)
+            if isinstance(error, GrantRefusedError):  # `vehicles list` says whose owner must reconnect
+                VehicleLifecycle(runtime).grant_refused(grant, reason=str(error))
         except Exception:  # one grant's failure must not stop the others
             failed += 1
             log.warning("token_refresh_failed", grant=grant, retry="next beat", exc_info=True)

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from eventstore.codec import text
+from eventstore.fleet import FleetStore, VehicleStatus
 from eventstore.keys import KeySpace
 from smartcar_simulator.testing import RunningSimulator
 from testsupport import wait_until
@@ -104,6 +105,10 @@ def test_refresh_tokens_task_refreshes_what_expires_soon(
     client.zadd(KeySpace(configured.event_key_prefix).grant_expiry, {spent: time.time() + 60})
     client.hset(KeySpace(configured.event_key_prefix).grant(spent), "expires_at", repr(time.time() + 60))
     assert tasks.refresh_tokens.apply().get() == {"refreshed": 1, "failed": 1}
+    fleet = FleetStore(client, KeySpace(configured.event_key_prefix))
+    refused = store.info(spent)
+    assert refused is not None
+    assert {fleet.get(v).status for v in refused.vehicles} == {VehicleStatus.NEEDS_RECONSENT}  # type: ignore[union-attr]
     info = store.info(soon)
     assert info is not None
     assert info.generation == 2
