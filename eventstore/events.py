@@ -35,7 +35,6 @@ from eventstore import scripts, scripts_index
 from eventstore.codec import dumps, text, texts
 from eventstore.index import (
     TRIM_GRACE,
-    entity_keys,
     error_key,
     error_keys,
     record_entity_keys,
@@ -48,13 +47,15 @@ from eventstore.status import Status
 from smartcar_core.events import Envelope
 
 PING_TTL = 300
-_TRIM_FIELDS = ("type", "vehicle_id", "user_id", "webhook_id", "last_error")
+_ENTITY_FIELDS = ("type", "vehicle_id", "user_id", "webhook_id")
+_TRIM_FIELDS = (*_ENTITY_FIELDS, "last_error")
+_UNCLAIMED = "unclaimed"
 
 
 def accept_arguments(
     keys: KeySpace, envelope: Envelope, raw: bytes, *, received_at: float, dedupe_seconds: int
 ) -> tuple[bytes | str, ...]:
-    """The 9 keys and 12 arguments of `scripts.ACCEPT` for one delivery, in the script's order."""
+    """The 5 keys and 12 arguments of `scripts.ACCEPT` for one delivery, in the script's order."""
     event_id = envelope.event_id
     return (
         keys.seen(event_id),
@@ -62,13 +63,6 @@ def accept_arguments(
         keys.inbox,
         keys.pending,
         keys.status_index(Status.RECEIVED),
-        *entity_keys(
-            keys,
-            event_type=envelope.event_type,
-            vehicle_id=envelope.vehicle_id or "",
-            user_id=envelope.user_id or "",
-            webhook_id=envelope.webhook_id or "",
-        ),
         event_id,
         envelope.delivery_id or "",
         str(dedupe_seconds),
@@ -168,8 +162,26 @@ class EventStore:
         if not event_ids:
             return []
         now = time.time() if now is None else now
-        keys = [self.keys.pending, *self._statuses, *(self.keys.event(event_id) for event_id in event_ids)]
+        keys = [self.keys.pending, *self._statuses]
+        for event_id, entities in zip(event_ids, self._entity_keys(event_ids), strict=True):
+            keys += [self.keys.event(event_id), *entities]
         return texts(self._claim(keys=keys, args=[repr(now), *event_ids]))
+
+    def _entity_keys(self, event_ids: Sequence[str]) -> list[list[str]]:
+        """Each event's type, vehicle, user and webhook indexes, from its record (one round trip): what
+        CLAIM and REPLAY index it under, and cannot name themselves (`eventstore.index`)."""
+        return [record_entity_keys(self.keys, fields) for fields in self._read(event_ids, _ENTITY_FIELDS)]
+
+    def _read(self, event_ids: Sequence[str], names: Sequence[str]) -> list[dict[str, str]]:
+        """These fields of each record, in one round trip (a field it lacks is left out)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.hmget(self.keys.event(event_id), names)
+            stored = pipe.execute()
+        return [
+            {name: text(value) for name, value in zip(names, values, strict=True) if value is not None}
+            for values in stored
+        ]
 
     def claim(self, count: int, popped: Sequence[str] = (), *, now: float | None = None) -> list[str]:
         """Pop up to `count` inbox ids (after `popped`, taken by a blocking pop) and mark them queued."""
@@ -202,6 +214,9 @@ class EventStore:
         keys += self._statuses
         args = [repr(now), repr(now + lease), run_id, event_id, task_id or "", worker or ""]
         answer = self._begin(keys=keys, args=args)
+        if text(answer[0]) == _UNCLAIMED:  # never claimed (a sweeper's re-enqueue, a direct run): index it
+            self.mark_queued([event_id], now=now)
+            answer = self._begin(keys=keys, args=args)
         state = BeginState(text(answer[0]))
         if state is BeginState.OK:
             return Begin(state, EventRecord.from_hash(_pairs(answer[1])))
@@ -302,7 +317,7 @@ class EventStore:
         """Run the event again from its first handler (dead letters included); False if it is gone."""
         now = time.time() if now is None else now
         keys = [self.keys.event(event_id), self.keys.pending, self.keys.dead, self.keys.inbox]
-        keys += [self.keys.leases, *self._statuses]
+        keys += [self.keys.leases, *self._statuses, *self._entity_keys([event_id])[0]]
         entry = dumps(history_entry(attempt=0, outcome="replayed", reason=reason, now=now))
         return bool(self._replay(keys=keys, args=[repr(now), entry, event_id]))
 
@@ -354,13 +369,8 @@ class EventStore:
             ids = [event_id for found in pipe.execute() for event_id in texts(found)]
         if not ids:
             return 0
-        with self.redis.pipeline(transaction=False) as pipe:
-            for event_id in ids:
-                pipe.hmget(self.keys.event(event_id), _TRIM_FIELDS)
-            stored = pipe.execute()
         keys = [*self._statuses, self.keys.dead]
-        for event_id, values in zip(ids, stored, strict=True):
-            fields = {name: text(value) for name, value in zip(_TRIM_FIELDS, values, strict=True) if value}
+        for event_id, fields in zip(ids, self._read(ids, _TRIM_FIELDS), strict=True):
             keys += [self.keys.event(event_id), *record_entity_keys(self.keys, fields)]
             keys += error_keys(self.keys, stored_error_key(fields.get("last_error")))
         return int(self._trim(keys=keys, args=[repr(done_before), repr(failed_before), *ids]))

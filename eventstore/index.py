@@ -6,7 +6,9 @@ that changes it, so an index never disagrees with the records for longer than a 
 - `ix:status:{status}`: every event in that status, scored with the time it took it. ACCEPT puts it in
   `received`; CLAIM, BEGIN, DONE, RETRY, DEAD and REPLAY each move it from its old status to its new;
 - `ix:type:`, `ix:vehicle:`, `ix:user:`, `ix:webhook:`: every stored event of that type, vehicle, user or
-  webhook, scored with its receipt time. ACCEPT writes them once (an event never changes them);
+  webhook but those still `received`, scored with its receipt time. CLAIM writes them (and BEGIN and
+  REPLAY, for an event no relay claimed, have it claimed or index it themselves): not ACCEPT, whose every
+  added command costs the receiver's rate. A query reads the received events from `ix:status:received`;
 - `ix:error-type:{type}` and `ix:error:{type}:{code}`: the events not done whose last failure was that
   Smartcar error (by type, and by type and code), scored with the time of that failure. RETRY and DEAD
   move the id from its previous error to the new one (a failure that is not Smartcar's takes it out);
@@ -19,8 +21,10 @@ failures come before the current status), which is what lets a query bound any i
 
 The keys of a transition are computed here, in Python, and passed in KEYS: the seven status indexes as
 one block in `Status` order (`status_block`, which the scripts' `move_status` indexes by status), the
-entity indexes from the envelope (ACCEPT) or the record, and the error indexes from the record's
-`last_error` as `begin` read it (the run holds the lease, and only fenced transitions write that field).
+entity indexes from the record (read first: CLAIM, REPLAY and the trim take the ids' records in one
+round trip before the script, as the relay pops before it claims; those fields never change), and the
+error indexes from the record's `last_error` as `begin` read it (the run holds the lease, and only fenced
+transitions write that field).
 
 **Bounded growth.** Done records expire; their entries must go with them. DONE sets the record's expiry
 to `retention + TRIM_GRACE`, and the sweeper's `trim` (`EventStore.trim`) takes the done ids whose

@@ -2,7 +2,7 @@
 
 A query is a conjunction of conditions (status, type, vehicle, user, webhook, Smartcar error, dead reason,
 time). It reads one index, the narrowest: each condition that has an index is a candidate *source*, and
-the one holding the fewest ids in the query's range (one ZCOUNT each, in one round trip) is walked, newest
+the one holding the fewest ids in the query's range (ZCOUNTs, in one round trip) is walked, newest
 first, in batches; each batch's records are read in one pipeline (only the fields a listing shows, never
 the raw body or the history) and every condition is checked on them. The cost is what the source holds in
 range, not the store's size: `--status failed` reads the failed events however many are done.
@@ -143,6 +143,9 @@ def sources(keys: KeySpace, wanted: EventFilter) -> list[Source]:
     if wanted.reason is not None:  # only dead letters have a reason: none at all if failed is not asked for
         statuses = [status for status in statuses if status == Status.FAILED]
     found = [Source(tuple(keys.status_index(status) for status in statuses), since, until)]
+    # The entity indexes hold every event but the received ones (CLAIM indexes them, off the receiver's
+    # path): those are read from the received index, and checked like the rest.
+    received = (keys.status_index(Status.RECEIVED),) if Status.RECEIVED in statuses else ()
     for value, index in (
         (wanted.event_type, keys.type_index),
         (wanted.vehicle_id, keys.vehicle_index),
@@ -150,7 +153,7 @@ def sources(keys: KeySpace, wanted: EventFilter) -> list[Source]:
         (wanted.webhook_id, keys.webhook_index),
     ):
         if value is not None:
-            found.append(Source((index(value),), -_INF, until))
+            found.append(Source((index(value), *received), -_INF, until))
     if wanted.error_type is not None:
         if wanted.error_code is not None:
             error = keys.error_index(wanted.error_type, wanted.error_code)
@@ -234,6 +237,7 @@ class EventQuery:
                 fetch *= 2
             merged += kept
             more = more or len(got) == fetch
+        merged = list({entry[2]: entry for entry in merged}.values())  # an id moving between two of them
         merged.sort(key=lambda entry: (entry[1], entry[2]), reverse=True)
         if len(merged) > count:
             return merged[:count], True

@@ -14,8 +14,8 @@ from eventstore.status import lua
 
 # --- the receiver -------------------------------------------------------------------------------------
 
-ACCEPT_KEY_COUNT = 9
-# KEYS: seen, event, inbox, pending, the indexes (eventstore.index: received, type, vehicle, user, webhook)
+ACCEPT_KEY_COUNT = 5
+# KEYS: seen, event, inbox, pending, the received status index (the only index written on the hot path)
 # ARGV: event_id, delivery_id, dedupe_seconds, received_at, raw, type, vehicle_id, user_id, webhook_id,
 #       mode, version, test
 # Returns 1 for a new event (stored, queued in the inbox, listed as pending), 0 for a duplicate (its
@@ -40,10 +40,6 @@ redis.call('HSET', KEYS[2], 'id', ARGV[1], 'raw', ARGV[5], 'type', ARGV[6], 'veh
   'deliveries', ARGV[2], 'received_at', ARGV[4], 'status', '$RECEIVED', 'attempts', 0)
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
-redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
-if ARGV[7] ~= '' then redis.call('ZADD', KEYS[7], ARGV[4], ARGV[1]) end
-if ARGV[8] ~= '' then redis.call('ZADD', KEYS[8], ARGV[4], ARGV[1]) end
-if ARGV[9] ~= '' then redis.call('ZADD', KEYS[9], ARGV[4], ARGV[1]) end
 redis.call('LPUSH', KEYS[3], ARGV[1])
 redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[3])
 return 1
@@ -61,20 +57,22 @@ local function append_history(key, entry)
 end
 """
 
-# KEYS: pending, the status block, then each id's event key; ARGV: now, then the ids (KEYS[i]'s: ARGV[i - 7])
-# Marks every received (or replayed) one queued; the ids are popped from the inbox first, by the caller.
-# Ids whose record is gone or already further along are dropped: their run happened or is happening.
+# KEYS: pending, the status block, then per id its event key and type, vehicle, user, webhook indexes;
+# ARGV: now, then the ids. Marks every received (or replayed) one queued and indexes it (eventstore.index),
+# after the caller popped it from the inbox; ids whose record is gone or further along are dropped (their
+# run happened or is happening).
 CLAIM = lua(
     _INDEXES
     + """
 local out = {}
-for i = 9, #KEYS do
-  local id = ARGV[i - 7]
-  local status = redis.call('HGET', KEYS[i], 'status')
+for i = 2, #ARGV do
+  local id, base = ARGV[i], 9 + (i - 2) * 5
+  local status = redis.call('HGET', KEYS[base], 'status')
   if status == '$RECEIVED' or status == '$REPLAYED' then
-    redis.call('HSET', KEYS[i], 'status', '$QUEUED', 'queued_at', ARGV[1], 'updated_at', ARGV[1])
+    redis.call('HSET', KEYS[base], 'status', '$QUEUED', 'queued_at', ARGV[1], 'updated_at', ARGV[1])
     redis.call('ZADD', KEYS[1], ARGV[1], id)
     move_status(2, id, status, '$QUEUED', ARGV[1])
+    index_event(base + 1, id, KEYS[base])
     out[#out + 1] = id
   end
 end
@@ -86,7 +84,8 @@ return out
 #       task_id, worker
 # A live lease refuses the run (busy, with the lease's end) unless the run comes from the very message
 # that holds it: Celery delivers a message again only when its first delivery was lost with its worker.
-# Answers {'ok', record}, {'missing'}, {'finished', status} or {'busy', lease_until} (`BeginState`).
+# Answers {'ok', record}, {'missing'}, {'finished', status} or {'busy', lease_until} (`BeginState`), or
+# {'unclaimed'} for an event still received (not indexed yet): the caller claims it (CLAIM), then begins.
 BEGIN = lua(
     _INDEXES
     + """
@@ -99,6 +98,7 @@ if status == '$DONE' or status == '$FAILED' then
   redis.call('ZREM', KEYS[4], ARGV[4])
   return {'finished', status}
 end
+if status == '$RECEIVED' then return {'unclaimed'} end
 if status == '$PROCESSING' then
   local lease = redis.call('HGET', KEYS[1], 'lease_until') or '0'
   local holder = redis.call('HGET', KEYS[1], 'task_id') or ''
@@ -224,7 +224,7 @@ return 1
 """
 )
 
-# KEYS: event, pending, dead, inbox, leases, the status block; ARGV: now, entry, event_id
+# KEYS: event, pending, dead, inbox, leases, the status block, the 4 entity indexes; ARGV: now, entry, id
 # Puts a finished (or stuck) event back through the relay: status replayed, results cleared (every
 # handler runs again; commands already done are not sent again, see workers.commands), history kept.
 # Its error indexes stay as they are: a replayed event is not done, and its last failure is still that.
@@ -243,6 +243,7 @@ redis.call('ZREM', KEYS[5], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
 redis.call('LPUSH', KEYS[4], ARGV[3])
 move_status(6, ARGV[3], status, '$REPLAYED', ARGV[1])
+index_event(13, ARGV[3], KEYS[1])
 return 1
 """
 )

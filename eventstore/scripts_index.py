@@ -11,7 +11,8 @@ from eventstore.status import Status, lua
 # block of KEYS in `Status` order, starting at KEYS[base]: `move_status` takes the id out of its old
 # status's index and puts it in the new one's, scored with the time of the transition. `move_error` moves
 # it between the Smartcar error indexes (4 keys from KEYS[base]: the old error's by type and by type and
-# code, then the new one's; ARGV gives the old and new type and code, '' for none).
+# code, then the new one's; ARGV gives the old and new type and code, '' for none). `index_event` puts the
+# id in its type, vehicle, user and webhook indexes (4 keys from KEYS[base]), scored with its receipt.
 _OFFSETS = ", ".join(f"['{status.value}'] = {offset}" for offset, status in enumerate(Status))
 INDEXES = (
     "\nlocal STATUS_OFFSET = {"
@@ -21,6 +22,12 @@ local function move_status(base, id, old, new, score)
   local from = old and STATUS_OFFSET[old]
   if from then redis.call('ZREM', KEYS[base + from], id) end
   redis.call('ZADD', KEYS[base + STATUS_OFFSET[new]], score, id)
+end
+local function index_event(base, id, event_key)
+  local f = redis.call('HMGET', event_key, 'received_at', 'type', 'vehicle_id', 'user_id', 'webhook_id')
+  for k = 2, 5 do
+    if f[k] and f[k] ~= '' then redis.call('ZADD', KEYS[base + k - 2], f[1], id) end
+  end
 end
 local function move_error(base, id, score, old_type, old_code, new_type, new_code)
   if old_type ~= '' then redis.call('ZREM', KEYS[base], id) end

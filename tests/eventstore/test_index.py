@@ -78,6 +78,8 @@ def expected_indexes(client: redis.Redis, keys: KeySpace) -> dict[str, dict[str,
         fields = record.fields
         status_at = float(fields.get("updated_at") or record.received_at)
         put(keys.status_index(record.status), event_id, status_at)
+        if record.status == Status.RECEIVED:
+            continue  # the entity indexes are written when the relay claims it; it has no error yet
         put(keys.type_index(record.type), event_id, record.received_at)
         for value, index in (
             (fields.get("vehicle_id"), keys.vehicle_index),
