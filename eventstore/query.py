@@ -219,24 +219,30 @@ class EventQuery:
         self, source: Source, position: tuple[float, str] | None, count: int
     ) -> tuple[list[tuple[str, float, str]], bool]:
         """The next `count` entries of `source` after `position`, newest first (merged across its keys,
-        ties broken by id as Redis orders them), and whether any may follow."""
+        ties broken by id as Redis orders them), and whether any may follow. One round trip, but when more
+        than `count` entries of one key share the cursor's time (then that key is read again, deeper)."""
         high = source.high if position is None else position[0]
         merged: list[tuple[str, float, str]] = []
         more = False
-        for key in source.keys:
-            fetch = count
-            while True:
-                got: list[Any] = self.redis.zrevrangebyscore(
-                    key, _bound(high), _bound(source.low), start=0, num=fetch, withscores=True
-                )
+        fetch = dict.fromkeys(source.keys, count)
+        while fetch:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for key, depth in fetch.items():
+                    pipe.zrevrangebyscore(
+                        key, _bound(high), _bound(source.low), start=0, num=depth, withscores=True
+                    )
+                answers: list[Any] = pipe.execute()
+            deeper = {}
+            for (key, depth), got in zip(fetch.items(), answers, strict=True):
                 kept = [(key, float(score), text(member)) for member, score in got]
-                if position is not None:
+                if position is not None:  # what the cursor's page had: its time, and ids from its own on
                     kept = [entry for entry in kept if entry[1] < high or entry[2] < position[1]]
-                if kept or len(got) < fetch:  # a tie at the cursor longer than a batch: fetch more
-                    break
-                fetch *= 2
-            merged += kept
-            more = more or len(got) == fetch
+                if not kept and len(got) == depth:
+                    deeper[key] = depth * 2
+                    continue
+                merged += kept
+                more = more or len(got) == depth
+            fetch = deeper
         merged = list({entry[2]: entry for entry in merged}.values())  # an id moving between two of them
         merged.sort(key=lambda entry: (entry[1], entry[2]), reverse=True)
         if len(merged) > count:
