@@ -242,9 +242,11 @@ def services() -> dict[str, Any]:
 
 def test_compose_runs_each_process_and_the_simulator_only_under_the_dev_profile() -> None:
     found = services()
-    assert set(found) == {"redis", "receiver", "worker", "beat", "simulator"}
+    assert set(found) == {"redis", "receiver", "worker", "beat", "simulator", "prometheus"}
     assert found["simulator"]["profiles"] == ["dev"]
-    assert all("profiles" not in service for name, service in found.items() if name != "simulator")
+    assert found["prometheus"]["profiles"] == ["monitoring"]  # tests/deploy/test_deploy_monitoring.py
+    optional = {"simulator", "prometheus"}
+    assert all("profiles" not in service for name, service in found.items() if name not in optional)
 
 
 def test_compose_redis_persists_every_write_never_evicts_and_restarts() -> None:
@@ -293,8 +295,10 @@ def test_compose_health_checks_ask_what_the_processes_answer() -> None:
 
 
 def test_compose_commands_exist() -> None:
+    ours = compose()["x-app"]["image"]
     for name, service in services().items():
-        if name == "redis":
+        if service.get("image") != ours:  # redis, prometheus
+            assert name in {"redis", "prometheus"}, name
             continue
         command = service.get("command")
         if command is None:  # the image's CMD: the receiver
