@@ -234,8 +234,12 @@ def test_check_says_when_no_token_can_be_refreshed(
     monkeypatch.delenv("SMARTCAR_CLIENT_SECRET")
     result = runner.invoke(app, ["check"])
     assert result.exit_code == 78
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("warning: SMARTCAR_CLIENT_ID or SMARTCAR_CLIENT_SECRET is not set")
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    expected = (
+        "warning: SMARTCAR_CLIENT_ID or SMARTCAR_CLIENT_SECRET is not set: no token can be refreshed, "
+        "so every vehicle's calls fail once its access token expires"
+    )
+    assert warnings == [expected], result.stderr
 
 
 def test_the_command_as_a_subprocess(env: dict[str, str], car: dict[str, Any]) -> None:
