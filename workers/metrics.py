@@ -5,10 +5,10 @@ Two kinds, on purpose:
 - counters and histograms of this process's work (`WorkerMetrics`: events by outcome, dead letters and
   retries by Smartcar error, Smartcar calls by endpoint with their latency and status, measured in the
   runtime's httpx transport (event hooks would turn off `smartcar_core.transport`'s direct path),
-  commands by how they ended, token refreshes), in a registry of their own so that tests can build many. Children of
-  labelled metrics are cached: the hot path calls `.inc()` / `.observe()` on a bound child. With the
-  prefork pool set `PROMETHEUS_MULTIPROC_DIR` (an empty directory, wiped at each start), as for the
-  receiver: every process writes its values there and the worker's `/metrics` sums them;
+  commands by how they ended, token refreshes), in a registry of their own so that tests can build many.
+  Children of labelled metrics are cached: the hot path calls `.inc()` / `.observe()` on a bound child.
+  With the prefork pool set `PROMETHEUS_MULTIPROC_DIR` (an empty directory, wiped at each start), as for
+  the receiver: every process writes its values there and the worker's `/metrics` sums them;
 - gauges of the whole store (`StoreCollector`: whether Redis keeps what it acknowledged, inbox depth and
   the age of its oldest event, runs in progress, parked retries, dead letters, pending and how overdue
   the most overdue one is, the last reconciliation's drift by kind), read from
