@@ -4,8 +4,9 @@ receiver's Connect callback, an operator or a worker, and done by the workers.
 A job is one (action, vehicle) pair: asking again for a job that waits changes nothing but its
 details (one subscribe per vehicle, however often it is asked for). Nothing is lost between asking and
 doing: `take` hands a due job out with a lease (its due time moves to the lease's end), and only `done`
-removes it; a worker that dies with a job leaves it to be taken again when the lease ends; `retry`
-sets the next due time after a failure.
+removes it, unless it was asked for again after it was taken (that request is done again). A worker
+that dies with a job leaves it to be taken again when the lease ends; `retry` sets the next due time
+after a failure.
 
 - `{p}lifecycle`: sorted set, member `action:vehicle`, score = when it is due (or its lease ends);
 - `{p}lifecycle-job:{action}:{vehicle}`: hash `action`, `vehicle_id`, `user_id`, `reason`,
@@ -65,6 +66,7 @@ class LifecycleStore:
         self.redis = client
         self.keys = keys
         self._take = client.register_script(scripts.TAKE_LIFECYCLE)
+        self._done = client.register_script(scripts.DONE_LIFECYCLE)
 
     def request(
         self,
@@ -106,11 +108,10 @@ class LifecycleStore:
         fields = text_map(self.redis.hgetall(self.keys.lifecycle_job(action, vehicle_id)))
         return _job(fields) if fields.get("action") else None
 
-    def done(self, job: LifecycleJob) -> None:
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(self.keys.lifecycle, job.member)
-            pipe.delete(self.keys.lifecycle_job(job.action.value, job.vehicle_id))
-            pipe.execute()
+    def done(self, job: LifecycleJob) -> bool:
+        """Forget the job; False (and kept, due) when it was asked for again after it was taken."""
+        keys = [self.keys.lifecycle, self.keys.lifecycle_job(job.action.value, job.vehicle_id)]
+        return bool(self._done(keys=keys, args=[job.member, repr(job.requested_at)]))
 
     def retry(self, job: LifecycleJob, *, delay: float, error: str, now: float | None = None) -> None:
         """Due again in `delay` s, one more attempt counted, `error` kept (no secret in it: the caller's)."""

@@ -264,6 +264,15 @@ for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
 return due
 """
 
+# KEYS: lifecycle, job; ARGV: member, requested_at -> 1 when removed, 0 when asked for again since taken
+# A request that came while the job ran is a request of its own: it stays, due now, to be done again.
+DONE_LIFECYCLE = """
+if redis.call('HGET', KEYS[2], 'requested_at') ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
 # --- vehicle state --------------------------------------------------------------------------------------
 
 # KEYS: hash; ARGV: triples of (field, order key, json). Order keys are "primary:secondary" numbers.

@@ -46,3 +46,15 @@ def test_retry_counts_and_delays_and_done_forgets(client: redis.Redis, keys: Key
     client.zadd(keys.lifecycle, {"subscribe:orphan": 1.0})  # a job whose details are gone is skipped
     assert jobs.take(5, lease=60, now=1100.0) == []
     assert jobs.waiting() == []
+
+
+def test_a_request_while_the_job_runs_is_done_again(client: redis.Redis, keys: KeySpace) -> None:
+    jobs = LifecycleStore(client, keys)
+    jobs.request(SUBSCRIBE, "v1", reason="connect", now=1000.0)
+    (running,) = jobs.take(1, lease=60, now=1000.0)
+    jobs.request(SUBSCRIBE, "v1", reason="reconnect", now=1001.0)  # the owner connected again meanwhile
+    assert not jobs.done(running)
+    (again,) = jobs.take(1, lease=60, now=1002.0)
+    assert again.reason == "reconnect"
+    assert jobs.done(again)
+    assert jobs.waiting() == []
