@@ -66,3 +66,20 @@ ensure_redis() {
     echo "redis-server did not answer on port $REDIS_PORT; see $dir/redis.log" >&2
     return 1
 }
+
+# promtool (Prometheus's rule checker), for tests/deploy's checks of deploy/monitoring: taken out of Debian's
+# prometheus package with dpkg -x into .tools/, nothing installed system-wide (the server is not needed).
+ensure_promtool() {
+    if [ -n "${PROMTOOL:-}" ] || command -v promtool >/dev/null; then return 0; fi
+    local dir=.tools/prometheus
+    if [ ! -x "$dir/usr/bin/promtool" ]; then
+        local tmp; tmp=$(mktemp -d)
+        echo "fetching promtool: Debian's prometheus package, unpacked into $dir" >&2
+        (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1) || {
+            as_root apt-get update -q >/dev/null && (cd "$tmp" && apt-get download -q prometheus >/dev/null)
+        }
+        mkdir -p "$dir" && dpkg -x "$tmp"/prometheus_*.deb "$dir"
+        rm -rf "$tmp"
+    fi
+    export PROMTOOL="$PWD/$dir/usr/bin/promtool"
+}
