@@ -20,6 +20,8 @@ def as_bytes(value: Any) -> bytes:
 
 
 def bytes_map(raw: Mapping[Any, Any]) -> dict[bytes, bytes]:
+    if all(type(key) is bytes and type(value) is bytes for key, value in raw.items()):
+        return dict(raw)  # what a bytes client answers, as it is (the common case: no copy of each)
     return {as_bytes(key): as_bytes(value) for key, value in raw.items()}
 
 
