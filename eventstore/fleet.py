@@ -6,7 +6,8 @@ consent again, and one Smartcar no longer lists.
 - `{p}fleet:{vehicle}`: hash `status` (`VehicleStatus`), `user_id`, `webhook_id`, `known_since`,
   `subscribed_at`, `unsubscribed_at` (an operator unsubscribed it: the reconciliation leaves it so),
   `disconnected_at` (Smartcar's disconnect done: a step of a disconnect job),
-  `updated_at`, `reason` (why the status is what it is), `last_error`, `last_error_at`, `failed_action`;
+  `updated_at`, `reason` (why the status is what it is), `last_error`, `last_error_at`, `failed_action`,
+  `reconsent_url` (the Connect URL that asks its owner to consent again, while it needs that);
 - `{p}fleet-reconcile`: hash, the last reconciliation's report (counts and when).
 
 Only the lifecycle jobs and the reconciliation write here, never the event path: a vehicle's last event
@@ -57,6 +58,7 @@ class FleetVehicle:
     last_error: str | None
     last_error_at: float | None
     failed_action: str | None
+    reconsent_url: str | None = None
 
 
 def _time(fields: Mapping[str, str], name: str) -> float | None:
@@ -79,6 +81,7 @@ def _vehicle(vehicle_id: str, fields: Mapping[str, str]) -> FleetVehicle:
         last_error=fields.get("last_error") or None,
         last_error_at=_time(fields, "last_error_at"),
         failed_action=fields.get("failed_action") or None,
+        reconsent_url=fields.get("reconsent_url") or None,
     )
 
 
@@ -152,6 +155,7 @@ class FleetStore:
                 "subscribed_at",
                 "webhook_id",
                 "disconnected_at",
+                "reconsent_url",
                 *(() if unsubscribed else ("unsubscribed_at",)),
             ),
             now=now,
@@ -170,20 +174,35 @@ class FleetStore:
                 "subscribed_at": repr(now),
                 "reason": "subscribed",
             },
-            drop=("last_error", "last_error_at", "failed_action", "disconnected_at", "unsubscribed_at"),
+            drop=(
+                "last_error",
+                "last_error_at",
+                "failed_action",
+                "disconnected_at",
+                "unsubscribed_at",
+                "reconsent_url",
+            ),
             now=now,
             status=VehicleStatus.SUBSCRIBED,
         )
 
-    def needs_reconsent(self, vehicle_id: str, *, reason: str, now: float | None = None) -> None:
-        self._write(vehicle_id, {"reason": reason}, now=now, status=VehicleStatus.NEEDS_RECONSENT)
+    def needs_reconsent(
+        self, vehicle_id: str, *, reason: str, url: str | None = None, now: float | None = None
+    ) -> None:
+        """Its owner must consent again; `url` is the Connect URL that asks them (when one could be made)."""
+        fields = {"reason": reason, "reconsent_url": url}
+        self._write(vehicle_id, fields, now=now, status=VehicleStatus.NEEDS_RECONSENT)
 
-    def revoked(self, vehicle_id: str, *, reason: str, now: float | None = None) -> None:
-        """Tokens and state forgotten; the record stays so that an operator sees what became of it."""
+    def revoked(
+        self, vehicle_id: str, *, reason: str, url: str | None = None, now: float | None = None
+    ) -> None:
+        """Access revoked (its events wait for the grace period, `url` asks the owner to connect again),
+        or tokens and state forgotten (no `url`); the record stays so that an operator sees what became of
+        it."""
         self._write(
             vehicle_id,
-            {"reason": reason},
-            drop=("subscribed_at", "webhook_id"),
+            {"reason": reason, "reconsent_url": url},
+            drop=("subscribed_at", "webhook_id", *(() if url else ("reconsent_url",))),
             now=now,
             status=VehicleStatus.REVOKED,
         )

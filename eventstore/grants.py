@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import redis
 from redis.lock import Lock
 
-from eventstore import scripts
+from eventstore import scripts_grants
 from eventstore.codec import as_bytes, text, text_map, texts
 from eventstore.keys import KeySpace
 
@@ -60,9 +60,9 @@ class GrantStore:
     def __init__(self, client: redis.Redis, keys: KeySpace) -> None:
         self.redis = client
         self.keys = keys
-        self._put = client.register_script(scripts.PUT_GRANT)
-        self._swap = client.register_script(scripts.SWAP_GRANT)
-        self._forget = client.register_script(scripts.FORGET_GRANT_VEHICLE)
+        self._put = client.register_script(scripts_grants.PUT_GRANT)
+        self._swap = client.register_script(scripts_grants.SWAP_GRANT)
+        self._forget = client.register_script(scripts_grants.FORGET_GRANT_VEHICLE)
 
     def put(
         self,
@@ -75,7 +75,8 @@ class GrantStore:
         user_id: str | None,
         now: float,
     ) -> int:
-        """Store the grant's pair and make it the grant of `vehicles`; returns its new generation.
+        """Store the grant's pair and make it the grant of `vehicles`; returns its new generation. The
+        vehicles' events held for re-consent are due now, in the same step (`eventstore.held`).
 
         The vehicles' current grants are read first and handed to the script (their keys must be in KEYS);
         the script refuses if one changed meanwhile, and the read is done again (`PUT_ATTEMPTS` times).
@@ -92,7 +93,7 @@ class GrantStore:
                 user_id=user_id,
                 now=now,
             )
-            if generation != scripts.GRANT_MOVED:
+            if generation != scripts_grants.GRANT_MOVED:
                 return generation
         raise GrantMovedError(f"the vehicles of grant {grant_id} kept moving to other grants; try again")
 
@@ -109,7 +110,7 @@ class GrantStore:
         now: float,
     ) -> int:
         """One `put` attempt, given each mapped vehicle's grant as read (`previous`, vehicle -> grant or
-        None): the new generation, or `scripts.GRANT_MOVED` (nothing written) if a mapping changed."""
+        None): the new generation, or `scripts_grants.GRANT_MOVED` (nothing written) if a mapping changed."""
         grant_key = self.keys.grant(grant_id)
         mappings = [self.keys.grant_of(vehicle) for vehicle in previous]
         old_grants = [grant_key if old is None else self.keys.grant(old) for old in previous.values()]
@@ -124,7 +125,9 @@ class GrantStore:
         ]
         for vehicle, old in previous.items():
             args += [vehicle, old or ""]
+        held = [self.keys.held(vehicle) for vehicle in previous]
         keys = [grant_key, self.keys.grant_expiry, *mappings, *old_grants]
+        keys += [self.keys.scheduled, self.keys.pending, self.keys.held_vehicles, *held]
         return int(self._put(keys=keys, args=args))
 
     def swap(
@@ -156,7 +159,7 @@ class GrantStore:
             if grant is None:
                 return False
             keys = [self.keys.grant_of(vehicle_id), self.keys.grant(grant), self.keys.grant_expiry]
-            if int(self._forget(keys=keys, args=[vehicle_id, grant])) != scripts.GRANT_MOVED:
+            if int(self._forget(keys=keys, args=[vehicle_id, grant])) != scripts_grants.GRANT_MOVED:
                 return True
         raise GrantMovedError(f"vehicle {vehicle_id} kept moving to other grants; try again")
 
@@ -180,6 +183,15 @@ class GrantStore:
     def grant_of(self, vehicle_id: str) -> str | None:
         grant = self.redis.get(self.keys.grant_of(vehicle_id))
         return None if grant is None else text(grant)
+
+    def lookup(self, vehicle_id: str) -> tuple[str | None, float | None]:
+        """The vehicle's grant and, when its access was lost, since when (`eventstore.held`): one round
+        trip, so that a token read learns both at the price of the grant's."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.grant_of(vehicle_id))
+            pipe.zscore(self.keys.held_vehicles, vehicle_id)
+            grant, held = pipe.execute()
+        return (None if grant is None else text(grant)), (None if held is None else float(held))
 
     def grants_of(self, vehicle_ids: Sequence[str]) -> dict[str, str | None]:
         """Each vehicle's grant (None: none), in one round trip."""

@@ -36,6 +36,8 @@ Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}`
 | `{p}fleet` | sorted set, score = when first known | the registry's vehicles (`eventstore.fleet`) |
 | `{p}fleet:{vehicle}` | hash | what we know of one vehicle: status, user, subscribed_at, last error |
 | `{p}fleet-reconcile` | hash | the last reconciliation's report (when, connections, drift counts) |
+| `{p}held-vehicles` | sorted set, score = access lost at | vehicles whose events wait (`eventstore.held`) |
+| `{p}held:{vehicle}` | set | the ids of the vehicle's events waiting for re-consent (parked far ahead) |
 | `{p}connect-state:{state}` | string, TTL = its life | a Connect state, used once (`eventstore.connect`) |
 | `{p}verify:armed` | string, TTL = the window | VERIFY is answered while it exists (`eventstore.verify`) |
 | `{p}ping:{token}` | string, TTL 5 min | a worker ran the ping task (proof that the queue is consumed) |
@@ -169,6 +171,15 @@ class KeySpace:
     @property
     def fleet_reconcile(self) -> str:
         return f"{self.prefix}fleet-reconcile"
+
+    # Vehicles whose access was lost, and their events waiting for re-consent (`eventstore.held`).
+
+    @property
+    def held_vehicles(self) -> str:
+        return f"{self.prefix}held-vehicles"
+
+    def held(self, vehicle_id: str) -> str:
+        return f"{self.prefix}held:{vehicle_id}"
 
     # The receiver's Connect sessions.
 

@@ -1,6 +1,7 @@
 """Every Lua script of the store, here and (the index upkeep the transitions share, and the sweeper's trim)
-in `eventstore.scripts_index`: each one round trip, atomic, and given every key it touches in KEYS (none
-builds a key name from a prefix, which Redis Cluster could not route).
+in `eventstore.scripts_index`, the OAuth grants' in `eventstore.scripts_grants` and the release of events
+held for re-consent in `eventstore.scripts_held`): each one round trip, atomic, and given every key it
+touches in KEYS (none builds a key name from a prefix, which Redis Cluster could not route).
 
 Statuses are written `$NAME` and substituted from `Status` at import (`eventstore.status.lua`). The
 stores register these texts with their client (`register_script`: EVALSHA, reloaded on NOSCRIPT); the
@@ -330,80 +331,5 @@ for i = 1, #all, 2 do
   if (tonumber(all[i + 1]) or 0) <= tonumber(ARGV[3]) then redis.call('HDEL', KEYS[1], all[i]) end
 end
 if ARGV[4] == '1' then redis.call('HSET', KEYS[2], 'tokens', '0', 'at', ARGV[3]) end
-return 1
-"""
-
-# --- OAuth grants ---------------------------------------------------------------------------------------
-
-# KEYS: grant, expiry, then the grant-of mapping of each of the n vehicles, then for each vehicle the key of
-#       the grant its mapping held when read (the new grant's own key when it held none);
-# ARGV: grant_id, data, expires_at, refresh_expires_at, vehicles (comma-separated), user_id, now, then for
-#       each vehicle its id and the grant its mapping held when read ('' for none).
-# A vehicle that moves to this grant leaves the grant that covered it; a grant left with no vehicle is
-# deleted (nothing would use it, and the refresher would keep refreshing it). The mappings are read before
-# the call (their old grants' keys must be in KEYS): if one changed since, nothing is written and the answer
-# is 0 (`GRANT_MOVED`), for the caller to read them again. Otherwise the answer is the new generation.
-GRANT_MOVED = 0
-PUT_GRANT = """
-local n = (#KEYS - 2) / 2
-for i = 1, n do
-  if (redis.call('GET', KEYS[2 + i]) or '') ~= ARGV[7 + 2 * i] then return 0 end
-end
-local gen = redis.call('HINCRBY', KEYS[1], 'generation', 1)
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'expires_at', ARGV[3], 'refresh_expires_at', ARGV[4],
-  'vehicles', ARGV[5], 'user_id', ARGV[6], 'updated_at', ARGV[7])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-for i = 1, n do
-  local vehicle, old = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
-  if old ~= '' and old ~= ARGV[1] then
-    local old_key = KEYS[2 + n + i]
-    local kept = {}
-    for other in string.gmatch(redis.call('HGET', old_key, 'vehicles') or '', '[^,]+') do
-      if other ~= vehicle then kept[#kept + 1] = other end
-    end
-    if #kept == 0 then
-      redis.call('DEL', old_key)
-      redis.call('ZREM', KEYS[2], old)
-    else
-      redis.call('HSET', old_key, 'vehicles', table.concat(kept, ','))
-    end
-  end
-  redis.call('SET', KEYS[2 + i], ARGV[1])
-end
-return gen
-"""
-
-# KEYS: grant, expiry; ARGV: grant_id, expected_generation, data, expires_at, refresh_expires_at, now
-# Compare and set: stored only if the grant's generation is still the one the refresher read (else 0),
-# so a stale writer can never overwrite a newer pair.
-SWAP_GRANT = """
-if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[2] then return 0 end
-local gen = redis.call('HINCRBY', KEYS[1], 'generation', 1)
-redis.call('HSET', KEYS[1], 'data', ARGV[3], 'expires_at', ARGV[4], 'refresh_expires_at', ARGV[5],
-  'updated_at', ARGV[6])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-return gen
-"""
-
-# KEYS: the vehicle's grant-of mapping, the grant it held when read, expiry; ARGV: vehicle_id, that grant id
-# Forget the vehicle's tokens (a disconnect, or a connection Smartcar no longer lists): its mapping goes,
-# it leaves its grant's vehicle list, and a grant left with no vehicle is deleted (as PUT_GRANT does). 0
-# (`GRANT_MOVED`) when the mapping changed since it was read (a reconnect meanwhile: read it again);
-# 1 otherwise, also when there was nothing to forget.
-FORGET_GRANT_VEHICLE = """
-local current = redis.call('GET', KEYS[1])
-if not current then return 1 end
-if current ~= ARGV[2] then return 0 end
-local kept = {}
-for other in string.gmatch(redis.call('HGET', KEYS[2], 'vehicles') or '', '[^,]+') do
-  if other ~= ARGV[1] then kept[#kept + 1] = other end
-end
-if #kept == 0 then
-  redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[3], ARGV[2])
-else
-  redis.call('HSET', KEYS[2], 'vehicles', table.concat(kept, ','))
-end
-redis.call('DEL', KEYS[1])
 return 1
 """

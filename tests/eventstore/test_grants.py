@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 
-from eventstore import scripts
+from eventstore import scripts_grants
 from eventstore.grants import PUT_ATTEMPTS, GrantMovedError, GrantStore
 from eventstore.keys import KeySpace
 
@@ -72,7 +72,7 @@ def test_a_put_refuses_when_a_mapping_changed_since_it_was_read(client: redis.Re
         user_id=None,
         now=1000.0,
     )
-    assert generation == scripts.GRANT_MOVED
+    assert generation == scripts_grants.GRANT_MOVED
     assert client.exists(keys.grant("g2")) == 0  # nothing written
     assert client.zscore(keys.grant_expiry, "g2") is None
     assert store.grant_of("v1") == "g1"

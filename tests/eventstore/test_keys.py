@@ -41,6 +41,8 @@ DEPLOYED = {
     "fleet": ("fleet", None, "sc:fleet"),  # added with the vehicle registry
     "fleet_vehicle": ("fleet_vehicle", ("v1",), "sc:fleet:v1"),
     "fleet_reconcile": ("fleet_reconcile", None, "sc:fleet-reconcile"),
+    "held_vehicles": ("held_vehicles", None, "sc:held-vehicles"),  # added with re-consent holds (issue 10)
+    "held": ("held", ("v1",), "sc:held:v1"),
     "connect_state": ("connect_state", ("s1",), "sc:connect-state:s1"),  # added with the Connect flow
     "verify_armed": ("verify_armed", None, "sc:verify:armed"),
     "ping": ("ping", ("t0k3n",), "sc:ping:t0k3n"),
