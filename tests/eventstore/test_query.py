@@ -106,3 +106,20 @@ def test_a_cursor_from_elsewhere_is_refused(client: redis.Redis, keys: KeySpace)
         with pytest.raises(CursorError):
             query.page(EventFilter(), limit=1, cursor=cursor)
     assert query.page(EventFilter(), limit=1, cursor=f"0:1.0:{uuid.uuid4()}").records == []
+
+
+def test_pages_merge_the_status_indexes_in_time_order(
+    client: redis.Redis, keys: KeySpace, store: EventStore
+) -> None:
+    """No status asked for: the seven status indexes are walked together, newest first, page by page."""
+    made = [_event(store, "car-1", at=1000.0 + i, failed=i % 2 == 0) for i in range(150)]
+    query = EventQuery(client, keys)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = query.page(EventFilter(), limit=10, cursor=cursor)
+        seen += [record.id for record in page.records]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert seen == made[::-1]

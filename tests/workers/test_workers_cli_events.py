@@ -174,6 +174,7 @@ FILTERS = [
     (["--until", "20m"], ["permission", "asleep", "done"]),
     (["--since", "2h", "--until", "20m"], ["permission", "asleep"]),
     (["--vehicle", "v3", "--status", "failed"], ["bug"]),
+    (["--vehicle", "v1", "--status", "failed"], ["asleep"]),  # the vehicle's index, its done one left out
     (["--vehicle", "v1", "--since", "2h"], ["asleep"]),
     (["--user", "u1", "--webhook", "wh2", "--since", "3m"], ["received"]),
     ([], ["received", "bug", "retrying", "permission", "asleep", "done"]),
@@ -254,6 +255,23 @@ def test_a_bad_invocation_is_one_line_and_exit_2(
     assert "Traceback" not in result.output
     if not arguments[0].startswith("--limit"):  # typer's own usage message is several lines
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_show_says_what_an_event_lacks_and_prints_any_payload(
+    client: redis.Redis, key_prefix: str, env: dict[str, str]
+) -> None:
+    """A received event: no attempt, no result, no command; its body as text when it is not JSON."""
+    raw = _body("v1", "u1", "wh1")
+    envelope = parse_envelope(raw)
+    assert accept(client, KeySpace(key_prefix), envelope, b"not json", received_at=time.time())
+    client.hset(KeySpace(key_prefix).event(envelope.event_id), "last_error", "{broken")
+    shown = runner.invoke(app, ["events", "show", envelope.event_id], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert '"not json"' in shown.stdout
+    assert "no attempt ended yet" in shown.stdout
+    assert "no command sent" in shown.stdout
+    table = runner.invoke(app, ["events", "list", "--status", "received"], env={"COLUMNS": "200"})
+    assert envelope.event_id in table.stdout  # a last error it cannot read is left out, not a traceback
 
 
 def test_nothing_found_is_exit_1(env: dict[str, str]) -> None:
