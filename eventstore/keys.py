@@ -14,10 +14,10 @@ Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}`
 | `{p}scheduled` | sorted set, score = due time | retries parked until due (longer than a countdown) |
 | `{p}leases` | sorted set, score = lease end | runs in progress (renewed by their worker) |
 | `{p}ix:status:{status}` | sorted set, score = status time | the events in that status (`eventstore.index`) |
-| `{p}ix:type:{event_type}` | sorted set, score = receipt time | the events of one type |
-| `{p}ix:vehicle:{vehicle}` | sorted set, score = receipt time | the events of one vehicle |
-| `{p}ix:user:{user}` | sorted set, score = receipt time | the events of one Smartcar user |
-| `{p}ix:webhook:{webhook}` | sorted set, score = receipt time | the events of one webhook |
+| `{p}ix:type:{event_type}` | sorted set, score = receipt time | the claimed events of one type |
+| `{p}ix:vehicle:{vehicle}` | sorted set, score = receipt time | the claimed events of one vehicle |
+| `{p}ix:user:{user}` | sorted set, score = receipt time | the claimed events of one Smartcar user |
+| `{p}ix:webhook:{webhook}` | sorted set, score = receipt time | the claimed events of one webhook |
 | `{p}ix:error-type:{error_type}` | sorted set, score = failure time | not done, last failed with this type |
 | `{p}ix:error:{error_type}:{code}` | sorted set, score = failure time | the same, by type and code |
 | `{p}cmd:{event}:{step}` | hash, TTL = retention | one command step of an event (`eventstore.commands`) |
