@@ -229,22 +229,34 @@ return 1
 # Puts a finished (or stuck) event back through the relay: status replayed, results cleared (every
 # handler runs again; commands already done are not sent again, see workers.commands), history kept.
 # Its error indexes stay as they are: a replayed event is not done, and its last failure is still that.
-REPLAY = lua(
+# replay_event(base, id, now, entry): the replay itself, on the 16 keys from KEYS[base] in REPLAY's order;
+# shared with the replay jobs' step (`eventstore.scripts_replay`), which replays under a job's cursor.
+REPLAY_FUNCTION = (
     _APPEND
     + _INDEXES
     + """
+local function replay_event(base, id, now, entry)
+  local key = KEYS[base]
+  local status = redis.call('HGET', key, 'status')
+  append_history(key, entry)
+  redis.call('HSET', key, 'status', '$REPLAYED', 'updated_at', now)
+  redis.call('HDEL', key, 'results', 'lease_until', 'next_attempt_at', 'dead_reason')
+  redis.call('PERSIST', key)
+  redis.call('ZREM', KEYS[base + 2], id)
+  redis.call('ZREM', KEYS[base + 4], id)
+  redis.call('ZADD', KEYS[base + 1], now, id)
+  redis.call('LPUSH', KEYS[base + 3], id)
+  move_status(base + 5, id, status, '$REPLAYED', now)
+  index_event(base + 12, id, key)
+end
+"""
+)
+REPLAY_KEY_COUNT = 16
+REPLAY = lua(
+    REPLAY_FUNCTION
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local status = redis.call('HGET', KEYS[1], 'status')
-append_history(KEYS[1], ARGV[2])
-redis.call('HSET', KEYS[1], 'status', '$REPLAYED', 'updated_at', ARGV[1])
-redis.call('HDEL', KEYS[1], 'results', 'lease_until', 'next_attempt_at', 'dead_reason')
-redis.call('PERSIST', KEYS[1])
-redis.call('ZREM', KEYS[3], ARGV[3])
-redis.call('ZREM', KEYS[5], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
-redis.call('LPUSH', KEYS[4], ARGV[3])
-move_status(6, ARGV[3], status, '$REPLAYED', ARGV[1])
-index_event(13, ARGV[3], KEYS[1])
+replay_event(1, ARGV[3], ARGV[1], ARGV[2])
 return 1
 """
 )
