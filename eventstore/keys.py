@@ -38,6 +38,13 @@ Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}`
 | `{p}fleet-reconcile` | hash | the last reconciliation's report (when, connections, drift counts) |
 | `{p}held-vehicles` | sorted set, score = access lost at | vehicles whose events wait (`eventstore.held`) |
 | `{p}held:{vehicle}` | set | the ids of the vehicle's events waiting for re-consent (parked far ahead) |
+| `{p}pause` | hash | an operator's global pause, or the drain after it (`eventstore.pauses`) |
+| `{p}paused-vehicles` | hash, vehicle -> paused at | vehicles whose new events are parked by the claim |
+| `{p}parked:{vehicle}` | list | the ids of a paused vehicle's parked events (oldest at the right end) |
+| `{p}replays` | sorted set, score = when to take it (or its lease end) | replay jobs not finished (`eventstore.replays`) |
+| `{p}replay:{job}` | hash | one replay job: selection, rate, status, cursor, counts, lease |
+| `{p}replay-ids:{job}` | list | the ids the job selected, snapshotted when it was created |
+| `{p}replaying` | hash, event -> job | the events a job still has to go through (one job per event) |
 | `{p}connect-state:{state}` | string, TTL = its life | a Connect state, used once (`eventstore.connect`) |
 | `{p}verify:armed` | string, TTL = the window | VERIFY is answered while it exists (`eventstore.verify`) |
 | `{p}ping:{token}` | string, TTL 5 min | a worker ran the ping task (proof that the queue is consumed) |
@@ -180,6 +187,35 @@ class KeySpace:
 
     def held(self, vehicle_id: str) -> str:
         return f"{self.prefix}held:{vehicle_id}"
+
+    # Replay jobs (`eventstore.replays`).
+
+    @property
+    def replays(self) -> str:
+        return f"{self.prefix}replays"
+
+    def replay_job(self, job_id: str) -> str:
+        return f"{self.prefix}replay:{job_id}"
+
+    def replay_ids(self, job_id: str) -> str:
+        return f"{self.prefix}replay-ids:{job_id}"
+
+    @property
+    def replaying(self) -> str:
+        return f"{self.prefix}replaying"
+
+    # Operator pauses (`eventstore.pauses`): the relay's global switch, and the vehicles parked at claim.
+
+    @property
+    def pause(self) -> str:
+        return f"{self.prefix}pause"
+
+    @property
+    def paused_vehicles(self) -> str:
+        return f"{self.prefix}paused-vehicles"
+
+    def parked(self, vehicle_id: str) -> str:
+        return f"{self.prefix}parked:{vehicle_id}"
 
     # The receiver's Connect sessions.
 

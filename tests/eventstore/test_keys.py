@@ -43,6 +43,13 @@ DEPLOYED = {
     "fleet_reconcile": ("fleet_reconcile", None, "sc:fleet-reconcile"),
     "held_vehicles": ("held_vehicles", None, "sc:held-vehicles"),  # added with re-consent holds (issue 10)
     "held": ("held", ("v1",), "sc:held:v1"),
+    "pause": ("pause", None, "sc:pause"),  # added with pause/resume (issue 9)
+    "paused_vehicles": ("paused_vehicles", None, "sc:paused-vehicles"),
+    "parked": ("parked", ("v1",), "sc:parked:v1"),
+    "replays": ("replays", None, "sc:replays"),  # added with the replay jobs (issue 9)
+    "replay_job": ("replay_job", ("j1",), "sc:replay:j1"),
+    "replay_ids": ("replay_ids", ("j1",), "sc:replay-ids:j1"),
+    "replaying": ("replaying", None, "sc:replaying"),
     "connect_state": ("connect_state", ("s1",), "sc:connect-state:s1"),  # added with the Connect flow
     "verify_armed": ("verify_armed", None, "sc:verify:armed"),
     "ping": ("ping", ("t0k3n",), "sc:ping:t0k3n"),
