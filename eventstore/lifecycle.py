@@ -1,4 +1,4 @@
-"""Vehicle lifecycle jobs: subscribe, unsubscribe, disconnect or refresh a vehicle, asked for by the
+"""Vehicle lifecycle jobs: subscribe, unsubscribe, disconnect, refresh or forget a vehicle, asked for by the
 receiver's Connect callback, an operator or a worker, and done by the workers.
 
 A job is one (action, vehicle) pair: asking again for a job that waits changes nothing but its
@@ -32,6 +32,9 @@ class LifecycleAction(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     DISCONNECT = "disconnect"
     REFRESH = "refresh"
+    FORGET = "forget"
+    """A vehicle whose access was lost and not given back within the grace period: unsubscribed and
+    forgotten (`workers.access`)."""
 
 
 @dataclass(frozen=True, slots=True)

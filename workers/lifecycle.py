@@ -14,8 +14,9 @@ How a job's failure is handled (`run_job`), by `RetryPolicy` for Smartcar's erro
 - retryable (transient, rate limits, long-delay): due again after the policy's delay, one attempt more,
   until the policy gives up;
 - waiting (an empty rate bucket, a refresh running elsewhere): due again, no attempt counted;
-- needing a person: AUTHENTICATION after a refresh, PERMISSION, or a refresh token Smartcar refused mark
-  the vehicle `needs_reconsent` (its owner must connect again, which asks for a new subscribe); other
+- needing a person: AUTHENTICATION after a refresh (`revoked`), PERMISSION, or a refresh token Smartcar
+  refused (`needs_reconsent`) hold the vehicle (`workers.access`: its owner must connect again, which asks
+  for a new subscribe, and a re-consent URL is kept); other
   never-retry errors, no tokens, a missing SMARTCAR_WEBHOOK_ID or SMARTCAR_AMT, or attempts used up are
   recorded on the vehicle (`last_error`, `failed_action`, shown by `smartcar-events vehicles show`) and
   logged (`lifecycle_job_dropped`). Such a job is dropped, not parked: the reconciliation asks again for
@@ -34,6 +35,7 @@ from eventstore.lifecycle import LifecycleAction, LifecycleJob, LifecycleStore
 from service_base.logs import get_logger
 from smartcar_core.errors import SmartcarError
 from smartcar_core.retry import Action
+from workers.access import AccessLoss, access_lost
 from workers.limits import DeferredError
 from workers.runtime import Runtime
 from workers.tokens import GrantRefusedError, TokenError, TokenRefreshBusyError
@@ -45,7 +47,6 @@ DRAIN_TASK = "workers.lifecycle_jobs"
 RECONCILE_TASK = "workers.reconcile_fleet"
 
 _BUSY_DELAY = 1.0
-_RECONSENT_TYPES = frozenset({"AUTHENTICATION", "PERMISSION"})
 _GONE_TYPES = frozenset({"AUTHENTICATION", "PERMISSION", "RESOURCE_NOT_FOUND"})
 """Smartcar's answers to a disconnect of a vehicle whose connection is already gone."""
 
@@ -160,6 +161,7 @@ class VehicleLifecycle:
             LifecycleAction.UNSUBSCRIBE: lambda: self.unsubscribe(vehicle_id),
             LifecycleAction.DISCONNECT: lambda: self.disconnect(vehicle_id),
             LifecycleAction.REFRESH: lambda: self.refresh(vehicle_id),
+            LifecycleAction.FORGET: lambda: self.forget_expired(vehicle_id),
         }
         return operations[action]()
 
@@ -234,6 +236,7 @@ class VehicleLifecycle:
         known = self.fleet.get(vehicle_id)
         if known is not None and known.status is VehicleStatus.NEEDS_RECONSENT:
             self.fleet.connected(vehicle_id, user_id=known.user_id, reason="token refreshed")
+            self.tokens.held.release([vehicle_id])  # Smartcar took the grant after all: its events run
         expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(access.expires_at))
         return f"grant {grant} refreshed; the access token expires at {expires}"
 
@@ -246,13 +249,36 @@ class VehicleLifecycle:
             if other is not keep:
                 self._cancel(vehicle_id, other)
         self.fleet.revoked(vehicle_id, reason=reason)
+        # Its held events run now and end as dead letters (no tokens): nothing would ever release them.
+        self.tokens.held.release([vehicle_id])
 
-    def grant_refused(self, grant_id: str, *, reason: str) -> None:
-        """Smartcar refused the grant's refresh token (beat's refresher saw it): every vehicle it covers
-        needs its owner to connect again."""
+    def forget_expired(self, vehicle_id: str) -> str:
+        """A vehicle held past WORKERS_REVOKED_GRACE: unsubscribed (when SMARTCAR_WEBHOOK_ID and
+        SMARTCAR_AMT are set; a refusal that no retry helps is noted, not a reason to keep it) and forgotten.
+        One reconnected meanwhile is left alone."""
+        since = self.tokens.held.since(vehicle_id)
+        if since is None:
+            return "no longer held (its owner connected again): kept"
+        how = "not unsubscribed (SMARTCAR_WEBHOOK_ID or SMARTCAR_AMT is not set)"
+        secret = self.settings.smartcar_amt
+        if self.settings.smartcar_webhook_id and secret is not None and secret.get_secret_value().strip():
+            try:
+                how = self._unsubscribe(vehicle_id, self.settings.smartcar_webhook_id, self.amt("forget"))
+            except SmartcarError as error:
+                if self.policy.decide(error, 1, refreshed=True).action is Action.RETRY:
+                    raise
+                how = f"unsubscribe refused: {describe(error)}"
+        lost = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+        reason = f"access lost at {lost} and not given back within the grace period; {how}"
+        self.forget(vehicle_id, reason=reason, keep=LifecycleAction.FORGET)
+        return f"forgotten; {how}"
+
+    def grant_refused(self, grant_id: str, *, reason: str, vehicle_ids: list[str] | None = None) -> None:
+        """Smartcar refused the grant's refresh token: every vehicle it covered needs its owner to connect
+        again (`vehicle_ids` when the grant's own list is gone)."""
         info = self.tokens.info(grant_id)
-        for vehicle_id in info.vehicles if info is not None else []:
-            self.fleet.needs_reconsent(vehicle_id, reason=reason)
+        vehicles = vehicle_ids or (info.vehicles if info is not None else [])
+        AccessLoss(self.runtime).lost(vehicles, status=VehicleStatus.NEEDS_RECONSENT, reason=reason)
 
     def _cancel(self, vehicle_id: str, action: LifecycleAction) -> None:
         job = self.jobs.get(action.value, vehicle_id)
@@ -284,7 +310,7 @@ class VehicleLifecycle:
             delay = error.delay if isinstance(error, DeferredError) else _BUSY_DELAY
             return self._defer(job, str(error), delay)
         if isinstance(error, GrantRefusedError):
-            return self._drop(job, describe(error), reconsent=True)
+            return self._drop(job, describe(error), lost=VehicleStatus.NEEDS_RECONSENT)
         if isinstance(error, LifecycleError | MissingSettingError | TokenError):
             return self._drop(job, describe(error))
         if isinstance(error, SmartcarError):
@@ -299,8 +325,7 @@ class VehicleLifecycle:
         decision = self.policy.decide(error, job.attempts + 1, refreshed=True)
         if decision.action is Action.RETRY:
             return self._retry(job, describe(error), decision.delay)
-        reconsent = error.type in _RECONSENT_TYPES
-        return self._drop(job, f"{describe(error)}: {decision.reason}", reconsent=reconsent)
+        return self._drop(job, f"{describe(error)}: {decision.reason}", lost=access_lost(error))
 
     def _retry(self, job: LifecycleJob, error: str, delay: float) -> JobResult:
         self.jobs.retry(job, delay=delay, error=error)
@@ -318,18 +343,19 @@ class VehicleLifecycle:
         self.jobs.defer(job, delay=delay)
         return JobResult(job, Outcome.DEFERRED, reason, delay)
 
-    def _drop(self, job: LifecycleJob, error: str, *, reconsent: bool = False) -> JobResult:
-        """A job that needs a person: recorded on the vehicle and logged, then removed."""
+    def _drop(self, job: LifecycleJob, error: str, *, lost: VehicleStatus | None = None) -> JobResult:
+        """A job that needs a person: recorded on the vehicle and logged, then removed; when access was
+        `lost`, the vehicle is held with that status (`workers.access`)."""
         self.fleet.failed(job.vehicle_id, action=job.action.value, error=error)
-        if reconsent:
-            self.fleet.needs_reconsent(job.vehicle_id, reason=error)
+        if lost is not None:
+            AccessLoss(self.runtime).lost([job.vehicle_id], status=lost, reason=error)
         self.jobs.done(job)
         log.warning(
             "lifecycle_job_dropped",
             action=job.action.value,
             vehicle_id=job.vehicle_id,
             attempts=job.attempts + 1,
-            needs_reconsent=reconsent,
+            needs_reconsent=lost is not None,
             error=error,
         )
         return JobResult(job, Outcome.DROPPED, error)

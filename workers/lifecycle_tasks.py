@@ -1,4 +1,5 @@
-"""The Celery tasks of the vehicle lifecycle: the drain of due jobs (beat), one direct task per action
+"""The Celery tasks of the vehicle lifecycle: the drain of due jobs (beat, which also asks for the forget of
+vehicles held past their grace period), one direct task per action
 (`workers.subscribe_vehicle` etc.: ask for the job, then drain), and the reconciliation (beat).
 
 A direct task goes through the job queue, not around it: the job is what makes the work survive the
@@ -13,6 +14,7 @@ from collections import Counter
 from eventstore.lifecycle import LifecycleAction
 from service_base.logs import get_logger
 from smartcar_core.errors import SmartcarError
+from workers.access import AccessLoss
 from workers.app import app, assembly
 from workers.lifecycle import (
     DRAIN_TASK,
@@ -56,8 +58,11 @@ def _request_and_drain(
 
 @app.task(name=DRAIN_TASK, ignore_result=True)
 def lifecycle_jobs() -> dict[str, int]:
-    """Run the due lifecycle jobs (at most WORKERS_LIFECYCLE_BATCH); counts by outcome, for logs."""
-    return _drain(_lifecycle())
+    """Ask for a `forget` of each vehicle held past WORKERS_REVOKED_GRACE (`workers.access`), then run the
+    due lifecycle jobs (at most WORKERS_LIFECYCLE_BATCH); counts by outcome, for logs."""
+    lifecycle = _lifecycle()
+    AccessLoss(lifecycle.runtime).expire()
+    return _drain(lifecycle)
 
 
 @app.task(name="workers.subscribe_vehicle", ignore_result=True)

@@ -11,7 +11,8 @@ Two kinds, on purpose:
   the receiver: every process writes its values there and the worker's `/metrics` sums them;
 - gauges of the whole store (`StoreCollector`: whether Redis keeps what it acknowledged, inbox depth and
   the age of its oldest event, runs in progress, parked retries, dead letters, pending and how overdue
-  the most overdue one is, the last reconciliation's drift by kind), read from
+  the most overdue one is, vehicles whose events wait for re-consent, the last reconciliation's drift
+  by kind), read from
   Redis when Prometheus scrapes, never kept up to date on the hot path. Every worker exports the same
   values: alert on `max()` of them.
 
@@ -122,7 +123,10 @@ class WorkerMetrics:
             ["command", "how"],
         )
         self.token_refreshes = counter(
-            "smartcar_token_refreshes", "Token refreshes by outcome: refreshed, refused, failed.", ["outcome"]
+            "smartcar_token_refreshes",
+            "Token refreshes by outcome: refreshed, client_rejected (our client id/secret), grant_refused "
+            "(the owner must connect again), failed (Smartcar or the network).",
+            ["outcome"],
         )
 
     def measured(self, transport: httpx.BaseTransport) -> httpx.BaseTransport:
@@ -173,7 +177,8 @@ class StoreCollector(Collector):
                 pipe.zcard(keys.pending)
                 pipe.zrange(keys.pending, 0, 0, withscores=True)
                 pipe.hgetall(keys.fleet_reconcile)
-                inbox, oldest, running, scheduled, dead, pending, first, reconciled = pipe.execute()
+                pipe.zcard(keys.held_vehicles)
+                inbox, oldest, running, scheduled, dead, pending, first, reconciled, held = pipe.execute()
             received = self.redis.hget(keys.event(text(oldest)), "received_at") if oldest else None
             durability = read_durability(self.redis)
         except (redis.RedisError, OSError) as error:
@@ -202,6 +207,11 @@ class StoreCollector(Collector):
             "smartcar_pending_overdue_seconds",
             "How far past its expected time the most overdue pending event is (the sweeper's input).",
             overdue,
+        )
+        yield GaugeMetricFamily(
+            "smartcar_vehicles_needing_reconsent",
+            "Vehicles whose access was lost (grant refused, revoked, a permission missing): events wait.",
+            held,
         )
         yield from _fleet_drift(text_map(reconciled))
 

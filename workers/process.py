@@ -10,6 +10,15 @@ type in order (skipping those an earlier run finished), and ends it in one of th
 - failed: the error needs a person (or the tries ran out); the event goes to the dead letters with the
   whole attempt history and, for Smartcar errors, the suggested user message and resolution.
 
+Two failures need a person but nothing is wrong with the event, so it waits instead of failing:
+
+- Smartcar rejected our client credentials on a refresh (`ClientRejectedError`): retried every
+  WORKERS_CLIENT_REJECTED_DELAY (outcome `waiting`, not counted as an attempt) until the secret is fixed;
+- the vehicle's access was lost (a refused refresh token, AUTHENTICATION after a refresh, PERMISSION, or
+  a vehicle already held): the vehicle is marked (`workers.access`) and the event is *held* (outcome
+  `held`, "waiting for re-consent"): parked far ahead under its vehicle (`eventstore.held`) until a new
+  pair for the vehicle releases it.
+
 Running it twice for the same event is harmless: a finished event is left alone, a running one (live
 lease) is skipped, and commands are recorded per (event, step).
 """
@@ -22,15 +31,24 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from eventstore.events import BeginState
+from eventstore.fleet import VehicleStatus
+from eventstore.held import HOLD_SECONDS
 from eventstore.record import EventRecord, history_entry
 from service_base.logs import get_logger
 from smartcar_core.catalogue import RetryClass
 from smartcar_core.errors import SmartcarError
 from smartcar_core.events import EnvelopeError, parse_envelope
 from smartcar_core.retry import Action
+from workers.access import AccessLoss, access_lost
 from workers.context import HandlerContext
 from workers.limits import DeferredError
-from workers.tokens import TokenError, TokenRefreshBusyError
+from workers.tokens import (
+    ClientRejectedError,
+    GrantRefusedError,
+    TokenError,
+    TokenRefreshBusyError,
+    VehicleHeldError,
+)
 
 if TYPE_CHECKING:
     from workers.runtime import Runtime
@@ -39,6 +57,8 @@ log = get_logger("workers.process")
 NO_HANDLER = "no_handler"
 """The metrics' outcome of a run that found no handler for its event type (the event is done)."""
 _TOKEN_BUSY_DELAY = 1.0
+HELD_REASON = "waiting for re-consent"
+CLIENT_REJECTED_REASON = "waiting for SMARTCAR_CLIENT_ID/SECRET to be accepted by Smartcar"
 
 
 class Outcome(StrEnum):
@@ -179,8 +199,9 @@ class _Run:
             error = DeferredError(str(error), _TOKEN_BUSY_DELAY)
         if isinstance(error, DeferredError):
             return self._deferred(handler, error)
-        if isinstance(error, TokenError):
-            return self.dead(error, handler, str(error))
+        waiting = self._needs_someone(handler, error)
+        if waiting is not None:
+            return waiting
         failures = self._count("retry") + 1
         if isinstance(error, SmartcarError):
             refreshed = error.retry_class is RetryClass.REFRESH_TOKEN  # the gateway refreshed once already
@@ -192,6 +213,37 @@ class _Run:
         if failures >= self.runtime.settings.retry_max_attempts:
             return self.dead(error, handler, f"gave up after {failures} attempts")
         return self.retry(handler, error, self.runtime.policy.backoff(failures))
+
+    def _needs_someone(self, handler: str, error: Exception) -> RunResult | None:
+        """The outcome of a failure only our operator or the vehicle's owner can fix; None for the rest."""
+        if isinstance(error, ClientRejectedError):  # our configuration, not the event: it waits
+            delay = self.runtime.settings.client_rejected_delay
+            return self.retry(handler, error, delay, outcome="waiting", reason=CLIENT_REJECTED_REASON)
+        if isinstance(error, GrantRefusedError | VehicleHeldError):
+            return self._access_lost(handler, error, VehicleStatus.NEEDS_RECONSENT)
+        if isinstance(error, TokenError):
+            return self.dead(error, handler, str(error))
+        lost = access_lost(error)
+        if lost is not None and self.record.vehicle_id:
+            return self._access_lost(handler, error, lost)
+        return None
+
+    def _access_lost(self, handler: str, error: Exception, status: VehicleStatus) -> RunResult:
+        """Mark the vehicle (unless it already is: `VehicleHeldError`), then hold the event: listed under
+        its vehicle, parked far ahead, and released by the vehicle's next pair (`eventstore.held`). A
+        release that came between the listing and the park is caught by the look after it."""
+        vehicle_id = (error.vehicle_id if isinstance(error, TokenError) else None) or self.record.vehicle_id
+        if not vehicle_id:
+            return self.dead(error, handler, str(error))
+        if not isinstance(error, VehicleHeldError):
+            vehicles = error.vehicle_ids if isinstance(error, GrantRefusedError) else []
+            AccessLoss(self.runtime).lost(vehicles or [vehicle_id], status=status, reason=str(error)[:300])
+        held = self.runtime.tokens.held
+        held.hold(vehicle_id, self.record.id)
+        result = self.retry(handler, error, HOLD_SECONDS, outcome="held", reason=HELD_REASON)
+        if result.outcome is Outcome.RETRY and held.since(vehicle_id) is None:
+            held.release([vehicle_id])
+        return result
 
     def _deferred(self, handler: str, error: DeferredError) -> RunResult:
         deferrals = self._count("deferred") + 1

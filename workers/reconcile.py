@@ -114,10 +114,14 @@ def _still_gone(lifecycle: VehicleLifecycle, amt: str, vehicle_id: str, started:
     return not lifecycle.gateway.connections(amt, vehicle_id=vehicle_id, limit=1).connections
 
 
+_HELD = (VehicleStatus.NEEDS_RECONSENT, VehicleStatus.REVOKED)
+"""A vehicle we hold tokens for with one of these statuses waits for its owner (`workers.access`)."""
+
+
 def _wants_subscribe(known: FleetVehicle | None) -> bool:
     if known is None:
         return True
-    if known.status in (VehicleStatus.SUBSCRIBED, VehicleStatus.NEEDS_RECONSENT):
+    if known.status in (VehicleStatus.SUBSCRIBED, *_HELD):
         return False
     return known.unsubscribed_at is None
 
@@ -145,7 +149,7 @@ def reconcile(
         known = registered.get(vehicle_id)
         if vehicle_id not in covered:
             report.no_tokens.append(vehicle_id)
-        elif known is not None and known.status is VehicleStatus.NEEDS_RECONSENT:
+        elif known is not None and known.status in _HELD:  # covered and revoked: access lost, held
             report.needs_reconsent.append(vehicle_id)
         elif _wants_subscribe(known):
             report.not_subscribed.append(vehicle_id)

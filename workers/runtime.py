@@ -104,6 +104,7 @@ class Runtime:
             lock_wait=settings.token_refresh_wait,
             cache_seconds=settings.token_cache_seconds,
             metrics=metrics,
+            client_id=settings.smartcar_client_id,
         )
         limiter = RateLimiter(
             client,

@@ -69,6 +69,8 @@ class WorkerSettings(ServiceSettings):
     smartcar_client_secret: SecretStr | None = Field(None, validation_alias=env("SMARTCAR_CLIENT_SECRET"))
     smartcar_amt: SecretStr | None = Field(None, validation_alias=env("SMARTCAR_AMT"))
     smartcar_webhook_id: str | None = Field(None, validation_alias=env("SMARTCAR_WEBHOOK_ID"))
+    smartcar_redirect_uri: str | None = Field(None, validation_alias=env("SMARTCAR_REDIRECT_URI"))
+    """The Connect redirect URI (the receiver's `/callback`), put in the re-consent URLs we make."""
     log_task_lines: bool = False
     """Celery's two INFO lines per task (received, succeeded): off, they would be most of the log at
     fleet rates and cost CPU; retries and dead letters are logged by us either way."""
@@ -156,6 +158,14 @@ class WorkerSettings(ServiceSettings):
     token_refresh_wait: float = Field(30.0, ge=0)
     token_cache_seconds: float = Field(60.0, ge=0)
     """Reuse a token read from Redis this long in the process (saves two round trips per call)."""
+    client_rejected_delay: float = Field(300.0, gt=0)
+    """While Smartcar rejects SMARTCAR_CLIENT_ID/SECRET (invalid_client), an event that needed a refresh
+    waits this long before it tries again: not counted as an attempt, never dead-lettered for it."""
+    revoked_grace: float = Field(7 * 86400.0, gt=0)
+    """A vehicle whose access was lost (refused grant, revoked, a permission missing) keeps its tokens
+    and waiting events this long for its owner to connect again; then it is unsubscribed and forgotten."""
+    reconsent_scopes: list[str] = Field(default_factory=list)
+    """The permissions the re-consent URLs ask for (empty: Connect's default for the application)."""
 
     # --- vehicle lifecycle (subscribe, unsubscribe, disconnect, refresh) and reconciliation ---
     lifecycle_interval: float = Field(5.0, gt=0)

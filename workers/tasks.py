@@ -17,11 +17,11 @@ from workers.lifecycle import VehicleLifecycle
 from workers.process import process_event as run_event
 from workers.publish import TASK_NAME
 from workers.sweeper import sweep as sweep_events
-from workers.tokens import GrantRefusedError, TokenError, TokenRefreshBusyError
+from workers.tokens import ClientRejectedError, GrantRefusedError, TokenError, TokenRefreshBusyError
 
 log = get_logger("workers.tasks")
 _BEAT_PERIOD = 60.0
-_REFUSED_GRANT_PAUSE = 3600.0  # a grant Smartcar refused to refresh is not tried again every minute
+_REFUSED_GRANT_PAUSE = 3600.0  # a grant without usable tokens is not tried again every minute
 
 
 @app.task(name=TASK_NAME, ignore_result=True, bind=True)
@@ -45,7 +45,12 @@ def sweep() -> dict[str, int]:
 
 @app.task(name="workers.refresh_tokens", ignore_result=True)
 def refresh_tokens() -> dict[str, int]:
-    """Refresh the grants whose access token expires within the refresh margin (plus one beat period)."""
+    """Refresh the grants whose access token expires within the refresh margin (plus one beat period).
+
+    A grant Smartcar refused (invalid_grant) holds its vehicles and is not refreshed again until a new
+    pair is stored (`workers.tokens`); rejected client credentials (invalid_client) stop this run, since
+    every other grant would be rejected too (`smartcar_client_rejected` is logged): the next beat tries
+    again, and succeeds once SMARTCAR_CLIENT_ID/SECRET are fixed."""
     runtime = assembly.runtime()
     tokens = runtime.tokens
     refreshed = failed = 0
@@ -54,12 +59,17 @@ def refresh_tokens() -> dict[str, int]:
             refreshed += tokens.refresh_if_expiring(grant, now=time.time() + _BEAT_PERIOD)
         except TokenRefreshBusyError:
             continue  # another worker is refreshing it right now
-        except TokenError as error:
+        except ClientRejectedError:
+            failed += 1
+            break
+        except GrantRefusedError as error:  # `vehicles list` says whose owner must reconnect
+            failed += 1
+            log.warning("token_refresh_failed", grant=grant, retry="after the user reconnects")
+            VehicleLifecycle(runtime).grant_refused(grant, reason=str(error), vehicle_ids=error.vehicle_ids)
+        except TokenError:
             failed += 1
             log.warning("token_refresh_failed", grant=grant, retry="after the user reconnects")
             tokens.postpone(grant, time.time() + _REFUSED_GRANT_PAUSE)
-            if isinstance(error, GrantRefusedError):  # `vehicles list` says whose owner must reconnect
-                VehicleLifecycle(runtime).grant_refused(grant, reason=str(error))
         except Exception:  # one grant's failure must not stop the others
             failed += 1
             log.warning("token_refresh_failed", grant=grant, retry="next beat", exc_info=True)

@@ -10,11 +10,25 @@ The event store keeps the grants (`eventstore.grants`): the pair is encrypted (F
 which grant it belongs to is `eventstore.tokens_at_rest`, shared with the receiver's Connect callback. A
 refresh is stored only if the grant's `generation` is still the one the refresher read (compare and set),
 so a stale writer can never overwrite a newer pair.
+
+Smartcar's refusals are told apart (`_exchange`), because each needs someone else:
+
+- `invalid_client` / `unauthorized_client`: our SMARTCAR_CLIENT_ID/SECRET are wrong, not the user's
+  grant. `ClientRejectedError`; the grant is left as it is, so that the next try after the secret is
+  fixed succeeds; logged at ERROR (`smartcar_client_rejected`, at most once a minute per process);
+- `invalid_grant`: the refresh token is spent or revoked. `GrantRefusedError`; the grant's vehicles are
+  held (`eventstore.held`: their events wait for the owner to connect again) and the grant is no longer
+  refreshed, until a new pair is stored;
+- anything else (Smartcar unreachable, a 5xx, another OAuth error): raised as it is, for the caller's
+  retry policy.
+
+A held vehicle's token read raises `VehicleHeldError` without a call: the lookup of its grant tells it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,35 +39,42 @@ from cryptography.fernet import InvalidToken, MultiFernet
 
 from eventstore.client import connect
 from eventstore.grants import GrantInfo, GrantStore
+from eventstore.held import HeldEvents
 from eventstore.keys import KeySpace
 from eventstore.tokens_at_rest import grant_id_for as _grant_id_for
 from eventstore.tokens_at_rest import seal, store_pair, unseal
+from service_base.logs import get_logger
 from smartcar_core.errors import OAuthError
 from smartcar_core.results import Access
+from workers.token_errors import (
+    ClientRejectedError,
+    GrantRefusedError,
+    TokenError,
+    TokenRefreshBusyError,
+    VehicleHeldError,
+)
 
 if TYPE_CHECKING:
     from workers.metrics import WorkerMetrics
     from workers.settings import WorkerSettings
 
+__all__ = [  # the errors' home is workers.token_errors; their names stay importable from here
+    "AccessToken",
+    "ClientRejectedError",
+    "GrantRefusedError",
+    "Refresher",
+    "TokenError",
+    "TokenRefreshBusyError",
+    "TokenStore",
+    "VehicleHeldError",
+    "grant_id_for",
+    "put_tokens",
+]
+log = get_logger("workers.tokens")
 _POLL_SECONDS = 0.05
+_CLIENT_REJECTED = frozenset({"invalid_client", "unauthorized_client"})
+_CLIENT_LOG_EVERY = 60.0
 grant_id_for = _grant_id_for  # its home was here: the name stays importable
-
-
-class TokenError(Exception):
-    """Tokens are missing or unusable; `vehicle_id`/`grant_id` say whose. The message never holds a token."""
-
-    def __init__(self, message: str, *, vehicle_id: str | None = None, grant_id: str | None = None) -> None:
-        super().__init__(message)
-        self.vehicle_id = vehicle_id
-        self.grant_id = grant_id
-
-
-class TokenRefreshBusyError(TokenError):
-    """Another worker holds the refresh lock for longer than we wait: try again later."""
-
-
-class GrantRefusedError(TokenError):
-    """Smartcar refused the grant's refresh token (spent or revoked): only the owner reconnecting helps."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +110,12 @@ class TokenStore:
         lock_wait: float = 30.0,
         cache_seconds: float = 0.0,
         metrics: WorkerMetrics | None = None,
+        client_id: str | None = None,
     ) -> None:
         self.grants = GrantStore(client, keys)
+        self.client_id = client_id
+        """Our SMARTCAR_CLIENT_ID, named when Smartcar rejects it (never the secret)."""
+        self.held = HeldEvents(client, keys)
         self.fernet = fernet
         self.refresher = refresher
         self.refresh_margin = refresh_margin
@@ -103,6 +128,7 @@ class TokenStore:
         # compares generations with what is stored.
         self._cached_grants: dict[str, str] = {}
         self._tokens: dict[str, tuple[AccessToken, float]] = {}
+        self._client_logged_at = -math.inf  # when smartcar_client_rejected was last logged here
 
     def __repr__(self) -> str:
         return f"TokenStore(prefix={self.grants.keys.prefix!r})"
@@ -149,7 +175,10 @@ class TokenStore:
         )
 
     def grant_of(self, vehicle_id: str) -> str:
-        grant = self.grants.grant_of(vehicle_id)
+        """The vehicle's grant; `VehicleHeldError` when its access was lost, `TokenError` when it has none."""
+        grant, held_since = self.grants.lookup(vehicle_id)
+        if held_since is not None:
+            raise VehicleHeldError(vehicle_id=vehicle_id, since=held_since)
         if grant is None:
             raise TokenError(
                 f"no Smartcar tokens stored for vehicle {vehicle_id} "
@@ -266,17 +295,58 @@ class TokenStore:
         try:
             access = self.refresher(refresh_token)
         except OAuthError as error:
-            self._count("refused")
-            # invalid_grant: the refresh token is spent or revoked; the user must reconnect.
-            raise GrantRefusedError(
-                f"Smartcar refused to refresh grant {grant_id} ({error.type}): the user must reconnect",
-                grant_id=grant_id,
-            ) from None
+            if error.type in _CLIENT_REJECTED:
+                raise self._client_rejected(grant_id, error) from None
+            if error.type == "invalid_grant":
+                raise self._grant_refused(grant_id, error) from None
+            self._count("failed")
+            raise
         except Exception:  # Smartcar unreachable, a 5xx: counted, and the caller decides
             self._count("failed")
             raise
         self._count("refreshed")
         return access
+
+    def _client_rejected(self, grant_id: str, error: OAuthError) -> ClientRejectedError:
+        self._count("client_rejected")
+        if time.monotonic() - self._client_logged_at >= _CLIENT_LOG_EVERY:
+            self._client_logged_at = time.monotonic()
+            # The id is not a secret and says which application; the secret is never logged.
+            log.error(
+                "smartcar_client_rejected",
+                oauth_error=error.type,
+                client_id=self.client_id,
+                fix="set SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET to the application's credentials",
+                events="wait and are retried (WORKERS_CLIENT_REJECTED_DELAY), never dead-lettered for it",
+            )
+        return ClientRejectedError(
+            f"Smartcar rejected our client credentials ({error.type}) refreshing grant {grant_id}: "
+            "check SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET",
+            grant_id=grant_id,
+            oauth_error=str(error.type),
+        )
+
+    def _grant_refused(self, grant_id: str, error: OAuthError) -> GrantRefusedError:
+        """invalid_grant: the grant's vehicles are held and the grant is no longer refreshed (its place in
+        the refresher's schedule moves to never) until a new pair is stored, which releases them."""
+        self._count("grant_refused")
+        info = self.grants.info(grant_id)
+        vehicles = info.vehicles if info is not None else []
+        self.held.mark(vehicles)
+        self.grants.postpone(grant_id, math.inf)
+        self.forget_cached(vehicles)
+        return GrantRefusedError(
+            f"Smartcar refused to refresh grant {grant_id} ({error.type}): the user must reconnect",
+            grant_id=grant_id,
+            vehicle_ids=vehicles,
+        )
+
+    def forget_cached(self, vehicle_ids: Sequence[str]) -> None:
+        """Drop this process's cached tokens of the vehicles (their access was lost)."""
+        for vehicle_id in vehicle_ids:
+            grant = self._cached_grants.pop(vehicle_id, None)
+            if grant is not None:
+                self._tokens.pop(grant, None)
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from eventstore.fleet import FleetStore, VehicleStatus
 from smartcar_core.catalogue import BENIGN, CATALOGUE, RetryClass
 from smartcar_simulator.errors import CATALOGUE as SIMULATED_ERRORS
 from smartcar_simulator.testing import RunningSimulator
@@ -64,6 +65,12 @@ def test_catalogue_error_on_a_command(
         # One refresh, one more try: it succeeds (the fault fired once); the token rotated at the simulator.
         _assert_done(result, how="sent")
         assert len(sim.control.requests(path="/oauth/token")) == 1
+    elif error_type == "PERMISSION":  # access reduced: the vehicle waits for its owner's new consent
+        assert result.outcome is Outcome.RETRY, result
+        assert result.detail["outcome"] == "held"
+        assert result.detail["entry"]["reason"] == "waiting for re-consent"
+        assert runtime.tokens.held.events(vehicle["id"]) == [event_id]
+        assert runtime.redis.zscore(runtime.keys.dead, event_id) is None
     elif retry_class is RetryClass.NEVER:
         assert result.outcome is Outcome.DEAD, result
         entry = result.detail["entry"]
@@ -123,7 +130,7 @@ def test_unknown_server_side_failures_are_retried(
     _assert_done(process_event(runtime, event_id))
 
 
-def test_a_second_authentication_error_after_a_refresh_is_dead_lettered(
+def test_a_second_authentication_error_after_a_refresh_holds_the_vehicle_as_revoked(
     client: redis.Redis,
     key_prefix: str,
     *,
@@ -137,9 +144,22 @@ def test_a_second_authentication_error_after_a_refresh_is_dead_lettered(
     error = {"type": "AUTHENTICATION", "code": None, "status": 401}
     sim.control.add_fault(vehicle_id=vehicle["id"], path="charge", method="POST", count=2, error=error)
     result = process_event(runtime, event_id)
-    assert result.outcome is Outcome.DEAD
-    assert "refused again after a refresh" in result.detail["reason"]
+    assert result.outcome is Outcome.RETRY
+    assert result.detail["outcome"] == "held"
     assert len(sim.control.requests(path="/oauth/token")) == 1
+    known = FleetStore(client, runtime.keys).get(vehicle["id"])
+    assert known is not None
+    assert known.status is VehicleStatus.REVOKED
+    assert known.reconsent_url is not None
+    # No call for it any more: a second event of the vehicle is held without one.
+    calls = len(sim.control.requests(vehicle_id=vehicle["id"]))
+    signals = {"tractionbattery-stateofcharge": 91, "charge-ischarging": True}
+    second = accept_event(
+        client, key_prefix, state_event(vehicle, {**signals, "charge-ischargingcableconnected": True})
+    )
+    assert process_event(runtime, second).detail["outcome"] == "held"
+    assert len(sim.control.requests(vehicle_id=vehicle["id"])) == calls
+    assert runtime.tokens.held.events(vehicle["id"]) == sorted([event_id, second])
 
 
 def test_rate_limits_pause_the_vehicle_or_the_whole_application(

@@ -56,17 +56,23 @@ def test_a_scripted_scenario_shows_in_the_counters_and_the_store_gauges(
     sim.control.add_fault(vehicle_id=vehicle["id"], path="charge", method="POST", count=1, error=server_error)
     assert process_event(runtime, retried).outcome is Outcome.RETRY
     assert process_event(runtime, retried).outcome is Outcome.DONE
-    # 3. dead-lettered: refused again after the one refresh.
+    # 3. dead-lettered: a never-retry error.
     vehicle, dead = _event(runtime, connect, state_event, 2)
+    billing = {"type": "BILLING", "code": "VEHICLE_LIMIT", "status": 430}
+    sim.control.add_fault(vehicle_id=vehicle["id"], path="charge", method="POST", count=1, error=billing)
+    assert process_event(runtime, dead).outcome is Outcome.DEAD
+    # 3b. held for re-consent: refused again after the one refresh (access revoked).
+    vehicle, held = _event(runtime, connect, state_event, 3)
     refused = {"type": "AUTHENTICATION", "code": None, "status": 401}
     sim.control.add_fault(vehicle_id=vehicle["id"], path="charge", method="POST", count=2, error=refused)
-    assert process_event(runtime, dead).outcome is Outcome.DEAD
+    assert process_event(runtime, held).detail["outcome"] == "held"
     # 4. a second delivery of a finished event: skipped.
     assert process_event(runtime, done).outcome is Outcome.SKIPPED
 
     assert _value(registry, "smartcar_events_total", outcome="done", type="VEHICLE_STATE") == 2
     assert _value(registry, "smartcar_events_total", outcome="retry", type="VEHICLE_STATE") == 1
     assert _value(registry, "smartcar_events_total", outcome="dead", type="VEHICLE_STATE") == 1
+    assert _value(registry, "smartcar_events_total", outcome="held", type="VEHICLE_STATE") == 1
     assert _value(registry, "smartcar_events_total", outcome="skipped", type="-") == 1
     assert (
         _value(
@@ -78,16 +84,21 @@ def test_a_scripted_scenario_shows_in_the_counters_and_the_store_gauges(
         )
         == 1
     )
-    assert _value(registry, "smartcar_dead_letters_total", error_type="AUTHENTICATION", error_code="-") == 1
+    assert (
+        _value(registry, "smartcar_dead_letters_total", error_type="BILLING", error_code="VEHICLE_LIMIT") == 1
+    )
+    held_labels = {"outcome": "held", "error_type": "AUTHENTICATION", "error_code": "-"}
+    assert _value(registry, "smartcar_event_retries_total", **held_labels) == 1
     assert _value(registry, "smartcar_api_errors_total", type="AUTHENTICATION", code="-") == 2
     assert _value(registry, "smartcar_commands_total", command="stop_charge", how="sent") == 2
-    assert _value(registry, "smartcar_commands_total", command="stop_charge", how="failed") == 2
+    assert _value(registry, "smartcar_commands_total", command="stop_charge", how="failed") == 3
     assert _value(registry, "smartcar_token_refreshes_total", outcome="refreshed") == 1
     charge = "/v2.0/vehicles/{id}/charge"
     assert _value(registry, "smartcar_api_calls_total", endpoint=charge, status="200") == 2
     assert _value(registry, "smartcar_api_calls_total", endpoint=charge, status="500") == 1
     assert _value(registry, "smartcar_api_calls_total", endpoint=charge, status="401") == 2
-    assert _value(registry, "smartcar_api_call_seconds_count", endpoint=charge) == 5
+    assert _value(registry, "smartcar_api_calls_total", endpoint=charge, status="430") == 1
+    assert _value(registry, "smartcar_api_call_seconds_count", endpoint=charge) == 6
     assert _value(registry, "smartcar_event_run_seconds_count", outcome="done") == 2
 
     gauges = CollectorRegistry()
@@ -95,10 +106,12 @@ def test_a_scripted_scenario_shows_in_the_counters_and_the_store_gauges(
     assert _value(gauges, "smartcar_store_up") == 1
     assert _value(gauges, "smartcar_store_durable") == 0  # the test Redis keeps nothing on disk
     assert _value(gauges, "smartcar_dead_letters_stored") == 1
-    assert _value(gauges, "smartcar_inbox_depth") == 3  # stored by the test, never relayed
+    assert _value(gauges, "smartcar_inbox_depth") == 4  # stored by the test, never relayed
     assert _value(gauges, "smartcar_inbox_oldest_age_seconds") > 0
     assert _value(gauges, "smartcar_runs_in_progress") == 0
-    assert _value(gauges, "smartcar_pending_events") == 0  # each one ended
+    assert _value(gauges, "smartcar_pending_events") == 1  # each one ended but the held one
+    assert _value(gauges, "smartcar_scheduled_retries") == 1  # parked until its owner connects again
+    assert _value(gauges, "smartcar_vehicles_needing_reconsent") == 1
 
 
 def test_a_redis_with_an_append_only_file_and_no_eviction_is_durable(tmp_path: Path, key_prefix: str) -> None:

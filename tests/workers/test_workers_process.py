@@ -120,10 +120,10 @@ def test_never_retry_error_goes_to_dead_letters_with_the_user_message(
 ) -> None:
     def denied(ctx: HandlerContext) -> None:
         raise smartcar_error(
-            403,
-            "PERMISSION",
-            None,
-            resolution={"type": "REAUTHENTICATE", "url": "https://connect.example/re"},
+            409,
+            "COMPATIBILITY",
+            "MAKE_NOT_COMPATIBLE",
+            resolution={"type": "CONTACT_SUPPORT", "url": "https://connect.example/re"},
             suggestedUserMessage="Please reconnect your car.",
         )
 
@@ -137,7 +137,7 @@ def test_never_retry_error_goes_to_dead_letters_with_the_user_message(
     (entry,) = record.history
     assert entry["outcome"] == "failed"
     assert entry["suggested_user_message"] == "Please reconnect your car."
-    assert entry["resolution"] == {"type": "REAUTHENTICATE", "url": "https://connect.example/re"}
+    assert entry["resolution"] == {"type": "CONTACT_SUPPORT", "url": "https://connect.example/re"}
     assert client.zscore(runtime.keys.dead, event_id) is not None
 
 
