@@ -27,6 +27,7 @@ from eventstore.vehicles import VehicleStateStore
 from service_base.logs import configure_logging
 from workers.cli_events import events_app
 from workers.cli_vehicles import vehicles_app
+from workers.credentials import ClientVerdict, probe_client
 from workers.settings import SettingsError, WorkerSettings, load_settings
 from workers.tokens import TokenError, TokenStore, put_tokens
 
@@ -246,18 +247,25 @@ def relay() -> None:
 
 @app.command()
 def check() -> None:
-    """Check the settings, the Celery configuration the workers would run with, and (on the broker) that
-    Celery and kombu still work as workers.publish and workers.broker assume: run it after an upgrade."""
+    """Check the settings, the Celery configuration the workers would run with, that Smartcar's token
+    endpoint accepts SMARTCAR_CLIENT_ID/SECRET (`workers.credentials`: no user needed), and (on the broker)
+    that Celery and kombu still work as workers.publish and workers.broker assume: run it after an upgrade."""
     settings = _settings()
     from workers.app import app as celery_app  # noqa: PLC0415 - Celery only for this command
     from workers.app import check_configuration  # noqa: PLC0415 - Celery only for this command
 
     problems = check_configuration(celery_app.conf, settings)
-    if not settings.smartcar_client_id or settings.smartcar_client_secret is None:
+    client = probe_client(settings)
+    if client.verdict is ClientVerdict.UNSET:
         # Valid settings, but two hours after a Connect every call fails: no token can be refreshed.
         problems.append(
             "warning: SMARTCAR_CLIENT_ID or SMARTCAR_CLIENT_SECRET is not set: no token can be refreshed, "
             "so every vehicle's calls fail once its access token expires"
+        )
+    elif client.verdict is ClientVerdict.REJECTED:
+        problems.append(
+            f"Smartcar's token endpoint rejected SMARTCAR_CLIENT_ID/SECRET ({client.detail}): "
+            "no token can be refreshed; events needing one wait until they are fixed"
         )
     problems += _broker_problems(settings, wait=_CHECK_WAIT)
     for problem in problems:
@@ -265,6 +273,7 @@ def check() -> None:
     table = Table(show_header=False, title="workers")
     for name in _SHOWN:
         table.add_row(name, str(getattr(settings, name)))
+    table.add_row("client credentials", f"{client.verdict.value} ({client.detail})")
     console.print(table)
     if problems:
         raise typer.Exit(78)

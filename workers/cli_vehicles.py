@@ -241,6 +241,7 @@ def _rows(lifecycle: VehicleLifecycle, ids: list[str] | None) -> list[dict[str, 
     )
     known = lifecycle.fleet.many(vehicles)
     last = lifecycle.runtime.vehicles.last_events(vehicles)
+    held = lifecycle.tokens.held.counts(vehicles)
     waiting: dict[str, list[str]] = {}
     for job, _ in lifecycle.jobs.waiting():
         waiting.setdefault(job.vehicle_id, []).append(job.action.value)
@@ -271,6 +272,8 @@ def _rows(lifecycle: VehicleLifecycle, ids: list[str] | None) -> list[dict[str, 
                 "last_error_at": record.last_error_at if record is not None else None,
                 "failed_action": record.failed_action if record is not None else None,
                 "waiting_jobs": waiting.get(vehicle_id, []),
+                "reconsent_url": record.reconsent_url if record is not None else None,
+                "events_waiting_for_reconsent": held.get(vehicle_id, 0),
             }
         )
     return rows
@@ -312,7 +315,8 @@ def list_command(as_json: AsJson = False) -> None:
 
 @vehicles_app.command()
 def show(vehicle_id: str, as_json: AsJson = False) -> None:
-    """Everything we know of one vehicle (never a token).
+    """Everything we know of one vehicle (never a token); for one whose access was lost, the Connect URL
+    that asks its owner to consent again and how many of its events wait for it.
 
     Its signals and errors: `smartcar-events vehicle state`."""
     with _lifecycle() as lifecycle:
