@@ -41,11 +41,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from receiver.app import STARTUP_FAILURE
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
+from service_base.logs import get_logger
 
 # What this module overrides or reads, by the uvicorn function that must still do it (see hook_problems).
 _RELIED_ON: dict[str, frozenset[str]] = {
     "__init__": frozenset(
-        {"app", "limit_concurrency", "tasks", "loop", "cycle", "server_state", "transport", "logger"}
+        {"app", "limit_concurrency", "tasks", "loop", "cycle", "server_state", "transport"}
         | {"timeout_keep_alive", "timeout_keep_alive_task"}
     ),
     "on_message_begin": frozenset({"url", "headers"}),
@@ -80,6 +81,7 @@ class _Stop(Exception):  # noqa: N818 - not an error: stops the parser on a requ
     nothing on a connection already answered and closing."""
 
 
+log = get_logger("receiver.http")
 _HEAD_TOO_LARGE = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
 _HEAD_TOO_SLOW = HTTPStatus.REQUEST_TIMEOUT
 
@@ -162,7 +164,7 @@ class LimitedProtocol(HttpToolsProtocol):
                 raise _Stop
         busy = self._max_in_flight is not None and len(self.tasks) >= self._max_in_flight
         if busy:
-            self.logger.warning("Exceeded concurrency limit.")  # uvicorn's own words for it
+            log.warning("concurrency_limit_exceeded", limit=self._max_in_flight)
         self.app = _busy if busy else self._app  # uvicorn's on_headers_complete runs self.app
         super().on_headers_complete()
 
@@ -179,15 +181,13 @@ class LimitedProtocol(HttpToolsProtocol):
 
     def _body_too_slow(self) -> None:
         self._deadline = None
-        self.logger.warning(
-            "Request body not complete within %g s: connection closed.", self.limits.body_timeout
-        )
+        log.warning("request_body_too_slow", seconds=self.limits.body_timeout, outcome="connection closed")
         self.transport.close()  # the app reading the body sees a disconnect
 
     def _refuse(self, status: HTTPStatus, problem: str) -> None:
         """Answer `status` (a JSON body, as the app's refusals have) and close the connection; only close it
         while the response to an earlier (pipelined) request is pending: no answer can go before that one."""
-        self.logger.warning("Refused: %s (%d), connection closed.", problem, status.value)
+        log.warning("request_refused", problem=problem, status=status.value, outcome="connection closed")
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()
             return
