@@ -42,6 +42,7 @@ from eventstore.index import (
     stored_error_key,
 )
 from eventstore.keys import DEFAULT_DEDUPE_SECONDS, KeySpace
+from eventstore.pauses import PARKED_FOR
 from eventstore.record import EventRecord, history_entry
 from eventstore.status import Status
 from smartcar_core.events import Envelope
@@ -158,14 +159,16 @@ class EventStore:
         return texts(popped[1]) if popped else []
 
     def mark_queued(self, event_ids: Sequence[str], *, now: float | None = None) -> list[str]:
-        """Mark popped ids queued; returns those that were waiting for it (received or replayed)."""
+        """Mark popped ids queued; returns those that were waiting for it (received or replayed), but the
+        ids of a paused vehicle, which the claim parks instead (`eventstore.pauses`)."""
         if not event_ids:
             return []
         now = time.time() if now is None else now
-        keys = [self.keys.pending, *self._statuses]
-        for event_id, entities in zip(event_ids, self._entity_keys(event_ids), strict=True):
-            keys += [self.keys.event(event_id), *entities]
-        return texts(self._claim(keys=keys, args=[repr(now), *event_ids]))
+        keys = [self.keys.pending, *self._statuses, self.keys.paused_vehicles]
+        for event_id, fields in zip(event_ids, self._read(event_ids, _ENTITY_FIELDS), strict=True):
+            keys += [self.keys.event(event_id), *record_entity_keys(self.keys, fields)]
+            keys.append(self.keys.parked(fields.get("vehicle_id", "")))  # used only if it is paused
+        return texts(self._claim(keys=keys, args=[repr(now), repr(now + PARKED_FOR), *event_ids]))
 
     def _entity_keys(self, event_ids: Sequence[str]) -> list[list[str]]:
         """Each event's type, vehicle, user and webhook indexes, from its record (one round trip): what

@@ -58,23 +58,33 @@ local function append_history(key, entry)
 end
 """
 
-# KEYS: pending, the status block, then per id its event key and type, vehicle, user, webhook indexes;
-# ARGV: now, then the ids. Marks every received (or replayed) one queued and indexes it (eventstore.index),
-# after the caller popped it from the inbox; ids whose record is gone or further along are dropped (their
-# run happened or is happening).
+# KEYS: pending, the status block, paused-vehicles, then per id its event key, its type, vehicle, user,
+# webhook indexes and its vehicle's parked list; ARGV: now, parked_until, then the ids. Marks every
+# received (or replayed) one queued and indexes it (eventstore.index), after the caller popped it from the
+# inbox; ids whose record is gone or further along are dropped (their run happened or is happening). The
+# id of a paused vehicle (`eventstore.pauses`) is parked instead of returned: queued, on its vehicle's list,
+# its pending score `parked_until` (far ahead: the sweeper leaves it), until a resume makes it due. With no
+# vehicle paused that costs one HLEN a call.
 CLAIM = lua(
     _INDEXES
     + """
 local out = {}
-for i = 2, #ARGV do
-  local id, base = ARGV[i], 9 + (i - 2) * 5
+local any_paused = redis.call('HLEN', KEYS[9]) > 0
+for i = 3, #ARGV do
+  local id, base = ARGV[i], 10 + (i - 3) * 6
   local status = redis.call('HGET', KEYS[base], 'status')
   if status == '$RECEIVED' or status == '$REPLAYED' then
     redis.call('HSET', KEYS[base], 'status', '$QUEUED', 'queued_at', ARGV[1], 'updated_at', ARGV[1])
-    redis.call('ZADD', KEYS[1], ARGV[1], id)
     move_status(2, id, status, '$QUEUED', ARGV[1])
     index_event(base + 1, id, KEYS[base])
-    out[#out + 1] = id
+    local vehicle = any_paused and redis.call('HGET', KEYS[base], 'vehicle_id')
+    if vehicle and vehicle ~= '' and redis.call('HEXISTS', KEYS[9], vehicle) == 1 then
+      redis.call('ZADD', KEYS[1], ARGV[2], id)
+      redis.call('LPUSH', KEYS[base + 5], id)
+    else
+      redis.call('ZADD', KEYS[1], ARGV[1], id)
+      out[#out + 1] = id
+    end
   end
 end
 return out
