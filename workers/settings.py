@@ -179,6 +179,22 @@ class WorkerSettings(ServiceSettings):
     reconcile_interval: float = Field(3600.0, ge=0)
     """Seconds between beat's reconciliations of our vehicles with Smartcar's connections (0: off)."""
 
+    # --- replay jobs (`smartcar-events replay`, and automatic replays on RESOLVED) ---
+    replay_interval: float = Field(5.0, gt=0)
+    """Seconds between beat's looks for a replay job to run (`workers.replay_jobs`); the CLI's `--yes`
+    also sends one at once, and a worker whose time is up hands the job on at once."""
+    replay_lease: float = Field(30.0, gt=0)
+    """Seconds a worker holds a job between renewals: a killed worker's job is taken again after it."""
+    replay_run_seconds: float = Field(55.0, gt=0)
+    """How long one task runs a job before handing it on (a worker thread is not held for hours)."""
+    replay_batch: int = Field(200, ge=1)
+    """At most this many ids a round trip of steps."""
+    auto_replay_limit: int = Field(1000, ge=0)
+    """At most this many dead letters replayed for one RESOLVED error of a vehicle (0: no automatic
+    replay)."""
+    auto_replay_rate: float = Field(5.0, gt=0)
+    """Events a second of an automatic replay."""
+
     # --- handlers ---
     handler_modules: list[str] = Field(default_factory=list)
     """Modules imported at start-up to register your own handlers (see `workers.api`)."""
