@@ -128,6 +128,17 @@ class WorkerMetrics:
             "(the owner must connect again), failed (Smartcar or the network).",
             ["outcome"],
         )
+        self.replays = counter(
+            "smartcar_replays",
+            "Events a replay job went through, by trigger (operator, resolved) and outcome: replayed, "
+            "done_since, in_progress, gone (skipped, with why).",
+            ["trigger", "outcome"],
+        )
+        self.auto_replays = counter(
+            "smartcar_auto_replays",
+            "Replay jobs started by a RESOLVED VEHICLE_ERROR, by the error's type and code.",
+            ["error_type", "error_code"],
+        )
 
     def measured(self, transport: httpx.BaseTransport) -> httpx.BaseTransport:
         """`transport`, counting and timing every Smartcar request it sends (`make_client(wrap=...)`)."""
