@@ -100,6 +100,11 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
                 "schedule": settings.lifecycle_interval,
                 "options": {"queue": settings.queue, "expires": settings.lifecycle_interval},
             },
+            "replay-jobs": {
+                "task": "workers.replay_jobs",
+                "schedule": settings.replay_interval,
+                "options": {"queue": settings.queue, "expires": settings.replay_interval},
+            },
             **_reconcile_schedule(settings),
         },
     }
