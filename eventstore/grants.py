@@ -16,6 +16,7 @@ caching and the single-flight refresh are `workers.tokens`' business.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -234,6 +235,16 @@ class GrantStore:
         """Have the refresher look at the grant again only at `until` (its refresh failed); a grant deleted
         meanwhile stays deleted."""
         self.redis.zadd(self.keys.grant_expiry, {grant_id: until}, xx=True)
+
+    def refuse(self, grant_id: str) -> None:
+        """Smartcar refused the grant's refresh token: never refresh it again (its place in the schedule
+        moves to +inf, so it stays listed for `covered_vehicles`); a new pair's put schedules it again."""
+        self.postpone(grant_id, math.inf)
+
+    def refused(self, grant_id: str) -> bool:
+        """Whether the grant's refresh token was refused since its pair was stored."""
+        score = self.redis.zscore(self.keys.grant_expiry, grant_id)
+        return score is not None and math.isinf(float(score))
 
     def lock(self, grant_id: str, *, lease: float, poll: float) -> Lock:
         """The lock one refresher holds while it exchanges the grant's refresh token."""

@@ -270,6 +270,8 @@ class _Run:
             delay=delay,
             reason=reason,
         )
+        if outcome == "held":  # what to tell the owner, as a dead letter would say it
+            entry.update(_needs_person(error))
         if not runtime.store.retry(record, entry, delay=delay, park=park, results=self.results):
             return RunResult(record.id, Outcome.SKIPPED, {"reason": "lease lost"})
         if not park and runtime.enqueue is not None:

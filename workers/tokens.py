@@ -252,6 +252,13 @@ class TokenStore:
             current, refresh_token = self._read(grant_id)
             if self._moved_on(current, stale):
                 return self._fresh(current)
+            if self.grants.refused(grant_id):  # refused while we waited for the lock: no second call
+                info = self.grants.info(grant_id)
+                raise GrantRefusedError(
+                    f"Smartcar refused to refresh grant {grant_id}: the user must reconnect",
+                    grant_id=grant_id,
+                    vehicle_ids=info.vehicles if info is not None else [],
+                )
             access = self._exchange(grant_id, refresh_token)
             expires_at = access.expiration.timestamp()
             generation = self.grants.swap(
@@ -333,7 +340,7 @@ class TokenStore:
         info = self.grants.info(grant_id)
         vehicles = info.vehicles if info is not None else []
         self.held.mark(vehicles)
-        self.grants.postpone(grant_id, math.inf)
+        self.grants.refuse(grant_id)
         self.forget_cached(vehicles)
         return GrantRefusedError(
             f"Smartcar refused to refresh grant {grant_id} ({error.type}): the user must reconnect",
