@@ -18,6 +18,7 @@ import threading
 from celery import Celery
 from prometheus_client import CollectorRegistry
 
+from workers import auto_replay as _auto_replay  # noqa: F401 - registers the RESOLVED handler on import
 from workers import handlers as _builtin_handlers  # noqa: F401 - registers the built-in handlers on import
 from workers.metrics import StoreCollector, exposition_registry
 from workers.publish import Publisher
