@@ -27,6 +27,7 @@ from eventstore.vehicles import VehicleStateStore
 from service_base.logs import configure_logging
 from workers import cli_ops
 from workers.cli_events import events_app
+from workers.cli_replay import replay_app
 from workers.cli_vehicles import vehicles_app
 from workers.credentials import ClientVerdict, probe_client
 from workers.settings import SettingsError, WorkerSettings, load_settings
@@ -39,6 +40,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(vehicle_app, name="vehicle")
 app.add_typer(events_app, name="events")
 app.add_typer(vehicles_app, name="vehicles")
+app.add_typer(replay_app, name="replay")
 cli_ops.register(app)  # pause, resume, stats, purge, doctor
 
 _SHOWN = (
