@@ -17,6 +17,12 @@ one on its own). A loop:
    (10 ms) and claims what came meanwhile: at a steady trickle a pass costs four round trips (pop, pop,
    claim, publish) for several events instead of for each.
 
+An operator's pause (`eventstore.pauses`, `smartcar-events pause`) is looked at once per pass at most,
+and no more than every `pause_every` (0.1 s): one HGET. While paused the relay claims nothing (parked
+retries and taken-over runs still go out: they are work already begun); a blocking pop that returns
+after a pause began gives its ids back to the inbox. While a drain runs, each claim asks the drain's
+shared bucket how many it may take (one script call) instead.
+
 If the relay dies between popping and publishing, the ids are `received` and out of the inbox (it died
 before the claim) or `queued` (after it), with no task: the sweeper re-enqueues them after `sweep_after`.
 """
@@ -31,6 +37,7 @@ import kombu.exceptions
 import redis
 
 from eventstore.events import EventStore
+from eventstore.pauses import Pauses, PauseState
 from service_base.logs import get_logger
 
 log = get_logger("workers.relay")
@@ -38,6 +45,7 @@ _FULL_QUEUE_WAIT = 0.05
 _ERROR_WAIT = 1.0
 _DUE_EVERY = 0.25
 _DEPTH_EVERY = 0.1
+_PAUSE_EVERY = 0.1
 
 Publish = Callable[[list[str]], None]
 
@@ -57,8 +65,13 @@ class Relay:
         linger: float = 0.0,
         lease_check_every: float = 5.0,
         lease_hold: float = 120.0,
+        pause_every: float = _PAUSE_EVERY,
     ) -> None:
         self.store = store
+        self.pauses = Pauses(store.redis, store.keys)
+        self.pause_every = pause_every
+        self._pause_checked = -pause_every
+        self._pause: str | None = None
         self.publish = publish
         self.depth = depth
         self.batch = batch
@@ -93,6 +106,27 @@ class Relay:
         self._depth += count
         return count
 
+    def _paused(self, *, fresh: bool = False) -> str | None:
+        """The global pause's state, read at most every `pause_every` s (or now, when `fresh`)."""
+        now = time.monotonic()
+        if fresh or now - self._pause_checked >= self.pause_every:
+            self._pause = self.pauses.state()
+            self._pause_checked = now
+        return self._pause
+
+    def _allowed(self, want: int) -> int:
+        """How many ids this pass may claim: `want`, 0 while paused, the drain's share while draining."""
+        state = self._paused()
+        if state is None:
+            return want
+        if state == PauseState.PAUSED:
+            return 0
+        granted = self.pauses.take(want)
+        if granted < 0:  # the drain ended (the inbox emptied) or was lifted: full speed until told
+            self._pause = None
+            return want
+        return granted
+
     def run_once(self) -> tuple[int, bool]:
         """One pass: (ids published, whether the Celery queue is full)."""
         sent = 0
@@ -106,7 +140,10 @@ class Relay:
         room = self._room()
         if room <= 0:
             return sent, True
-        return sent + self._sent(self._send(self.store.claim(min(self.batch, room)))), False
+        allowed = self._allowed(min(self.batch, room))
+        if allowed <= 0:  # paused, or the drain's bucket is empty: wait as for a full queue
+            return sent, True
+        return sent + self._sent(self._send(self.store.claim(allowed))), False
 
     def _take_over(self) -> list[str]:
         """Runs whose lease ended: their worker died (or lost Redis for longer than a lease)."""
@@ -120,6 +157,9 @@ class Relay:
         room = max(1, min(self.batch, self._room()))
         ids = self.store.wait_pop(self.idle_wait, room)
         if not ids:
+            return 0
+        if self._paused(fresh=True) is not None:  # a pause (or a drain) began while it blocked
+            self.pauses.give_back(ids)
             return 0
         if len(ids) < room and self.linger > 0:
             # A trickle: let a few more arrive, so that one claim and one publish carry several.
