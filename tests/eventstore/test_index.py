@@ -265,3 +265,16 @@ def test_each_sweep_trims(client: redis.Redis, keys: KeySpace) -> None:
     assert store.done(begun.record, {}, now=1002.0)
     assert sweep(store, after=120, batch=10, now=1002.0 + RETENTION).trimmed == 1
     assert actual_indexes(client, keys) == {}
+
+
+def test_a_sweep_trims_batch_after_batch_while_they_are_full(client: redis.Redis, keys: KeySpace) -> None:
+    store = EventStore(client, keys, retention=RETENTION)
+    for index in range(25):
+        raw = body(vehicle="v1", user="u1", webhook="wh1")
+        event_id = parse_envelope(raw).event_id
+        assert accept(client, keys, parse_envelope(raw), raw, received_at=1000.0 + index)
+        begun = store.begin(event_id, lease=30, now=1000.0 + index)
+        assert begun.record is not None
+        assert store.done(begun.record, {}, now=1000.0 + index)
+    assert sweep(store, after=120, batch=4, now=2000.0 + RETENTION).trimmed == 25  # 7 rounds, the last short
+    assert actual_indexes(client, keys) == {}
