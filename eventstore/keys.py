@@ -41,7 +41,7 @@ Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}`
 | `{p}pause` | hash | an operator's global pause, or the drain after it (`eventstore.pauses`) |
 | `{p}paused-vehicles` | hash, vehicle -> paused at | vehicles whose new events are parked by the claim |
 | `{p}parked:{vehicle}` | list | the ids of a paused vehicle's parked events (oldest at the right end) |
-| `{p}replays` | sorted set, score = when to take it (or its lease end) | replay jobs not finished (`eventstore.replays`) |
+| `{p}replays` | sorted set, score = when due (or lease end) | unfinished replay jobs (`eventstore.replays`) |
 | `{p}replay:{job}` | hash | one replay job: selection, rate, status, cursor, counts, lease |
 | `{p}replay-ids:{job}` | list | the ids the job selected, snapshotted when it was created |
 | `{p}replaying` | hash, event -> job | the events a job still has to go through (one job per event) |
