@@ -198,7 +198,7 @@ def broker_problems(settings: WorkerSettings, *, wait: int | None = None) -> lis
     return found
 
 
-app = Celery("workers", include=["workers.tasks", "workers.lifecycle_tasks"])
+app = Celery("workers", include=["workers.tasks", "workers.lifecycle_tasks", "workers.replay_tasks"])
 assembly = Assembly(app)
 
 

@@ -46,7 +46,7 @@ SIGNED_NOTE = (
     "only stored events are replayed, and every stored event passed the receiver's SC-Signature check: "
     "the replay runs the body as it was signed and received"
 )
-AUTO_REASON = "resolved"
+AUTO_REASON = "replayed because Smartcar resolved"
 """How the reason of an automatic replay starts (`workers.auto_replay`)."""
 _PAGE = 1000
 _BUCKET_WAIT = 1.0
