@@ -95,7 +95,7 @@ def pause(
 def resume(
     vehicle: Vehicles = None,
     rate: Annotated[
-        float | None, typer.Option(help="Events a second to let through (default: all at once).", min=0.001)
+        float | None, typer.Option(help="Events a second to let through (default: all at once).")
     ] = None,
 ) -> None:
     """Lift a pause: the backlog goes at --rate events a second (shared by every relay), or at once."""

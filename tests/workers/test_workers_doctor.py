@@ -148,6 +148,20 @@ def test_a_clock_off_redis_a_stuck_inbox_a_pause_and_vehicles_needing_a_person(
     assert paused["inbox"][0][0] is Severity.OK  # waiting is what a pause is for
 
 
+def test_a_redis_that_refuses_info_and_a_broker_that_does_not_answer(
+    private: redis.Redis, server: RedisServer, on_private: Callable[..., WorkerSettings], nowhere: None
+) -> None:
+    private.acl_setuser(
+        "doctor", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"], commands=["+@all", "-info"]
+    )
+    url = f"redis://doctor:pw@127.0.0.1:{server.port}/0"
+    found = _findings(on_private(redis_url=url, celery_broker_url="redis://127.0.0.1:9/0"))
+    assert found["durability"] == [(Severity.NOTE, "Redis refused INFO")]
+    assert found["broker"][0][0] is Severity.PROBLEM
+    assert "did not answer" in found["broker"][0][1]
+    private.acl_deluser("doctor")
+
+
 def test_a_redis_that_does_not_answer(settings: WorkerSettings) -> None:
     found = _findings(settings.model_copy(update={"redis_url": "redis://127.0.0.1:9/0"}))
     assert found == {"redis": [(Severity.PROBLEM, found["redis"][0][1])]}

@@ -188,10 +188,20 @@ def test_stats_and_pause_as_real_processes(scenario: dict[str, Any], env: dict[s
     assert json.loads(shown.stdout)["pause"]["global"]["reason"] == "by a test"
     bad = run("resume", "--rate", "0")
     assert bad.returncode == 2
-    assert "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines() == ["--rate: a rate must be more than 0 events a second, not 0"]
     resumed = run("resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed" in resumed.stdout
+
+
+def test_settings_that_cannot_work_are_one_line_and_78(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TOKEN_ENCRYPTION_KEY")
+    for command in (["stats"], ["pause"], ["resume"], ["purge", "--before", "30d"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 78, command
+        assert "TOKEN_ENCRYPTION_KEY" in result.stderr
 
 
 def test_stats_says_in_one_line_that_redis_does_not_answer(
