@@ -27,6 +27,7 @@ from workers_poster import post_all, request_bytes
 from workers_stack import HOST, process, receiver_command, simulator_command
 
 from eventstore.events import EventStore
+from eventstore.held import HeldEvents
 from eventstore.keys import KeySpace
 from eventstore.record import EventRecord
 from eventstore.status import Status
@@ -297,10 +298,12 @@ class ChaosStack:
         *,
         timeout: float,
         allow_failed: bool = False,
+        allow_held: bool = False,
         meanwhile: Callable[[], object] | None = None,
     ) -> dict[str, EventRecord]:
-        """Until every event is done (or failed, with `allow_failed`); AssertionError at once on a
-        failed event otherwise, or naming what is left after `timeout`. `meanwhile` runs at each look."""
+        """Until every event is done (or failed, with `allow_failed`; or held for its owner's re-consent,
+        with `allow_held`); AssertionError at once on a failed event otherwise, or naming what is left
+        after `timeout`. `meanwhile` runs at each look."""
         finished = {Status.DONE, Status.FAILED} if allow_failed else {Status.DONE}
         left: list[str] = list(event_ids)
 
@@ -312,6 +315,8 @@ class ChaosStack:
                 failed = left[statuses.index(Status.FAILED)]
                 raise AssertionError(f"event {failed} failed: {self.records([failed])[failed]}")
             left[:] = [i for i, status in zip(left, statuses, strict=True) if status not in finished]
+            if allow_held and left:
+                left[:] = [i for i in left if i not in self.held_events()]
             return not left
 
         try:
@@ -320,6 +325,12 @@ class ChaosStack:
             sample = {i: record.status if record else None for i, record in self.records(left[:5]).items()}
             raise AssertionError(f"{error}: {len(left)} left, e.g. {sample}") from None
         return {i: record for i, record in self.records(event_ids).items() if record is not None}
+
+    def held_events(self) -> set[str]:
+        """The events waiting for their owner to connect again (`eventstore.held`), of every vehicle."""
+        held = HeldEvents(self.client, self.store.keys)
+        vehicles = {v["id"] for v in self.control.vehicles()}
+        return {event_id for vehicle in vehicles for event_id in held.events(vehicle)}
 
     def commands(self, *, path: str = "charge") -> dict[str, list[int | None]]:
         """The command POSTs the simulator received, by vehicle: their answer statuses, oldest first."""
