@@ -20,6 +20,7 @@ Nothing secret reaches a page or a log line: no token, client secret, code, stat
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ CALLBACK_PATH = "/callback"
 COOKIE_NAME = "smartcar_connect"
 MAX_CODE_LENGTH = 1024
 MAX_DESCRIPTION_LOGGED = 200
+VIN_PATTERN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
+"""A vehicle identification number (ISO 3779: 17 characters, no I, O or Q), for `?vin=` on /connect."""
 PENDING = "subscription pending"
 SUBSCRIBED = "subscription done"
 
@@ -118,6 +121,11 @@ class ConnectFlow:
             return self.pages.bad_request(
                 f"The user must be at most {MAX_CONNECT_USER_LENGTH} printable characters."
             )
+        reconsent = request.query_params.get("reconsent") == "1"
+        vin = request.query_params.get("vin")
+        if vin is not None and not VIN_PATTERN.fullmatch(vin):
+            self._count(ConnectOutcome.BAD_REQUEST)
+            return self.pages.bad_request("The vin must be 17 letters and digits (no I, O or Q).")
         cookie = request.cookies.get(COOKIE_NAME)
         # One binding per browser, kept while it is valid: two tabs started together both finish.
         binding = cookie if cookie and TOKEN_PATTERN.fullmatch(cookie) else new_token()
@@ -128,7 +136,9 @@ class ConnectFlow:
             self.log.warning("connect_store_unavailable", step="issue_state", error=type(error).__name__)
             return self.pages.store_unavailable()
         response = RedirectResponse(
-            parts.calls.auth.get_auth_url(self.settings.connect_scopes or None, self._options(state, user)),
+            parts.calls.auth.get_auth_url(
+                self.settings.connect_scopes or None, self._options(state, user, reconsent=reconsent, vin=vin)
+            ),
             status_code=302,
         )
         response.headers["cache-control"] = "no-store"
@@ -143,15 +153,20 @@ class ConnectFlow:
             samesite="lax",
         )
         self._count(ConnectOutcome.STARTED)
-        self.log.info("connect_started", mode=self.settings.connect_mode, user_given=user is not None)
+        mode = self.settings.connect_mode
+        self.log.info("connect_started", mode=mode, user_given=user is not None, reconsent=reconsent)
         return response
 
-    def _options(self, state: str, user: str | None) -> AuthUrlOptions:
+    def _options(self, state: str, user: str | None, *, reconsent: bool, vin: str | None) -> AuthUrlOptions:
+        """The Connect options of the settings; a re-consent (`?reconsent=1`, the URL the workers give an
+        owner whose access was lost) always asks again, for the one vehicle (`?vin=`) when it is known."""
         settings = self.settings
         options: AuthUrlOptions = {"state": state, "mode": settings.connect_mode}
-        if settings.connect_force_prompt:
+        if settings.connect_force_prompt or reconsent:
             options["force_prompt"] = True
-        if settings.connect_single_select:
+        if vin is not None:
+            options["single_select"] = {"vin": vin}
+        elif settings.connect_single_select or reconsent:
             options["single_select"] = True
         if settings.connect_make_bypass:
             options["make_bypass"] = settings.connect_make_bypass

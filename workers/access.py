@@ -10,9 +10,9 @@ Access is lost three ways, and each needs the owner, not a retry:
 
 The vehicle is held (`eventstore.held`): its events wait, parked, and no call is made for it, until a new
 pair is stored for it (the Connect callback or `smartcar-events tokens put`), which releases them. The
-registry keeps the Connect URL that asks the owner to consent again (`reconsent_url`): single select on
-the vehicle's VIN when one is known (the `vehicleidentification-vin` signal its webhooks delivered), else
-single select without a VIN, and a forced prompt. After `WORKERS_REVOKED_GRACE` without a reconnect,
+registry keeps the URL that asks the owner to consent again (`reconsent_url`): the receiver's `/connect`
+with a forced prompt and single select, on the vehicle's VIN when one is known (the
+`vehicleidentification-vin` signal its webhooks delivered). After `WORKERS_REVOKED_GRACE` without a reconnect,
 beat's lifecycle drain asks for a `forget` job (`workers.lifecycle`): unsubscribed and forgotten, and its
 held events then end as dead letters (no tokens).
 """
@@ -22,12 +22,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from eventstore.fleet import FleetStore, VehicleStatus
 from eventstore.lifecycle import LifecycleAction, LifecycleStore
 from service_base.logs import get_logger
-from smartcar_core.auth import AuthClient, AuthUrlOptions
-from smartcar_core.config import Origins
 from smartcar_core.errors import SmartcarError
 
 if TYPE_CHECKING:
@@ -51,10 +50,9 @@ def access_lost(error: BaseException) -> VehicleStatus | None:
 class AccessLoss:
     """Marks vehicles whose access was lost (registry, holds, a log line) and finds those past grace."""
 
-    def __init__(self, runtime: Runtime, *, origins: Origins | None = None) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.origins = origins or runtime.gateway.origins
         self.fleet = FleetStore(runtime.redis, runtime.keys)
         self.held = runtime.tokens.held
 
@@ -68,22 +66,20 @@ class AccessLoss:
         return value if isinstance(value, str) and value else None
 
     def reconsent_url(self, vehicle_id: str) -> str | None:
-        """The Connect URL that asks the owner to consent again; None without SMARTCAR_CLIENT_ID/SECRET."""
-        settings = self.settings
-        if not settings.smartcar_client_id or settings.smartcar_client_secret is None:
+        """The receiver's `/connect` that asks the owner to consent again (`?reconsent=1`: a forced prompt,
+        single select, on the vehicle's VIN when one is known); None without SMARTCAR_REDIRECT_URI.
+
+        Not Smartcar's Connect URL itself: the receiver's callback finishes only sessions its own
+        `/connect` started (their state is bound to the browser), so that is where the owner must begin."""
+        redirect = self.settings.smartcar_redirect_uri
+        if not redirect:
             return None
-        auth = AuthClient(
-            settings.smartcar_client_id,
-            settings.smartcar_client_secret.get_secret_value(),
-            settings.smartcar_redirect_uri,
-            origins=self.origins,
-        )
+        base = redirect.rstrip("/").rsplit("/", 1)[0]  # the receiver's root: .../callback -> ...
+        query = {"reconsent": "1"}
         vin = self.vin(vehicle_id)
-        options: AuthUrlOptions = {
-            "force_prompt": True,
-            "single_select": {"vin": vin} if vin else {"enabled": True},
-        }
-        return auth.get_auth_url(settings.reconsent_scopes or None, options)
+        if vin:
+            query["vin"] = vin
+        return f"{base}/connect?{urlencode(query)}"
 
     def lost(self, vehicle_ids: Sequence[str], *, status: VehicleStatus, reason: str) -> None:
         """Hold the vehicles (no call for them; their events wait) and say so in the registry and the log."""

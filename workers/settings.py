@@ -164,8 +164,6 @@ class WorkerSettings(ServiceSettings):
     revoked_grace: float = Field(7 * 86400.0, gt=0)
     """A vehicle whose access was lost (refused grant, revoked, a permission missing) keeps its tokens
     and waiting events this long for its owner to connect again; then it is unsubscribed and forgotten."""
-    reconsent_scopes: list[str] = Field(default_factory=list)
-    """The permissions the re-consent URLs ask for (empty: Connect's default for the application)."""
 
     # --- vehicle lifecycle (subscribe, unsubscribe, disconnect, refresh) and reconciliation ---
     lifecycle_interval: float = Field(5.0, gt=0)

@@ -215,6 +215,27 @@ def test_the_connect_url_carries_the_configured_options(live: Callable[..., Live
         assert query["approval_prompt"] == ["auto"]
 
 
+def test_a_reconsent_link_asks_again_for_the_one_vehicle_and_finishes_here(live: Callable[..., Live]) -> None:
+    """The URL the workers give an owner whose access was lost (`workers.access.reconsent_url`)."""
+    receiver = live()
+    vin = "5YJ3E1EA7KF000001"
+    with receiver.browser() as browser:
+        query = parse_qs(urlsplit(receiver.authorize_url(browser, reconsent="1", vin=vin)).query)
+        assert query["approval_prompt"] == ["force"]
+        assert (query["single_select"], query["single_select_vin"]) == (["true"], [vin])
+        without_vin = parse_qs(urlsplit(receiver.authorize_url(browser, reconsent="1")).query)
+        assert (without_vin["approval_prompt"], without_vin["single_select"]) == (["force"], ["true"])
+        assert "single_select_vin" not in without_vin
+        page = receiver.connect(browser, reconsent="1")  # the simulator approves; the callback stores it
+        assert page.status_code == 200, page.text
+        assert len(vehicles_on(page)) == 1
+        for bad in ("5YJ3E1EA7KF00000", "5YJ3E1EA7KF00000I", "<script>alert(1)</script>"):
+            answer = browser.get(receiver.url + "/connect", params={"reconsent": "1", "vin": bad})
+            assert answer.status_code == 400
+            assert "The vin must be 17 letters and digits" in answer.text
+            assert "<script>" not in answer.text
+
+
 def test_forged_malformed_and_missing_states_are_refused_before_any_exchange(
     live: Callable[..., Live],
 ) -> None:

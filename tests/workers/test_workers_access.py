@@ -130,9 +130,7 @@ def test_a_refused_refresh_token_holds_the_vehicles_events_until_a_new_pair_repl
     assert known is not None
     assert known.status is VehicleStatus.NEEDS_RECONSENT
     assert known.reconsent_url is not None
-    assert "approval_prompt=force" in known.reconsent_url
-    assert "single_select=true" in known.reconsent_url
-    assert "redirect_uri=https%3A%2F%2Fapp.example%2Fcallback" in known.reconsent_url
+    assert known.reconsent_url == "https://app.example/connect?reconsent=1"  # the receiver's Connect
     assert len(sim.control.requests(path="/oauth/token")) == 1  # refused once, then not asked again
 
     # The driver reconnects: a new pair stored the way `tokens put` and the Connect callback store one.

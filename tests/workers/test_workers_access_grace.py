@@ -24,22 +24,21 @@ Maker = Callable[..., dict[str, Any]]
 WEBHOOK_ID = "wh-grace"
 
 
-def test_the_reconsent_url_selects_the_vehicles_vin_when_one_was_delivered(
+def test_the_reconsent_url_is_the_receivers_connect_on_the_vehicles_vin_when_one_was_delivered(
     sim: RunningSimulator, sim_runtime: Callable[..., Runtime], connect: Maker
 ) -> None:
-    runtime = sim_runtime(smartcar_redirect_uri="https://app.example/callback", reconsent_scopes=["read_vin"])
+    runtime = sim_runtime(smartcar_redirect_uri="https://app.example/smartcar/callback")
     vehicle = connect(runtime, 0)
     access = AccessLoss(runtime)
     assert access.vin(vehicle["id"]) is None
+    assert access.reconsent_url(vehicle["id"]) == "https://app.example/smartcar/connect?reconsent=1"
     runtime.vehicles.merge(
         vehicle["id"], [SignalUpdate(VIN_SIGNAL, {"value": "5YJ3E1EA7KF000001"}, 1, 1)], event_id="e"
     )
     url = access.reconsent_url(vehicle["id"])
-    assert url is not None
-    assert "single_select=true&single_select_vin=5YJ3E1EA7KF000001" in url
-    assert "scope=read_vin" in url
+    assert url == "https://app.example/smartcar/connect?reconsent=1&vin=5YJ3E1EA7KF000001"
     assert sim.client_secret not in url
-    assert AccessLoss(sim_runtime(smartcar_client_secret=None)).reconsent_url(vehicle["id"]) is None
+    assert AccessLoss(sim_runtime(smartcar_redirect_uri=None)).reconsent_url(vehicle["id"]) is None
 
 
 def test_a_vehicle_held_past_its_grace_is_unsubscribed_and_forgotten(
