@@ -241,7 +241,7 @@ return 1
 # Its error indexes stay as they are: a replayed event is not done, and its last failure is still that.
 # replay_event(base, id, now, entry): the replay itself, on the 16 keys from KEYS[base] in REPLAY's order;
 # shared with the replay jobs' step (`eventstore.scripts_replay`), which replays under a job's cursor.
-REPLAY_FUNCTION = (
+REPLAY_FUNCTION = lua(
     _APPEND
     + _INDEXES
     + """

@@ -643,7 +643,7 @@ def test_the_dashboard_imports_with_a_prometheus_input() -> None:
 
 def test_the_dashboard_has_the_rows_the_operators_read() -> None:
     rows = [panel["title"].split(" ")[0].lower() for panel in dashboard()["panels"] if panel["type"] == "row"]
-    assert rows == ["intake", "backlog", "outcomes", "smartcar", "health"]
+    assert rows == ["intake", "backlog", "outcomes", "smartcar", "health", "replays"]
 
 
 def test_every_panel_asks_only_for_real_metrics_labels_and_jobs(
