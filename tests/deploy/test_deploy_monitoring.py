@@ -525,11 +525,11 @@ FIRING: list[tuple[str, dict[str, str], str, list[dict[str, str]]]] = [
     (
         "SmartcarTokenRefreshFailures",
         {
-            'smartcar_token_refreshes_total{instance="w1",outcome="refused"}': "0 1x20",
+            'smartcar_token_refreshes_total{instance="w1",outcome="grant_refused"}': "0 1x20",
             'smartcar_token_refreshes_total{instance="w1",outcome="refreshed"}': "0+4x20",
         },
         "10m",
-        [{"severity": "warning", "outcome": "refused"}],
+        [{"severity": "warning", "outcome": "grant_refused"}],
     ),
     (
         "SmartcarRedisNotDurable",
