@@ -243,6 +243,19 @@ class ChaosStack:
             self.minted.append(tokens)
         return self.control.vehicles()
 
+    def reconnect(self, vehicle_ids: Iterable[str]) -> int:
+        """The owners of `vehicle_ids` connect again: a new pair each, stored as the Connect callback
+        would (which releases their held events). Returns how many grants were stored."""
+        wanted = set(vehicle_ids)
+        stored = 0
+        for user in self.control.users():
+            if wanted & set(user["vehicle_ids"]):
+                tokens = self.control.mint_tokens(user_id=user["id"])
+                store_minted(self.workers.tokens, tokens)
+                self.minted.append(tokens)
+                stored += 1
+        return stored
+
     @staticmethod
     def electric(vehicles: Iterable[Mapping[str, Any]], count: int) -> list[dict[str, Any]]:
         """The first `count` vehicles with a traction battery (the charging rule's cars)."""

@@ -1,6 +1,8 @@
-"""A fifth of Smartcar's answers failing, across the catalogue's classes: each event ends done or
-dead-lettered with its reason (and is never seen retrying without one); then the faults clear, the dead
-letters are replayed, and every event ends done with no command taking effect twice.
+"""A fifth of Smartcar's answers failing, across the catalogue's classes: each event ends done,
+dead-lettered with its reason, or held for its owner's re-consent (AUTHENTICATION after a refresh,
+PERMISSION: `workers.access`), and is never seen retrying without a reason; then the faults clear, the
+owners of the held vehicles connect again (which releases their events), the dead letters are replayed,
+and every event ends done with no command taking effect twice.
 
 Each event is a car at 90 % that the charging rule must stop; it carries only the state of charge, so a
 run reads the rest from the v3 signals API, reads again under the vehicle's lock, and sends stop_charge:
@@ -60,8 +62,8 @@ def _reason(record: EventRecord) -> str:
 
 
 def _settle(stack: ChaosStack, ids: list[str], timeout: float) -> tuple[dict[str, EventRecord], set[str]]:
-    """Until every event is done or failed; meanwhile every retrying event must say why. Returns the
-    records and the events that were seen retrying (with their reason)."""
+    """Until every event is done, failed or held; meanwhile every retrying event must say why. Returns
+    the records and the events that were seen retrying (with their reason)."""
     seen_retrying: set[str] = set()
 
     def settled() -> dict[str, EventRecord]:  # empty: not yet
@@ -71,7 +73,8 @@ def _settle(stack: ChaosStack, ids: list[str], timeout: float) -> tuple[dict[str
                 seen_retrying.add(record.id)
                 assert record.fields.get("last_error"), record
                 assert record.fields.get("next_attempt_at"), record
-        finished = all(r.status in {Status.DONE, Status.FAILED} for r in records.values())
+        held = stack.held_events() if any(r.status == Status.RETRYING for r in records.values()) else set()
+        finished = all(r.status in {Status.DONE, Status.FAILED} or r.id in held for r in records.values())
         return records if finished and len(records) == len(ids) else {}
 
     records = wait_until(settled, timeout=timeout, interval=0.25, what=f"{len(ids)} events done or failed")
@@ -103,6 +106,8 @@ def test_upstream_faults_end_in_done_or_dead_letters_and_a_replay_sends_no_comma
     calls = [call.as_dict() for call in stack.control.requests() if call.vehicle_id is not None]
 
     stack.control.clear_faults()
+    held = stack.held_events() & set(ids)
+    reconnected = stack.reconnect({records[i].vehicle_id for i in held})
     dead = sorted(text(event_id) for event_id in stack.client.zrange(stack.keys.dead, 0, -1))
     failed = {i for i, record in records.items() if record.status == Status.FAILED}
     reasons = Counter(_reason(records[i]) for i in failed)
@@ -120,9 +125,10 @@ def test_upstream_faults_end_in_done_or_dead_letters_and_a_replay_sends_no_comma
     report(
         "upstream-faults",
         f"{count} events, {len(calls)} Smartcar calls, {share:.0%} failing "
-        f"({len(FAULTS)} classes), {count - len(failed)} done and {len(failed)} dead-lettered "
-        f"({', '.join(f'{n} {kind}' for kind, n in reasons.most_common())}), {len(seen_retrying)} seen "
-        f"retrying, each with its reason; faults cleared, {replayed} replayed, "
+        f"({len(FAULTS)} classes), {count - len(failed) - len(held)} done and {len(failed)} dead-lettered "
+        f"({', '.join(f'{n} {kind}' for kind, n in reasons.most_common())}), {len(held)} held for "
+        f"re-consent, {len(seen_retrying)} seen retrying, each with its reason; faults cleared, "
+        f"{reconnected} owners reconnected, {replayed} replayed, "
         f"{sum(1 for r in final.values() if r.status == Status.DONE)}/{count} done, "
         f"{len(twice)} duplicate commands, {took:.0f} s",
     )
