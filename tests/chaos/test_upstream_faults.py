@@ -107,7 +107,7 @@ def test_upstream_faults_end_in_done_or_dead_letters_and_a_replay_sends_no_comma
 
     stack.control.clear_faults()
     held = stack.held_events() & set(ids)
-    reconnected = stack.reconnect({records[i].vehicle_id for i in held})
+    reconnected = stack.reconnect({records[i].vehicle_id or "" for i in held})
     dead = sorted(text(event_id) for event_id in stack.client.zrange(stack.keys.dead, 0, -1))
     failed = {i for i, record in records.items() if record.status == Status.FAILED}
     reasons = Counter(_reason(records[i]) for i in failed)
