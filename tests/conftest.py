@@ -15,6 +15,12 @@ from testsupport import delete_keys
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The CLIs' rich tables as wide as the tests read them, however pytest runs (a terminal or not, one
+    process or several): without a terminal rich wraps at 80 columns, and a test would read a cut line."""
+    os.environ.setdefault("COLUMNS", "200")
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return REDIS_URL

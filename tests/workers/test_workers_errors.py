@@ -139,7 +139,7 @@ def test_a_second_authentication_error_after_a_refresh_holds_the_vehicle_as_revo
     connect: Maker,
     state_event: Maker,
 ) -> None:
-    runtime = sim_runtime(charging_rule_enabled=True)
+    runtime = sim_runtime(charging_rule_enabled=True, smartcar_redirect_uri="https://app.example/callback")
     vehicle, event_id = _stop_charge_event(client, key_prefix, runtime, connect, state_event)
     error = {"type": "AUTHENTICATION", "code": None, "status": 401}
     sim.control.add_fault(vehicle_id=vehicle["id"], path="charge", method="POST", count=2, error=error)
@@ -150,7 +150,7 @@ def test_a_second_authentication_error_after_a_refresh_holds_the_vehicle_as_revo
     known = FleetStore(client, runtime.keys).get(vehicle["id"])
     assert known is not None
     assert known.status is VehicleStatus.REVOKED
-    assert known.reconsent_url is not None
+    assert known.reconsent_url == "https://app.example/connect?reconsent=1"
     # No call for it any more: a second event of the vehicle is held without one.
     calls = len(sim.control.requests(vehicle_id=vehicle["id"]))
     signals = {"tractionbattery-stateofcharge": 91, "charge-ischarging": True}

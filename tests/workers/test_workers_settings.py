@@ -47,7 +47,7 @@ def test_missing_key_fails_with_a_clear_message(monkeypatch: pytest.MonkeyPatch)
     assert "smartcar-events tokens new-key" in str(raised.value)
 
 
-@pytest.mark.parametrize("key", ["", "not-a-key", FERNET_KEY[:-4]])
+@pytest.mark.parametrize("key", ["", "not-a-key", FERNET_KEY[:-4]], ids=["empty", "not-base64", "truncated"])
 def test_bad_key_fails_without_echoing_it(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", key)
     with pytest.raises(SettingsError, match="TOKEN_ENCRYPTION_KEY") as raised:
