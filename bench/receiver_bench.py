@@ -2,13 +2,15 @@
 
     .venv/bin/python bench/receiver_bench.py [--check] [--duration 8] [--rounds 3] [--only ours]
 
-Each app runs alone in one uvicorn process (uvloop, httptools, no access log) and is loaded by wrk, one
+Each app runs alone in one uvicorn process (uvloop, no access log) and is loaded by wrk, one
 thread, 32 connections, posting pre-signed 1-2 KB VEHICLE_STATE bodies, each with an eventId of its own:
 
 1. bare: Starlette reads the body and answers 200 (the ceiling of this stack);
 2. floor: HMAC check + one async Redis LPUSH (the least a receiver that stores before answering can do);
 3. celery: HMAC check + Celery `send_task` in the threadpool per request (what one writes first);
-4. ours: `receiver.app:app` with JSON logs to a file.
+4. ours: `receiver.app:app` with JSON logs to a file, on the HTTP protocol it ships with (`receiver.http`:
+   httptools with the public port's limits); the reference apps run on stock httptools;
+5. ours-stock: the same app on stock httptools (what the limits cost).
 
 It prints req/s, p50, p99 and each app's ratio to bare, and checks (with --check, exit 1 on a miss) that ours
 reaches 0.30x bare with no non-2xx answer and a p99 under 25 ms, and that every 2xx it gave is in the inbox.
@@ -73,13 +75,16 @@ class App:
     name: str
     target: str
     app_dir: Path
+    http: str = "httptools"
+    """uvicorn's `--http`: the reference apps run on stock httptools, ours on the protocol it ships with."""
 
 
 APPS = (
     App("bare", "recv_bare:app", APPS_DIR),
     App("floor", "recv_floor:app", APPS_DIR),
     App("celery", "recv_celery:app", APPS_DIR),
-    App("ours", "receiver.app:app", ROOT),
+    App("ours", "receiver.app:app", ROOT, http="receiver.http:LimitedHttpToolsProtocol"),
+    App("ours-stock", "receiver.app:app", ROOT),
 )
 
 
@@ -104,7 +109,7 @@ def serve(app: App, env: dict[str, str], log_path: Path) -> Iterator[int]:
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", app.target, "--app-dir", str(app.app_dir), "--host", HOST,
-        "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        "--port", str(port), "--loop", "uvloop", "--http", app.http, "--no-access-log",
         "--log-level", "warning", "--timeout-keep-alive", "30",
     ]  # fmt: skip
     with log_path.open("ab") as log:
@@ -205,11 +210,11 @@ class BenchContext:
 
 def report(best: dict[str, Run], context: BenchContext, check: bool) -> int:
     bare = best.get("bare")
-    print(f"\n{'app':<8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'x bare':>8}")
+    print(f"\n{'app':<11}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'x bare':>8}")
     for name, run in best.items():
         ratio = f"{run.rate / bare.rate:.2f}" if bare else "-"
         print(
-            f"{name:<8}{run.rate:>10.0f}{run.p50_us / 1000:>9.2f}{run.p99_us / 1000:>9.2f}"
+            f"{name:<11}{run.rate:>10.0f}{run.p50_us / 1000:>9.2f}{run.p99_us / 1000:>9.2f}"
             f"{run.non_2xx + run.socket_errors:>9}{ratio:>8}"
         )
     ours = best.get("ours")
