@@ -235,14 +235,14 @@ def relay() -> None:
     assembly = Assembly(publishing_app(settings), settings=settings)
     thread = assembly.relay()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Both stop it, set here rather than inherited: a shell starts a background job (`relay &`) with
+    # SIGINT ignored, and Python then raises no KeyboardInterrupt for Ctrl-C or `kill -INT`.
+    for stopping in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stopping, lambda *_: stop.set())
     thread.start()
     inbox = KeySpace(settings.event_key_prefix).inbox
     console.print(f"relaying {inbox} to queue {settings.queue}; Ctrl-C stops")
-    try:
-        while not stop.wait(1.0):
-            pass
-    except KeyboardInterrupt:
+    while not stop.wait(1.0):
         pass
     thread.stop()
     console.print(f"published {thread.relay.published} events")

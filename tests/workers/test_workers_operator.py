@@ -73,7 +73,12 @@ def run_cli(relay_off: WorkerLauncher, tmp_path: Path) -> Iterator[Callable[...,
 
 
 def _finished(command: Command, timeout: float = 30.0) -> int:
-    return command.process.wait(timeout)
+    try:
+        return command.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"still running {timeout:g} s later:\n{command.out()[-2000:]}\n{command.err()[-4000:]}"
+        ) from None
 
 
 @pytest.mark.parametrize(
