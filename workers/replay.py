@@ -120,12 +120,17 @@ def make_plan(
         records = _by_ids(events, selection.ids, plan)
     else:
         records = _by_filter(query, selection.wanted, selection.limit + 1)
-    taken = replays.in_replay([record.id for record in records])
+    ids = [record.id for record in records]
+    taken = replays.in_replay(ids)
+    # Each status read again after the replay membership: a job that went through an event since its
+    # record was read has left it, and its status is no longer the one read (it was replayed).
+    current = dict(zip(ids, events.statuses(ids), strict=True))
     for record in records:
+        status = current[record.id] or record.status
         if record.id in taken:
             plan.skipped[f"already in replay {taken[record.id]}"] += 1
-        elif record.status not in selection.statuses:
-            plan.skipped[_why_not(record.status)] += 1
+        elif status not in selection.statuses:
+            plan.skipped[_why_not(status)] += 1
         elif len(plan.selected) >= selection.limit:
             plan.truncated = True
             plan.skipped[f"over the limit of {selection.limit}"] += 1
