@@ -18,7 +18,6 @@ import kombu.exceptions
 import redis
 import typer
 from cryptography.fernet import Fernet
-from rich.console import Console
 from rich.table import Table
 
 from eventstore.client import connect
@@ -27,10 +26,11 @@ from eventstore.vehicles import VehicleStateStore
 from service_base.logs import configure_logging
 from workers import cli_ops
 from workers.cli_events import events_app
+from workers.cli_output import console, errors, settings_or_exit
 from workers.cli_replay import replay_app
 from workers.cli_vehicles import vehicles_app
 from workers.credentials import ClientVerdict, probe_client
-from workers.settings import SettingsError, WorkerSettings, load_settings
+from workers.settings import WorkerSettings
 from workers.tokens import TokenError, TokenStore, put_tokens
 
 app = typer.Typer(help="Operate the Smartcar webhook workers.", no_args_is_help=True)
@@ -57,16 +57,6 @@ _SHOWN = (
 )
 _CHECK_WAIT = 1  # an operator asking wants an answer now, not a start-up's patience
 _TIME_WIDTH = len("2026-12-01T09:30:43+00:00")  # what _time prints
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)  # one problem, one line, whatever the width
-
-
-def _settings() -> WorkerSettings:
-    try:
-        return load_settings()
-    except SettingsError as error:
-        errors.print(f"[red]{error}[/red]")
-        raise typer.Exit(78) from None
 
 
 def _time(epoch: float | None) -> str:
@@ -98,7 +88,7 @@ def put(
     `user_id` and `vehicle_ids` are read too when present, as the simulator's /_sim/tokens gives them).
     Otherwise the tokens come from SMARTCAR_ACCESS_TOKEN and SMARTCAR_REFRESH_TOKEN.
     """
-    settings = _settings()
+    settings = settings_or_exit()
     given: dict[str, Any] = {}
     if from_json:
         try:
@@ -132,7 +122,7 @@ def put(
 @tokens_app.command("show")
 def show(vehicle_id: str) -> None:
     """Show which grant covers a vehicle and when its tokens expire (never the tokens)."""
-    settings = _settings()
+    settings = settings_or_exit()
     client = connect(settings.redis_url)
     try:
         store = TokenStore(client, settings.fernet(), keys=KeySpace(settings.event_key_prefix))
@@ -165,7 +155,7 @@ def state(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """The latest value of every signal of a vehicle (newest oemUpdatedAt wins) and its errors."""
-    settings = _settings()
+    settings = settings_or_exit()
     client = connect(settings.redis_url)
     try:
         store = VehicleStateStore(client, KeySpace(settings.event_key_prefix))
@@ -220,7 +210,7 @@ def _broker_problems(settings: WorkerSettings, *, wait: int | None = None) -> li
 @app.command()
 def relay() -> None:
     """Run a relay (inbox -> process_event tasks) in the foreground, for workers run with the relay off."""
-    settings = _settings()
+    settings = settings_or_exit()
     # Its log lines (each failed broker attempt, relay_started, relay_redis_unavailable...) as a worker's:
     # LOG_FORMAT and LOG_LEVEL, on stderr; stdout keeps the two lines printed for the operator.
     configure_logging(settings.log_format, settings.log_level, stream=sys.__stderr__)
@@ -254,7 +244,7 @@ def check() -> None:
     """Check the settings, the Celery configuration the workers would run with, that Smartcar's token
     endpoint accepts SMARTCAR_CLIENT_ID/SECRET (`workers.credentials`: no user needed), and (on the broker)
     that Celery and kombu still work as workers.publish and workers.broker assume: run it after an upgrade."""
-    settings = _settings()
+    settings = settings_or_exit()
     from workers.app import app as celery_app  # noqa: PLC0415 - Celery only for this command
     from workers.app import check_configuration  # noqa: PLC0415 - Celery only for this command
 

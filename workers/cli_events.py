@@ -29,8 +29,6 @@ from typing import Annotated, Any
 
 import redis
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from eventstore.client import connect
@@ -41,13 +39,11 @@ from eventstore.keys import KeySpace
 from eventstore.query import CursorError, EventFilter, EventQuery
 from eventstore.record import EventRecord
 from eventstore.status import Status
-from workers.settings import SettingsError, WorkerSettings, load_settings
+from workers.cli_output import console, errors, fail, settings_or_exit
 
 events_app = typer.Typer(
     help="Events: list them by status, vehicle, error...; show one whole.", no_args_is_help=True
 )
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -63,18 +59,10 @@ class _Store:
     commands: CommandStore
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    errors.print(f"[red]{escape(message)}[/red]")
-    return typer.Exit(code)
-
-
 @contextmanager
 def _store() -> Iterator[_Store]:
     """The store on a client of its own, closed after; a Redis that does not answer is one line."""
-    try:
-        settings: WorkerSettings = load_settings()
-    except SettingsError as error:
-        raise _fail(str(error), 78) from None
+    settings = settings_or_exit()
     client = connect(settings.redis_url)
     keys = KeySpace(settings.event_key_prefix)
     try:
@@ -85,7 +73,7 @@ def _store() -> Iterator[_Store]:
             CommandStore(client, keys, retention=settings.done_retention),
         )
     except redis.RedisError as error:
-        raise _fail(
+        raise fail(
             f"the event store's Redis at {settings.redis_address} did not answer: {error}", 78
         ) from None
     finally:
@@ -103,7 +91,7 @@ def parse_time(option: str, value: str | None, *, now: float) -> float | None:
     try:
         moment = datetime.fromisoformat(given)
     except ValueError:
-        raise _fail(f"{option}: expected a duration like 2h or an ISO time, not {value!r}", 2) from None
+        raise fail(f"{option}: expected a duration like 2h or an ISO time, not {value!r}", 2) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
@@ -152,11 +140,11 @@ def _filter(
     known = [status.value for status in Status]
     for status in statuses:
         if status not in known:
-            raise _fail(f"--status: expected one of {', '.join(known)}, not {status!r}", 2)
+            raise fail(f"--status: expected one of {', '.join(known)}, not {status!r}", 2)
     if error_code is not None and error_type is None:
-        raise _fail("--error-code: give --error-type too (codes are Smartcar's per type)", 2)
+        raise fail("--error-code: give --error-type too (codes are Smartcar's per type)", 2)
     if since is not None and until is not None and since > until:
-        raise _fail("--since: after --until, so nothing can match", 2)
+        raise fail("--since: after --until, so nothing can match", 2)
     return EventFilter(
         statuses=tuple(dict.fromkeys(statuses)),
         error_type=error_type,
@@ -211,7 +199,7 @@ def list_events(  # noqa: PLR0917 - one parameter per filter, as the command lin
         try:
             page = store.query.page(wanted, limit=limit, cursor=cursor)
         except CursorError as error:
-            raise _fail(f"--cursor: {error}", 2) from None
+            raise fail(f"--cursor: {error}", 2) from None
     if as_json:  # one write: a line each is most of a long listing's time
         typer.echo(
             "".join(json.dumps(summary(record), sort_keys=True) + "\n" for record in page.records), nl=False
@@ -256,7 +244,7 @@ def show(event_id: str, as_json: AsJson = False) -> None:
         record = store.events.load(event_id)
         steps = store.commands.steps(event_id) if record is not None else {}
     if record is None:
-        raise _fail(f"no event {event_id} (never received, or past its retention)", 1)
+        raise fail(f"no event {event_id} (never received, or past its retention)", 1)
     commands = {name: _command(step.fields) for name, step in steps.items()}
     if as_json:
         shown = {

@@ -24,8 +24,6 @@ from typing import Annotated, Any
 
 import redis
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from eventstore.client import connect
@@ -34,29 +32,15 @@ from eventstore.keys import KeySpace
 from eventstore.pauses import Pauses, RateError
 from eventstore.status import Status
 from workers.cli_events import parse_time
-from workers.settings import SettingsError, WorkerSettings, load_settings
+from workers.cli_output import console, fail, settings_or_exit
+from workers.settings import WorkerSettings
 from workers.stats import SAMPLE, Stats, gather_stats
-
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 Vehicles = Annotated[
     list[str] | None,
     typer.Option("--vehicle", "-v", help="Only this vehicle (repeatable).", show_default=False),
 ]
-
-
-def fail(message: str, code: int) -> typer.Exit:
-    errors.print(f"[red]{escape(message)}[/red]")
-    return typer.Exit(code)
-
-
-def settings_or_exit() -> WorkerSettings:
-    try:
-        return load_settings()
-    except SettingsError as error:
-        raise fail(str(error), 78) from None
 
 
 @contextmanager

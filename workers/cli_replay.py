@@ -32,7 +32,8 @@ from typer.core import TyperGroup
 
 from eventstore.replays import ReplayJob, ReplayStore
 from eventstore.status import Status
-from workers.cli_events import _fail, _filter, _store, console, errors, parse_time
+from workers.cli_events import _filter, _store, parse_time
+from workers.cli_output import console, errors, fail
 from workers.cli_vehicles import _send
 from workers.replay import REPLAY_TASK, SIGNED_NOTE, Plan, Selection, make_plan
 from workers.settings import load_settings
@@ -83,14 +84,14 @@ def run(  # noqa: PLR0917 - one parameter per option, as the command line has th
 ) -> None:
     """Plan a replay of events given by id or by filter; with --yes, make it a job the workers run."""
     if rate <= 0:
-        raise _fail(f"--rate: expected events a second above 0, not {rate:g}", 2)
+        raise fail(f"--rate: expected events a second above 0, not {rate:g}", 2)
     now = time.time()
     given = {"event_type": event_type, "vehicle_id": vehicle, "user_id": user, "webhook_id": webhook}
     filtered = bool(status) or any(v is not None for v in (*given.values(), error_type, reason, since, until))
     if ids and filtered:
-        raise _fail("give event ids or a filter, not both", 2)
+        raise fail("give event ids or a filter, not both", 2)
     if not ids and not filtered:
-        raise _fail("nothing selected: give event ids, or a filter such as --since 2h or --error-type", 2)
+        raise fail("nothing selected: give event ids, or a filter such as --since 2h or --error-type", 2)
     wanted = None
     if filtered:
         start, end = parse_time("--since", since, now=now), parse_time("--until", until, now=now)
@@ -210,7 +211,7 @@ def status_of(
         replays = ReplayStore(store.events.redis, store.keys)
         job = replays.get(job_id)
         if job is None:
-            raise _fail(f"no replay job {job_id} (never made, or past its retention)", 1)
+            raise fail(f"no replay job {job_id} (never made, or past its retention)", 1)
         if follow and not job.finished:
             _follow(replays, job_id)
             job = replays.get(job_id) or job
@@ -231,7 +232,7 @@ def cancel(job_id: str) -> None:
         after = replays.cancel(job_id)
         job = replays.get(job_id)
     if after is None or job is None:
-        raise _fail(f"no replay job {job_id} (never made, or past its retention)", 1)
+        raise fail(f"no replay job {job_id} (never made, or past its retention)", 1)
     typer.echo(_line(job))
     if after.value != "cancelled":
         errors.print(f"replay job {job_id} had ended ({after.value}): nothing to cancel")

@@ -23,12 +23,12 @@ from typing import Annotated, Any
 import kombu.exceptions
 import redis
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from eventstore.lifecycle import LifecycleAction
 from smartcar_core.errors import SmartcarError
 from smartcar_core.retry import Action
+from workers.cli_output import console, errors, fail, settings_or_exit
 from workers.lifecycle import (
     DRAIN_TASK,
     RECONCILE_TASK,
@@ -41,15 +41,13 @@ from workers.limits import DeferredError
 from workers.reconcile import ListingError, reconcile
 from workers.registry import HandlerRegistry
 from workers.runtime import Runtime
-from workers.settings import SettingsError, WorkerSettings, load_settings
+from workers.settings import WorkerSettings
 from workers.tokens import TokenError
 
 vehicles_app = typer.Typer(
     help="Our vehicles: status, and subscribe, unsubscribe, disconnect, refresh, reconcile.",
     no_args_is_help=True,
 )
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)
 
 _VEHICLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _NOW_MAX_WAIT = 30.0
@@ -65,24 +63,16 @@ Ids = Annotated[list[str], typer.Argument(help="Vehicle ids.", show_default=Fals
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    errors.print(f"[red]{message}[/red]")
-    return typer.Exit(code)
-
-
 @contextmanager
 def _lifecycle() -> Iterator[VehicleLifecycle]:
     """A lifecycle on a runtime of its own (no handlers: this process runs no event), closed after; a
     Redis that does not answer is one line, not a traceback."""
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        raise _fail(str(error), 78) from None
+    settings = settings_or_exit()
     runtime = Runtime.build(settings, handlers=HandlerRegistry())
     try:
         yield VehicleLifecycle(runtime)
     except redis.RedisError as error:
-        raise _fail(
+        raise fail(
             f"the event store's Redis at {settings.redis_address} did not answer: {error}", 78
         ) from None
     finally:
@@ -96,7 +86,7 @@ def _time(epoch: float | None) -> str:
 def _checked(ids: list[str]) -> list[str]:
     for vehicle_id in ids:
         if not _VEHICLE_ID.match(vehicle_id):
-            raise _fail(f"not a vehicle id: {vehicle_id!r} (letters, digits, '.', '_', ':', '-')", 2)
+            raise fail(f"not a vehicle id: {vehicle_id!r} (letters, digits, '.', '_', ':', '-')", 2)
     return list(dict.fromkeys(ids))
 
 
@@ -104,7 +94,7 @@ def _require(settings: WorkerSettings, names: tuple[str, ...], what: str) -> Non
     values = {"SMARTCAR_WEBHOOK_ID": settings.smartcar_webhook_id, "SMARTCAR_AMT": settings.smartcar_amt}
     missing = [name for name in names if not values[name]]
     if missing:
-        raise _fail(f"{what} needs {' and '.join(missing)}, which the workers read too: set it", 78)
+        raise fail(f"{what} needs {' and '.join(missing)}, which the workers read too: set it", 78)
 
 
 def _send(settings: WorkerSettings, task: str, **kwargs: Any) -> bool:
@@ -223,7 +213,7 @@ def reconcile_command(
         try:
             report = reconcile(lifecycle, fix=not dry_run)
         except (SmartcarError, ListingError) as error:
-            raise _fail(f"reconcile failed, nothing changed: {describe(error)}", 1) from None
+            raise fail(f"reconcile failed, nothing changed: {describe(error)}", 1) from None
     table = Table(title="reconciliation", show_header=False)
     for name, value in report.counts().items():
         table.add_row(name, _time(float(value)) if name == "at" else str(value))
@@ -322,7 +312,7 @@ def show(vehicle_id: str, as_json: AsJson = False) -> None:
     with _lifecycle() as lifecycle:
         rows = _rows(lifecycle, _checked([vehicle_id]))
     if not rows:
-        raise _fail(f"nothing known about vehicle {vehicle_id}", 1)
+        raise fail(f"nothing known about vehicle {vehicle_id}", 1)
     (row,) = rows
     if as_json:
         typer.echo(json.dumps(row, indent=2, sort_keys=True))

@@ -1,0 +1,29 @@
+"""What every `smartcar-events` command prints through: results on stdout, problems on stderr (one
+problem, one line, whatever the terminal's width), and the one way a command ends on a problem."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from workers.settings import SettingsError, WorkerSettings, load_settings
+
+SETTINGS_FAILURE = 78  # EX_CONFIG, as workers and beat refuse to start
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print `message` as one red line on stderr (taken as text: an error's own brackets are not markup)
+    and return the `typer.Exit(code)` for the caller to raise."""
+    errors.print(f"[red]{escape(message)}[/red]")
+    return typer.Exit(code)
+
+
+def settings_or_exit() -> WorkerSettings:
+    """The workers' settings, or the command ends with their problem and exit 78."""
+    try:
+        return load_settings()
+    except SettingsError as error:
+        raise fail(str(error), SETTINGS_FAILURE) from None
