@@ -32,7 +32,7 @@ from eventstore.keys import KeySpace
 from eventstore.pauses import Pauses, RateError
 from eventstore.status import Status
 from workers.cli_events import parse_time
-from workers.cli_output import console, fail, settings_or_exit
+from workers.cli_output import checked_vehicle_ids, console, fail, settings_or_exit
 from workers.settings import WorkerSettings
 from workers.stats import SAMPLE, Stats, gather_stats
 
@@ -69,7 +69,7 @@ def pause(
     with _client(settings) as client:
         pauses = Pauses(client, KeySpace(settings.event_key_prefix))
         if vehicle:
-            pauses.pause_vehicles(vehicle)
+            pauses.pause_vehicles(checked_vehicle_ids(vehicle))
             console.print(f"paused {len(vehicle)} vehicle(s): their new events are parked until resume")
             return
         pauses.pause(reason=reason)
@@ -88,7 +88,7 @@ def resume(
         pauses = Pauses(client, KeySpace(settings.event_key_prefix))
         try:
             if vehicle:
-                released = pauses.resume_vehicles(vehicle, rate=rate)
+                released = pauses.resume_vehicles(checked_vehicle_ids(vehicle), rate=rate)
                 console.print(
                     f"resumed {len(vehicle)} vehicle(s): {released} parked event(s) released{_at(rate)}"
                 )

@@ -13,7 +13,6 @@ not answer), 2 for a bad invocation, 1 for nothing found or an operation that fa
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from rich.table import Table
 from eventstore.lifecycle import LifecycleAction
 from smartcar_core.errors import SmartcarError
 from smartcar_core.retry import Action
-from workers.cli_output import console, errors, fail, settings_or_exit
+from workers.cli_output import checked_vehicle_ids, console, errors, fail, settings_or_exit
 from workers.lifecycle import (
     DRAIN_TASK,
     RECONCILE_TASK,
@@ -49,7 +48,6 @@ vehicles_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_VEHICLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _NOW_MAX_WAIT = 30.0
 """--now waits for a retry at most this long (in total); a longer one is the workers' to do."""
 _NEEDS = {
@@ -81,13 +79,6 @@ def _lifecycle() -> Iterator[VehicleLifecycle]:
 
 def _time(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds") if epoch else "-"
-
-
-def _checked(ids: list[str]) -> list[str]:
-    for vehicle_id in ids:
-        if not _VEHICLE_ID.match(vehicle_id):
-            raise fail(f"not a vehicle id: {vehicle_id!r} (letters, digits, '.', '_', ':', '-')", 2)
-    return list(dict.fromkeys(ids))
 
 
 def _require(settings: WorkerSettings, names: tuple[str, ...], what: str) -> None:
@@ -142,7 +133,7 @@ def _now(lifecycle: VehicleLifecycle, action: LifecycleAction, vehicle_id: str, 
 
 
 def _operate(action: LifecycleAction, ids: list[str], *, now: bool, user_id: str | None = None) -> None:
-    vehicles = _checked(ids)
+    vehicles = checked_vehicle_ids(ids)
     with _lifecycle() as lifecycle:
         settings = lifecycle.settings
         _require(settings, _NEEDS[action], action.value)
@@ -310,7 +301,7 @@ def show(vehicle_id: str, as_json: AsJson = False) -> None:
 
     Its signals and errors: `smartcar-events vehicle state`."""
     with _lifecycle() as lifecycle:
-        rows = _rows(lifecycle, _checked([vehicle_id]))
+        rows = _rows(lifecycle, checked_vehicle_ids([vehicle_id]))
     if not rows:
         raise fail(f"nothing known about vehicle {vehicle_id}", 1)
     (row,) = rows

@@ -204,6 +204,17 @@ def test_settings_that_cannot_work_are_one_line_and_78(
         assert "TOKEN_ENCRYPTION_KEY" in result.stderr
 
 
+def test_pause_and_resume_refuse_what_is_not_a_vehicle_id_and_pause_nothing(
+    env: dict[str, str], redis_url: str
+) -> None:
+    for command in (["pause", "--vehicle", ""], ["resume", "--vehicle", "a b"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, command
+        assert result.stderr.strip().startswith("not a vehicle id:")
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.exists(KeySpace(env["EVENT_KEY_PREFIX"]).paused_vehicles) == 0
+
+
 def test_stats_says_in_one_line_that_redis_does_not_answer(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
