@@ -58,6 +58,11 @@ def workers(
         replay_interval=1.0,
         replay_lease=3.0,
         replay_run_seconds=20.0,
+        # A killed worker's runs (the events it was running when the test kills it) are taken over in
+        # seconds, not after the shipped 20 s lease: the test's own waits stay inside pytest's timeout.
+        lease_seconds=4.0,
+        lease_renew_interval=1.0,
+        lease_check_interval=1.0,
         max_countdown=0,
     )
     launcher.env["PYTHONPATH"] = path
