@@ -3,17 +3,15 @@ problem, one line, whatever the terminal's width), and the one way a command end
 
 from __future__ import annotations
 
-import re
-
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from workers.selecting import SelectionError, vehicle_ids
 from workers.settings import SettingsError, WorkerSettings, load_settings
 
 SETTINGS_FAILURE = 78  # EX_CONFIG, as workers and beat refuse to start
 BAD_INVOCATION = 2  # as typer's own usage errors
-VEHICLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -28,12 +26,10 @@ def fail(message: str, code: int) -> typer.Exit:
 def checked_vehicle_ids(ids: list[str]) -> list[str]:
     """`ids` without repeats, each one a vehicle id as Smartcar writes them; the command ends (exit 2) on
     the first that is not (empty, a space, a shell's leftover quote...), before anything is done for it."""
-    for vehicle_id in ids:
-        if not VEHICLE_ID.match(vehicle_id):
-            raise fail(
-                f"not a vehicle id: {vehicle_id!r} (letters, digits, '.', '_', ':', '-')", BAD_INVOCATION
-            )
-    return list(dict.fromkeys(ids))
+    try:
+        return vehicle_ids(ids)
+    except SelectionError as error:
+        raise fail(str(error), BAD_INVOCATION) from None
 
 
 def settings_or_exit() -> WorkerSettings:
