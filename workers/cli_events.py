@@ -19,9 +19,8 @@ answer.
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,21 +31,19 @@ import typer
 from rich.table import Table
 
 from eventstore.client import connect
-from eventstore.commands import CommandStore
+from eventstore.commands import CommandStore, StepRecord
 from eventstore.events import EventStore
 from eventstore.index import stored_error_key
 from eventstore.keys import KeySpace
 from eventstore.query import CursorError, EventFilter, EventQuery
 from eventstore.record import EventRecord
-from eventstore.status import Status
+from workers import selecting
 from workers.cli_output import console, errors, fail, settings_or_exit
 
 events_app = typer.Typer(
     help="Events: list them by status, vehicle, error...; show one whole.", no_args_is_help=True
 )
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _MAX_LIMIT = 100_000
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (list: one object a line).")]
 
@@ -81,18 +78,11 @@ def _store() -> Iterator[_Store]:
 
 
 def parse_time(option: str, value: str | None, *, now: float) -> float | None:
-    """`--since`/`--until`: a duration back from `now` (`2h`) or an ISO time (UTC unless it says)."""
-    if value is None:
-        return None
-    given = value.strip()
-    duration = _DURATION.match(given)
-    if duration:
-        return now - float(duration.group(1)) * _UNITS[duration.group(2)]
+    """`--since`/`--until`: a duration back from `now` (`2h`) or an ISO time (`workers.selecting`)."""
     try:
-        moment = datetime.fromisoformat(given)
-    except ValueError:
-        raise fail(f"{option}: expected a duration like 2h or an ISO time, not {value!r}", 2) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        return selecting.parse_time(option, value, now=now)
+    except selecting.SelectionError as error:
+        raise fail(str(error), 2) from None
 
 
 def _iso(epoch: float | str | None) -> str | None:
@@ -137,26 +127,10 @@ def _filter(
     until: float | None,
     **equal: str | None,
 ) -> EventFilter:
-    known = [status.value for status in Status]
-    for status in statuses:
-        if status not in known:
-            raise fail(f"--status: expected one of {', '.join(known)}, not {status!r}", 2)
-    if error_code is not None and error_type is None:
-        raise fail("--error-code: give --error-type too (codes are Smartcar's per type)", 2)
-    if since is not None and until is not None and since > until:
-        raise fail("--since: after --until, so nothing can match", 2)
-    return EventFilter(
-        statuses=tuple(dict.fromkeys(statuses)),
-        error_type=error_type,
-        error_code=error_code,
-        since=since,
-        until=until,
-        event_type=equal["event_type"],
-        vehicle_id=equal["vehicle_id"],
-        user_id=equal["user_id"],
-        webhook_id=equal["webhook_id"],
-        reason=equal["reason"],
-    )
+    try:
+        return selecting.event_filter(statuses, error_type, error_code, since, until, **equal)
+    except selecting.SelectionError as error:
+        raise fail(str(error), 2) from None
 
 
 @events_app.command("list")
@@ -245,18 +219,21 @@ def show(event_id: str, as_json: AsJson = False) -> None:
         steps = store.commands.steps(event_id) if record is not None else {}
     if record is None:
         raise fail(f"no event {event_id} (never received, or past its retention)", 1)
-    commands = {name: _command(step.fields) for name, step in steps.items()}
     if as_json:
-        shown = {
-            "record": {k: v for k, v in record.fields.items() if k not in ("history", "results")},
-            "payload": _payload(record.raw),
-            "attempts": record.history,
-            "results": record.results,
-            "commands": commands,
-        }
-        typer.echo(json.dumps(shown, indent=2, sort_keys=True))
+        typer.echo(json.dumps(detail(record, steps), indent=2, sort_keys=True))
         return
-    _print_event(record, commands)
+    _print_event(record, {name: _command(step.fields) for name, step in steps.items()})
+
+
+def detail(record: EventRecord, steps: Mapping[str, StepRecord]) -> dict[str, Any]:
+    """One event whole, as `show --json` prints it (and the admin API answers it)."""
+    return {
+        "record": {k: v for k, v in record.fields.items() if k not in ("history", "results")},
+        "payload": _payload(record.raw),
+        "attempts": record.history,
+        "results": record.results,
+        "commands": {name: _command(step.fields) for name, step in steps.items()},
+    }
 
 
 def _payload(raw: bytes) -> Any:
