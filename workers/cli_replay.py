@@ -31,11 +31,11 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from eventstore.replays import ReplayJob, ReplayStore
-from eventstore.status import Status
-from workers.cli_events import _filter, _store, parse_time
+from workers.cli_events import _store
 from workers.cli_output import console, errors, fail
 from workers.cli_vehicles import _send
-from workers.replay import REPLAY_TASK, SIGNED_NOTE, Plan, Selection, make_plan
+from workers.replay import REPLAY_TASK, SIGNED_NOTE, Plan, job_view, make_plan, start_job
+from workers.selecting import Conditions, SelectionError, check_rate, replay_selection
 from workers.settings import load_settings
 
 _POLL = 1.0
@@ -83,21 +83,24 @@ def run(  # noqa: PLR0917 - one parameter per option, as the command line has th
     as_json: AsJson = False,
 ) -> None:
     """Plan a replay of events given by id or by filter; with --yes, make it a job the workers run."""
-    if rate <= 0:
-        raise fail(f"--rate: expected events a second above 0, not {rate:g}", 2)
-    now = time.time()
-    given = {"event_type": event_type, "vehicle_id": vehicle, "user_id": user, "webhook_id": webhook}
-    filtered = bool(status) or any(v is not None for v in (*given.values(), error_type, reason, since, until))
-    if ids and filtered:
-        raise fail("give event ids or a filter, not both", 2)
-    if not ids and not filtered:
-        raise fail("nothing selected: give event ids, or a filter such as --since 2h or --error-type", 2)
-    wanted = None
-    if filtered:
-        start, end = parse_time("--since", since, now=now), parse_time("--until", until, now=now)
-        wanted = _filter(status or [], error_type, error_code, start, end, reason=reason, **given)
-    statuses = (Status.FAILED, Status.DONE) if include_done else (Status.FAILED,)
-    selection = Selection(ids=tuple(ids or ()), wanted=wanted, statuses=statuses, limit=limit)
+    given = Conditions(
+        statuses=tuple(status or ()),
+        event_type=event_type,
+        vehicle_id=vehicle,
+        user_id=user,
+        webhook_id=webhook,
+        error_type=error_type,
+        error_code=error_code,
+        reason=reason,
+        since=since,
+        until=until,
+    )
+    try:
+        check_rate(rate)
+        now = time.time()
+        selection = replay_selection(ids or (), given, include_done=include_done, limit=limit, now=now)
+    except SelectionError as error:
+        raise fail(str(error), 2) from None
     with _store() as store:
         replays = ReplayStore(store.events.redis, store.keys)
         plan = make_plan(store.events, store.query, replays, selection, rate=rate)
@@ -108,14 +111,7 @@ def run(  # noqa: PLR0917 - one parameter per option, as the command line has th
         if not yes:
             errors.print("a plan only: add --yes to replay these events")
             return
-        created = replays.create(
-            plan.selected,
-            reason=f"operator replay{' (commands resent)' if resend else ''}",
-            rate=rate,
-            selection=selection.describe(),
-            resend=resend,
-            statuses=statuses,
-        )
+        created = start_job(replays, plan, selection, resend=resend)
         errors.print(f"replay job {created.job_id}: {created.taken} events", highlight=False)
         if created.in_other_replay:
             errors.print(f"{created.in_other_replay} left out: taken by another replay job meanwhile")
@@ -179,27 +175,6 @@ def _line(job: ReplayJob) -> str:
     return f"replay {job.id} {job.status}: {job.cursor}/{job.total} {counts}".rstrip()
 
 
-def _shown(job: ReplayJob) -> dict[str, Any]:
-    shown: dict[str, Any] = {
-        "id": job.id,
-        "status": job.status.value,
-        "reason": job.reason,
-        "rate": job.rate,
-        "resend_commands": job.resend,
-        "statuses": list(job.statuses),
-        "total": job.total,
-        "done": job.cursor,
-        "counts": job.counts,
-        "in_other_replay": job.in_other_replay,
-        "selection": job.selection,
-        "taken": int(job.fields.get("takes") or 0),
-    }
-    for name in ("created_at", "started_at", "finished_at", "cancelled_at"):
-        if job.fields.get(name):
-            shown[name] = float(job.fields[name])
-    return shown
-
-
 @replay_app.command("status")
 def status_of(
     job_id: str,
@@ -216,10 +191,10 @@ def status_of(
             _follow(replays, job_id)
             job = replays.get(job_id) or job
     if as_json:
-        typer.echo(json.dumps(_shown(job), sort_keys=True))
+        typer.echo(json.dumps(job_view(job), sort_keys=True))
         return
     table = Table(title=f"replay {job.id}", show_header=False)
-    for name, value in _shown(job).items():
+    for name, value in job_view(job).items():
         table.add_row(name, value if isinstance(value, str) else json.dumps(value))
     console.print(table)
 

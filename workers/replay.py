@@ -32,7 +32,7 @@ from eventstore.events import EventStore
 from eventstore.index import stored_error_key
 from eventstore.query import EventFilter, EventQuery
 from eventstore.record import EventRecord
-from eventstore.replays import ReplayJob, ReplayStore
+from eventstore.replays import Created, ReplayJob, ReplayStore
 from eventstore.status import Status
 from service_base.logs import get_logger
 from workers.metrics import WorkerMetrics
@@ -169,6 +169,43 @@ def _by_filter(query: EventQuery, wanted: EventFilter, most: int) -> list[EventR
         if cursor is None:
             break
     return found
+
+
+def start_job(
+    replays: ReplayStore, plan: Plan, selection: Selection, *, resend: bool, via: str = ""
+) -> Created:
+    """Make `plan` a replay job (its ids snapshotted now) that any worker runs at the plan's rate; `via`
+    says where the operator asked (shown in the job's reason), `resend` sends commands already done."""
+    return replays.create(
+        plan.selected,
+        reason=f"operator replay{via}{' (commands resent)' if resend else ''}",
+        rate=plan.rate,
+        selection=selection.describe(),
+        resend=resend,
+        statuses=selection.statuses,
+    )
+
+
+def job_view(job: ReplayJob) -> dict[str, Any]:
+    """A job as `replay status --json` prints it (and the admin API answers it)."""
+    shown: dict[str, Any] = {
+        "id": job.id,
+        "status": job.status.value,
+        "reason": job.reason,
+        "rate": job.rate,
+        "resend_commands": job.resend,
+        "statuses": list(job.statuses),
+        "total": job.total,
+        "done": job.cursor,
+        "counts": job.counts,
+        "in_other_replay": job.in_other_replay,
+        "selection": job.selection,
+        "taken": int(job.fields.get("takes") or 0),
+    }
+    for name in ("created_at", "started_at", "finished_at", "cancelled_at"):
+        if job.fields.get(name):
+            shown[name] = float(job.fields[name])
+    return shown
 
 
 def trigger_of(job: ReplayJob) -> str:
