@@ -48,6 +48,7 @@ Every key starts with a prefix (`EVENT_KEY_PREFIX`, default `sc:`, written `{p}`
 | `{p}connect-state:{state}` | string, TTL = its life | a Connect state, used once (`eventstore.connect`) |
 | `{p}verify:armed` | string, TTL = the window | VERIFY is answered while it exists (`eventstore.verify`) |
 | `{p}ping:{token}` | string, TTL 5 min | a worker ran the ping task (proof that the queue is consumed) |
+| `{p}sig-failures:{minute}` | hash, reason -> count, TTL 1 h | signature failures (`eventstore.signatures`) |
 
 Scripts receive every key they touch in KEYS, built here (none is built inside Lua): that is what Redis
 Cluster needs, once the prefix carries a hash tag.
@@ -230,3 +231,7 @@ class KeySpace:
 
     def ping(self, token: str) -> str:
         return f"{self.prefix}ping:{token}"
+
+    def signature_failures(self, minute: int) -> str:
+        """`minute`: epoch seconds // 60."""
+        return f"{self.prefix}sig-failures:{minute}"

@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from eventstore.keys import KeySpace
+from eventstore.signatures import AsyncSignatureTally
 from receiver.connect import ConnectFlow
 from receiver.metrics import CONTENT_TYPE, ReceiverMetrics
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
@@ -86,6 +87,7 @@ def create_app(
         retries=settings.redis_retries,
     )
     receiver = Receiver(settings, redis, pool, writer, metrics, log)
+    tally = AsyncSignatureTally(redis, KeySpace(settings.event_key_prefix))
     connect = ConnectFlow(settings, redis_client=redis, metrics=metrics, log=log, origins=origins)
     endpoint = WebhookEndpoint(
         checker=checker,
@@ -96,6 +98,7 @@ def create_app(
         log=log,
         max_body_bytes=settings.max_body_bytes,
         max_delivery_age=settings.delivery_age_limit,
+        signature_tally=tally,
     )
 
     async def healthz(_request: Request) -> Response:
@@ -144,6 +147,7 @@ def create_app(
             yield
         finally:
             await writer.drain()
+            await tally.drain()
             await connect.aclose()
             await redis.aclose()
             await pool.aclose()

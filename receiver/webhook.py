@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 
+from eventstore.signatures import AsyncSignatureTally
 from receiver.metrics import Outcome, ReceiverMetrics, VerifyRefusal
 from receiver.signatures import SignatureChecker, SignatureFailure
 from receiver.verify import TokenBucket, VerifyGate
@@ -101,8 +102,10 @@ class WebhookEndpoint:
         log: Any,
         max_body_bytes: int,
         max_delivery_age: float,
+        signature_tally: AsyncSignatureTally | None = None,
     ) -> None:
         self._checker = checker
+        self._tally = signature_tally
         self._writer = writer
         self._gate = gate
         self._unsigned_verify = unsigned_verify
@@ -277,6 +280,8 @@ class WebhookEndpoint:
 
     async def _unauthorized(self, send: Send, scope: Scope, failure: SignatureFailure, raw: bytes) -> None:
         self._metrics.signature_failures[failure].inc()
+        if self._tally is not None:  # for `smartcar-events doctor`: counted in the background, never awaited
+            self._tally.record(failure.value)
         if _may_be_verify(raw):
             self._metrics.verify_refusals[VerifyRefusal.SIGNATURE].inc()
         await self._refuse(

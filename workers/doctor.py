@@ -17,8 +17,11 @@ rely on the status: 0 fine, 1 warnings, 2 problems. The checks, cheapest first (
 - Smartcar: the token endpoint accepts SMARTCAR_CLIENT_ID/SECRET (`workers.credentials.probe_client`,
   the check `smartcar-events check` makes);
 - vehicles: the registry's vehicles needing re-consent, and those whose last refresh failed;
-- signatures: a note. The receiver counts them per process (`smartcar_webhook_signature_failures_total`
-  on each receiver's `/metrics`): the store keeps no count the doctor could read.
+- signatures: the receivers' signature failures of the last 15 minutes (`eventstore.signatures`), against
+  the events the store took or moved on meanwhile: a problem when `mismatch` failures (a signed request
+  whose signature is wrong) outnumber them (a wrong SMARTCAR_AMT refuses every delivery, and VERIFY,
+  unsigned, passes with any AMT), a warning for any `mismatch`, and a warning when requests without a
+  valid header (`missing`, `malformed`: scanners, or a proxy that loses SC-Signature) outnumber them.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from eventstore.events import EventStore
 from eventstore.fleet import FleetStore, VehicleStatus
 from eventstore.keys import KeySpace
 from eventstore.pauses import Pauses
+from eventstore.signatures import recent_signatures
 from workers.credentials import ClientVerdict, probe_client
 from workers.settings import SettingsError, WorkerSettings, load_settings
 from workers.stats import backlog
@@ -52,11 +56,24 @@ _SKEW_WARN, _SKEW_PROBLEM = 1.0, 30.0
 _INBOX_WARN, _INBOX_PROBLEM = 60.0, 600.0
 _SHOWN_IDS = 5
 _FLEET_READ = 10_000
-_SIGNATURES = (
-    "the receiver counts them per process: read "
-    'smartcar_webhook_signature_failures_total{reason="mismatch"} on each receiver\'s /metrics. '
-    "A VERIFY that passed proves nothing about SMARTCAR_AMT: VERIFY is unsigned, so a wrong AMT "
-    "answers it and then refuses every delivery"
+_SIGNATURE_MINUTES = 15
+_WRONG_AMT = (
+    "Smartcar's deliveries are refused (401) and retried for only a few minutes, then lost; a wrong "
+    "SMARTCAR_AMT does this, and a VERIFY that passed proves nothing: VERIFY is unsigned, so a wrong AMT "
+    "answers it and then fails every delivery"
+)
+_AMT_FIX = (
+    "set SMARTCAR_AMT to the Application Management Token of the Smartcar Dashboard (during a rotation "
+    "<new>,<old>: README, Rotating the AMT) and restart every receiver; `python -m receiver check` counts "
+    "the AMTs each has"
+)
+_UNSIGNED = (
+    "requests arrive without a valid SC-Signature: a proxy in front of the receivers that drops or "
+    "rewrites the header refuses every delivery this way"
+)
+_UNSIGNED_FIX = (
+    "if Smartcar's deliveries fail too (the Dashboard's webhook logs), have the proxy pass SC-Signature "
+    "unchanged; otherwise block the sender"
 )
 
 
@@ -113,10 +130,10 @@ def diagnose(
         found += _pipeline(client, settings)
         found += _processes(client, settings, wait)
         found += _vehicles(client, KeySpace(settings.event_key_prefix))
+        found.append(_signatures(client, KeySpace(settings.event_key_prefix), clock()))
     finally:
         client.close()
     found.append(_credentials(settings))
-    found.append(Finding("signatures", Severity.NOTE, "not counted in the store", _SIGNATURES))
     return found
 
 
@@ -280,12 +297,34 @@ def _vehicles(client: redis.Redis, keys: KeySpace) -> list[Finding]:
     return found
 
 
+def _signatures(client: redis.Redis, keys: KeySpace, now: float) -> Finding:
+    recent = recent_signatures(client, keys, minutes=_SIGNATURE_MINUTES, now=now)
+    span = f"in the last {recent.minutes} min"
+    if not recent.failed:
+        return Finding("signatures", Severity.OK, f"no signature failure {span}")
+    reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(recent.failures.items()))
+    what = (
+        f"{recent.failed} request(s) refused for their SC-Signature {span} ({reasons}), "
+        f"against {recent.moved} event(s) the store took or moved on"
+    )
+    mismatched = recent.failures.get("mismatch", 0)
+    most = recent.failed > recent.moved
+    if most and mismatched * 2 >= recent.failed:
+        return Finding("signatures", Severity.PROBLEM, what, _WRONG_AMT, _AMT_FIX)
+    if mismatched:
+        why = "some signed requests do not verify: a receiver with a wrong AMT, or forgeries. " + _WRONG_AMT
+        return Finding("signatures", Severity.WARNING, what, why, _AMT_FIX)
+    if most:  # unsigned or malformed: scanners on a quiet receiver, or a proxy that loses the header
+        return Finding("signatures", Severity.WARNING, what, _UNSIGNED, _UNSIGNED_FIX)
+    return Finding("signatures", Severity.OK, what + ": requests not from Smartcar (scanners)")
+
+
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     wait: Annotated[float, typer.Option(min=0.1, max=120, help="Seconds to wait for a worker's ping.")] = 5.0,
 ) -> None:
-    """Check settings, Redis, clock, backlog, worker, beat, Smartcar credentials and vehicles: exit 0 fine,
-    1 warnings, 2 problems. Each finding says what, why it matters and the fix."""
+    """Check settings, Redis, clock, backlog, worker, beat, Smartcar credentials, vehicles and signature
+    failures: exit 0 fine, 1 warnings, 2 problems. Each finding says what, why it matters and the fix."""
     try:
         settings = load_settings()
     except SettingsError as error:
