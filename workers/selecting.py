@@ -47,17 +47,18 @@ def parse_time(option: str, value: str | None, *, now: float) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def event_filter(
+def event_filter(  # noqa: PLR0917 - `spell` positional only, so that no condition of `equal` takes its place
     statuses: Iterable[str],
     error_type: str | None,
     error_code: str | None,
     since: float | None,
     until: float | None,
-    *,
     spell: Spell = cli_option,
+    /,
     **equal: str | None,
 ) -> EventFilter:
-    """The filter of `events list` (and of a replay by filter), its values checked."""
+    """The filter of `events list` (and of a replay by filter), its values checked; `equal` holds the
+    conditions of one value each (`event_type`, `vehicle_id`, `user_id`, `webhook_id`, `reason`)."""
     statuses = list(statuses)
     known = [status.value for status in Status]
     for status in statuses:
@@ -121,7 +122,7 @@ class Conditions:
             self.error_code,
             parse_time(spell("since"), self.since, now=now),
             parse_time(spell("until"), self.until, now=now),
-            spell=spell,
+            spell,
             event_type=self.event_type,
             vehicle_id=self.vehicle_id,
             user_id=self.user_id,
