@@ -26,7 +26,9 @@ from pydantic import AliasChoices, SecretStr
 from eventstore.codec import text
 from eventstore.events import EventStore, accept
 from eventstore.keys import KeySpace
+from eventstore.record import history_entry
 from smartcar_core.events import parse_envelope
+from smartcar_simulator import payloads
 from smartcar_simulator.control_client import SimTokens
 from testsupport import wait_until
 from workers.app import publishing_app
@@ -41,6 +43,61 @@ def accept_event(
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     envelope = parse_envelope(raw)
     accept(client, KeySpace(prefix), envelope, raw, received_at=received_at)
+    return envelope.event_id
+
+
+def delivery_body(vehicle: str, user: str, webhook: str, *, error_event: bool = False) -> bytes:
+    """A VEHICLE_STATE (or, `error_event`, a VEHICLE_ERROR with PERMISSION) of `vehicle`, of its own id."""
+    car = {"id": vehicle, "make": "TESLA", "model": "Model 3", "year": 2022, "user_id": user}
+    if error_event:
+        event = payloads.vehicle_error_event(
+            car, [payloads.error_item("PERMISSION", None)], webhook_id=webhook
+        )
+    else:
+        item = payloads.signal_item(
+            "charge-ischarging",
+            name="IsCharging",
+            group="Charge",
+            body={"value": True},
+            oem_updated_at=payloads.now_ms(),
+            retrieved_at=payloads.now_ms(),
+        )
+        event = payloads.vehicle_state_event(car, [item], webhook_id=webhook, triggers=["charge-ischarging"])
+    return json.dumps(event).encode()
+
+
+def ended_event(
+    store: EventStore,
+    *,
+    at: float,
+    vehicle: str,
+    user: str,
+    webhook: str,
+    end: str | None,
+    error: dict[str, Any] | None = None,
+    reason: str = "",
+    error_event: bool = False,
+) -> str:
+    """One event accepted and ended (`end`: done, retry, dead, or None to leave it received) at `at`,
+    through the store's own transitions (no worker); returns its id."""
+    raw = delivery_body(vehicle, user, webhook, error_event=error_event)
+    envelope = parse_envelope(raw)
+    if not accept(store.redis, store.keys, envelope, raw, received_at=at - 1):
+        raise AssertionError(f"{envelope.event_id} was not accepted")
+    if end is None:
+        return envelope.event_id
+    begun = store.begin(envelope.event_id, lease=30, now=at - 0.5)
+    if begun.record is None:
+        raise AssertionError(f"{envelope.event_id} did not begin")
+    entry = history_entry(attempt=1, outcome=end, error=error, now=at)
+    if end == "done":
+        ended = store.done(begun.record, {}, now=at)
+    elif end == "retry":
+        ended = store.retry(begun.record, entry, delay=60, park=True, results={}, now=at)
+    else:
+        ended = store.dead_letter(begun.record, entry, reason=reason, results={}, now=at)
+    if not ended:
+        raise AssertionError(f"{envelope.event_id} did not end {end}")
     return envelope.event_id
 
 

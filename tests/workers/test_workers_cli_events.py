@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 
 from eventstore.events import EventStore, accept
 from eventstore.keys import KeySpace
-from eventstore.record import history_entry
 from smartcar_core.events import parse_envelope
-from smartcar_simulator import payloads
 from smartcar_simulator.testing import RunningSimulator
 from testsupport.workers import accept_event, settings_environment
+from testsupport.workers import delivery_body as _body
+from testsupport.workers import ended_event as _event
 from workers.cli import app
 from workers.cli_events import parse_time
 from workers.process import Outcome, process_event
@@ -44,55 +44,6 @@ def env(settings: WorkerSettings, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     return environment
-
-
-def _body(vehicle: str, user: str, webhook: str, *, error_event: bool = False) -> bytes:
-    car = {"id": vehicle, "make": "TESLA", "model": "Model 3", "year": 2022, "user_id": user}
-    if error_event:
-        event = payloads.vehicle_error_event(
-            car, [payloads.error_item("PERMISSION", None)], webhook_id=webhook
-        )
-    else:
-        item = payloads.signal_item(
-            "charge-ischarging",
-            name="IsCharging",
-            group="Charge",
-            body={"value": True},
-            oem_updated_at=payloads.now_ms(),
-            retrieved_at=payloads.now_ms(),
-        )
-        event = payloads.vehicle_state_event(car, [item], webhook_id=webhook, triggers=["charge-ischarging"])
-    return json.dumps(event).encode()
-
-
-def _event(
-    store: EventStore,
-    *,
-    at: float,
-    vehicle: str,
-    user: str,
-    webhook: str,
-    end: str | None,
-    error: dict[str, Any] | None = None,
-    reason: str = "",
-    error_event: bool = False,
-) -> str:
-    """One event accepted and ended (`end`: done, retry, dead, or None to leave it received) at `at`."""
-    raw = _body(vehicle, user, webhook, error_event=error_event)
-    envelope = parse_envelope(raw)
-    assert accept(store.redis, store.keys, envelope, raw, received_at=at - 1)
-    if end is None:
-        return envelope.event_id
-    begun = store.begin(envelope.event_id, lease=30, now=at - 0.5)
-    assert begun.record is not None
-    entry = history_entry(attempt=1, outcome=end, error=error, now=at)
-    if end == "done":
-        assert store.done(begun.record, {}, now=at)
-    elif end == "retry":
-        assert store.retry(begun.record, entry, delay=60, park=True, results={}, now=at)
-    else:
-        assert store.dead_letter(begun.record, entry, reason=reason, results={}, now=at)
-    return envelope.event_id
 
 
 @pytest.fixture
