@@ -217,11 +217,3 @@ def purge(
     console.print(f"deleted {deleted} event(s) with their index entries")
     if any(left.values()):
         console.print(f"left (their record changed meanwhile): {left}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add these commands to `smartcar-events` (one line in `workers.cli`)."""
-    from workers.doctor import doctor  # noqa: PLC0415 - it imports Celery's app only when run
-
-    for command in (pause, resume, stats, purge, doctor):
-        app.command()(command)

@@ -26,7 +26,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventstore.events import EventStore
 from eventstore.index import stored_error_key
@@ -35,8 +35,10 @@ from eventstore.record import EventRecord
 from eventstore.replays import Created, ReplayJob, ReplayStore
 from eventstore.status import Status
 from service_base.logs import get_logger
-from workers.metrics import WorkerMetrics
 from workers.settings import WorkerSettings
+
+if TYPE_CHECKING:  # an annotation only: `events list` and `replay` need no Prometheus client
+    from workers.metrics import WorkerMetrics
 
 log = get_logger("workers.replay")
 
