@@ -26,6 +26,7 @@ from receiver.settings import ReceiverSettings
 from service_base.settings import ServiceSettings
 from smartcar_simulator.app import routes as simulator_routes
 from smartcar_simulator.settings import SimulatorSettings
+from workers.admin_api import AdminSettings
 from workers.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ ORIGIN_DEFAULTS = {
     "SMARTCAR_MANAGEMENT_API_ORIGIN": "https://management.smartcar.com",
     "SMARTCAR_VEHICLE_API_V3_ORIGIN": "https://vehicle.api.smartcar.com",
 }
-SERVICE_CLASSES: tuple[type[ServiceSettings], ...] = (ReceiverSettings, WorkerSettings)
+SERVICE_CLASSES: tuple[type[ServiceSettings], ...] = (ReceiverSettings, WorkerSettings, AdminSettings)
 
 
 def env_names(cls: type[BaseSettings]) -> dict[str, str]:
@@ -63,7 +64,8 @@ def env_names(cls: type[BaseSettings]) -> dict[str, str]:
 
 
 def service_settings() -> dict[str, tuple[type[ServiceSettings], str]]:
-    """Every setting of the receiver and the workers: environment name -> (a class reading it, field)."""
+    """Every setting of the receiver, the workers and the admin API: environment name -> (a class reading
+    it, field)."""
     found: dict[str, tuple[type[ServiceSettings], str]] = {}
     for cls in SERVICE_CLASSES:
         for name, field in env_names(cls).items():

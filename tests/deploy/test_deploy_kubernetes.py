@@ -37,7 +37,7 @@ K8S = DEPLOY / "k8s"
 BUILDS: dict[str, tuple[Path, tuple[str, ...]]] = {
     "base": (K8S / "base", ()),
     "dev": (K8S / "overlays" / "dev", ()),
-    "base+components": (K8S / "base", ("prometheus-operator", "backlog-autoscaling")),
+    "base+components": (K8S / "base", ("prometheus-operator", "backlog-autoscaling", "admin-api")),
 }
 # The kinds of the Prometheus Operator's CRDs, which only the components add.
 OPERATOR_KINDS = frozenset({"ServiceMonitor", "PodMonitor", "PrometheusRule"})
@@ -341,3 +341,36 @@ def test_the_service_monitor_scrapes_the_receivers_metrics() -> None:
     component = yaml_documents(K8S / "components" / "prometheus-operator" / "kustomization.yaml")[0]
     assert component["kind"] == "Component"
     assert component["resources"] == ["servicemonitor.yaml", "podmonitor.yaml", "../../../monitoring"]
+
+
+def test_the_admin_api_is_its_own_optional_workload_never_behind_the_ingress(
+    build: tuple[str, list[Manifest]],
+) -> None:
+    """components/admin-api only: its own pods and ClusterIP Service, probed on the listener's /healthz,
+    reading ADMIN_TOKEN from the Secret; the receiver's Service and Ingress never lead to it."""
+    name, manifests = build
+    found = pods(manifests)
+    if "admin-api" not in BUILDS[name][1]:
+        assert "smartcar-admin-api" not in found
+        return
+    [container] = found["smartcar-admin-api"]["spec"]["containers"]
+    assert container["command"] == ["smartcar-admin-api"]
+    assert {probe: container[probe]["httpGet"]["path"] for probe in ("livenessProbe", "readinessProbe")} == {
+        "livenessProbe": "/healthz",
+        "readinessProbe": "/healthz",
+    }
+    secrets = {
+        variable["name"]: variable["valueFrom"]["secretKeyRef"]["key"]
+        for variable in container["env"]
+        if "valueFrom" in variable
+    }
+    assert secrets["ADMIN_TOKEN"] == "ADMIN_TOKEN"
+    service = of_kind(manifests, "Service")["smartcar-admin-api"]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert selected(service["spec"]["selector"], manifests) == ["smartcar-admin-api"]
+    assert selected(of_kind(manifests, "Service")["smartcar-receiver"]["spec"]["selector"], manifests) == [
+        "smartcar-receiver"
+    ]
+    [ingress] = of_kind(manifests, "Ingress").values()
+    backends = {path["backend"]["service"]["name"] for path in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert backends == {"smartcar-receiver"}

@@ -19,7 +19,9 @@ from workers.settings import WorkerSettings
 UNITS = DEPLOY / "systemd"
 INSTALLED = "/opt/smartcar-webhooks/bin/"
 CONFIGURATION_ERROR = {"smartcar-receiver.service": STARTUP_FAILURE}  # uvicorn's "failed to start"
-CONFIGURATION_ERROR |= dict.fromkeys(["smartcar-worker@.service", "smartcar-beat.service"], 78)  # EX_CONFIG
+CONFIGURATION_ERROR |= dict.fromkeys(
+    ["smartcar-worker@.service", "smartcar-beat.service", "smartcar-admin-api.service"], 78
+)  # EX_CONFIG (the admin API's also when ADMIN_TOKEN is unset: off, and not restarted)
 TASK_TIME_LIMIT = float(WorkerSettings.model_fields["task_time_limit"].default)
 
 
