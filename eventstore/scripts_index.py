@@ -83,3 +83,59 @@ local out = {}
 for i = 1, #KEYS do out[i] = redis.call('HMGET', KEYS[i], unpack(ARGV)) end
 return out
 """
+
+# KEYS: the status block, then for each id 7 keys: its event, its type, vehicle, user and webhook indexes,
+#       its last error's 2 indexes; ARGV: '1' to write ('0': count only), then for each id 6 values: the
+#       id, its status and updated_at as the caller read them, its status time, its last failure's time
+#       ('' when its last error is none of Smartcar's), and '1' when that error has a code
+# `events reindex` (eventstore.reindex): each event is put in the indexes its record says it belongs in,
+# as the transitions would have, for records stored before the indexes existed. An entry already there
+# is left as it is (ZADD NX), an entry in another status's index is taken out. An event whose status or
+# updated_at is no longer what was read has moved on meanwhile (its transition kept the indexes): it is
+# left, and returned for the caller to read again. Returns {events changed, entries added, entries
+# removed, then the ids that moved on}.
+REINDEX = lua(
+    INDEXES
+    + """
+local write = ARGV[1] == '1'
+local events, added, removed, moved = 0, 0, 0, {}
+local function put(key, score, id)
+  if write then return redis.call('ZADD', key, 'NX', score, id) end
+  if redis.call('ZSCORE', key, id) then return 0 end
+  return 1
+end
+local function take(key, id)
+  if write then return redis.call('ZREM', key, id) end
+  if redis.call('ZSCORE', key, id) then return 1 end
+  return 0
+end
+for i = 2, #ARGV, 6 do
+  local id, base = ARGV[i], 8 + (i - 2) / 6 * 7
+  local f = redis.call('HMGET', KEYS[base], 'status', 'updated_at', 'received_at', 'type', 'vehicle_id',
+    'user_id', 'webhook_id')
+  local own = f[1] and STATUS_OFFSET[f[1]]
+  if not f[1] then
+    -- the record is gone (trimmed or expired): nothing to index
+  elseif f[1] ~= ARGV[i + 1] or (f[2] or '') ~= ARGV[i + 2] or not own then
+    moved[#moved + 1] = id
+  else
+    local changes, gone = put(KEYS[1 + own], ARGV[i + 3], id), 0
+    for _, offset in pairs(STATUS_OFFSET) do
+      if offset ~= own then gone = gone + take(KEYS[1 + offset], id) end
+    end
+    if f[1] ~= '$RECEIVED' then
+      for k = 4, 7 do
+        if f[k] and f[k] ~= '' then changes = changes + put(KEYS[base + k - 3], f[3], id) end
+      end
+    end
+    if f[1] ~= '$DONE' and ARGV[i + 4] ~= '' then
+      changes = changes + put(KEYS[base + 5], ARGV[i + 4], id)
+      if ARGV[i + 5] == '1' then changes = changes + put(KEYS[base + 6], ARGV[i + 4], id) end
+    end
+    added, removed = added + changes, removed + gone
+    if changes + gone > 0 then events = events + 1 end
+  end
+end
+return {events, added, removed, unpack(moved)}
+"""
+)

@@ -39,6 +39,7 @@ from eventstore.query import CursorError, EventFilter, EventQuery
 from eventstore.record import EventRecord
 from workers import selecting
 from workers.cli_output import console, errors, fail, settings_or_exit
+from workers.cli_reindex import reindex
 
 events_app = typer.Typer(
     help="Events: list them by status, vehicle, error...; show one whole.", no_args_is_help=True
@@ -328,3 +329,6 @@ def _attempts(history: list[dict[str, Any]]) -> Table | str:
             "\n".join(part for part in advice if part),
         )
     return table
+
+
+events_app.command("reindex")(reindex)  # after list and show in the help; its own module
