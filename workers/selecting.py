@@ -12,10 +12,13 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from eventstore.query import EventFilter
 from eventstore.status import Status
-from workers.replay import Selection
+
+if TYPE_CHECKING:  # the replay machinery only for a replay: `events list` and `--help` load none of it
+    from workers.replay import Selection
 
 VEHICLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
@@ -156,6 +159,8 @@ def replay_selection(
         raise SelectionError(f"nothing selected: give event ids, or a filter such as {example}")
     wanted = conditions.build(now=now, spell=spell) if conditions.given() else None
     statuses = (Status.FAILED, Status.DONE) if include_done else (Status.FAILED,)
+    from workers.replay import Selection  # noqa: PLC0415 - see the imports
+
     return Selection(ids=ids, wanted=wanted, statuses=statuses, limit=limit)
 
 
