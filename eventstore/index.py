@@ -37,6 +37,9 @@ done and that old. Failed events are removed the same way once their failure is 
 retention (`WORKERS_FAILED_RETENTION`). An entry whose record went before the sweeper came (the sweeper
 stopped for longer than the grace) is dropped from the indexes a query read it from when the query meets
 it (`eventstore.query`), so a dangling id costs one look and is gone.
+
+**Events older than the indexes** (stored by a version that did not keep them) are put in them from their
+records by `eventstore.reindex` (`smartcar-events events reindex`), with the scores above.
 """
 
 from __future__ import annotations
