@@ -11,7 +11,7 @@ webhook's 1-2 KB (a listing never reads it), so the store fits in little memory.
 2. the command in this process (typer's runner, settings from the environment): the first page as a
    table, and every dead letter as JSON lines;
 3. the command as a process (`smartcar-events events list --status failed --limit N --json`), whose
-   start-up (the imports of `workers.cli`, measured alone as `events list --help`) is most of it.
+   start-up (the imports of the events command, measured alone as `events list --help`) is about half.
 
 Each figure is the median of `--repeats` runs. Targets (checked with --check, exit 1 on a miss): every
 dead letter listed (2.) in under 1 s at `--large` events, and the large store's figures within noise of
