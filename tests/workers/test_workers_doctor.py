@@ -2,7 +2,8 @@
 answer, one that evicts or keeps no append-only file (a private redis-server reconfigured), a clock off
 Redis's, a stuck inbox and a pause, no worker and no beat, then a worker and a beat that answer, client
 credentials accepted and rejected by the simulator's token endpoint, vehicles needing re-consent and a
-failed refresh (signature failures: test_workers_doctor_signatures); the exit status a script reads (0, 1, 2), through typer's runner and as a subprocess."""
+failed refresh (signature failures: test_workers_doctor_signatures); the exit status a script reads (0,
+1, 2), through typer's runner and as a subprocess."""
 
 from __future__ import annotations
 

