@@ -91,6 +91,10 @@ COMMANDS = {
 `typer.Typer` (a group) of its module."""
 
 
+class _Unloaded(TyperCommand):
+    """A command's name and help, standing in for it until it is run."""
+
+
 class LazyGroup(TyperGroup):
     """The top-level group: the commands of `COMMANDS`, each imported and built when first resolved.
 
@@ -100,17 +104,14 @@ class LazyGroup(TyperGroup):
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
         self._listing = False
-
-    def list_commands(self, ctx: Any) -> list[str]:
-        return [*COMMANDS, *(name for name in super().list_commands(ctx) if name not in COMMANDS)]
+        # Every name is known from the start (typer's "Did you mean ...?" reads them), as a stand-in.
+        stand_ins = {name: _Unloaded(name=name, help=lazy.help) for name, lazy in COMMANDS.items()}
+        self.commands = {**stand_ins, **self.commands}
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:  # noqa: ARG002 - click passes it
         known = self.commands.get(cmd_name)
-        lazy = COMMANDS.get(cmd_name)
-        if known is not None or lazy is None:
+        if not isinstance(known, _Unloaded) or self._listing:  # the help's list: nothing imported
             return known
-        if self._listing:  # the help's list: a name and a line, nothing imported
-            return TyperCommand(name=cmd_name, help=lazy.help)
         command = load(cmd_name, rich_markup_mode=self.rich_markup_mode)
         self.commands[cmd_name] = command
         return command

@@ -85,4 +85,6 @@ def test_commands_of_every_kind_still_run(settings: WorkerSettings, monkeypatch:
     assert "v-lazy" in runner.invoke(app, ["tokens", "show", "v-lazy"], env={"COLUMNS": "200"}).stdout
     assert runner.invoke(app, ["stats", "--json"]).exit_code == 0
     assert runner.invoke(app, ["stats", "--sample", "0"]).exit_code == 2  # typer's own check of an option
-    assert runner.invoke(app, ["no-such-command"]).exit_code == 2
+    typo = runner.invoke(app, ["evnets"])
+    assert typo.exit_code == 2
+    assert "Did you mean 'events'?" in typo.output  # every name is known before its module is loaded
