@@ -53,6 +53,7 @@ DEPLOYED = {
     "connect_state": ("connect_state", ("s1",), "sc:connect-state:s1"),  # added with the Connect flow
     "verify_armed": ("verify_armed", None, "sc:verify:armed"),
     "ping": ("ping", ("t0k3n",), "sc:ping:t0k3n"),
+    "signature_failures": ("signature_failures", (29000000,), "sc:sig-failures:29000000"),
 }
 
 
@@ -65,7 +66,7 @@ def key_names() -> set[str]:
     }
 
 
-def render(keys: KeySpace, name: str, arguments: tuple[str, ...] | None) -> str:
+def render(keys: KeySpace, name: str, arguments: tuple[object, ...] | None) -> str:
     member = getattr(keys, name)
     key = member if arguments is None else member(*arguments)
     assert isinstance(key, str)
