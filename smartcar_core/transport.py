@@ -35,23 +35,85 @@ _shared_async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncC
 Verify = bool | str | os.PathLike[str] | ssl.SSLContext
 
 
+# What one thread's pool of a `per_thread` client holds: a thread sends one request at a time, to one of
+# a few origins (the API, the token endpoint).
+PER_THREAD_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=5.0)
+
+
+_CLOSED = "Cannot send a request, as the transport has been closed."
+
+
+class PerThreadTransport(httpx.BaseTransport):
+    """A transport of its own for each thread that sends, made by `factory` on the thread's first request.
+
+    Why: httpcore's sync pool walks every connection it holds, under one lock, on each request and each
+    response's close. A worker sending from a hundred threads through one pool spent about a third of its
+    CPU there (a py-spy profile of bench/workers_bench.py); a thread's own pool holds one or two
+    connections and no other thread waits on its lock. The cost: connections are not shared between
+    threads, so a pool of threads keeps about one kept-alive connection per thread and origin. The
+    transports of every thread are closed by `close()`.
+    """
+
+    def __init__(self, factory: Callable[[], httpx.BaseTransport]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._made: list[httpx.BaseTransport] = []
+        self._closed = False
+
+    def _own(self) -> httpx.BaseTransport:
+        transport: httpx.BaseTransport | None = getattr(self._local, "transport", None)
+        if transport is None:
+            transport = self._factory()
+            with self._lock:
+                if self._closed:
+                    transport.close()
+                    raise RuntimeError(_CLOSED)
+                self._made.append(transport)
+            self._local.transport = transport
+        return transport
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self._closed:  # a thread's own transport would otherwise outlive close()
+            raise RuntimeError(_CLOSED)
+        return self._own().handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            made, self._made = self._made, []
+        for transport in made:
+            transport.close()
+
+
 def make_client(
     *,
     verify: Verify = True,
     limits: httpx.Limits = DEFAULT_LIMITS,
     http2: bool = False,
     wrap: Callable[[httpx.BaseTransport], httpx.BaseTransport] | None = None,
+    per_thread: bool = False,
 ) -> httpx.Client:
     """A pooled sync client with our defaults.
 
     `verify` may name a CA bundle file or directory (a private or test CA) or be an `ssl.SSLContext`.
     `wrap` gets the client's transport and returns the one to use (to measure every request, say): a
-    wrapped transport keeps the direct path below, which event hooks would turn off.
+    wrapped transport keeps the direct path below, which event hooks would turn off. `per_thread` gives
+    each sending thread a pool of its own (`PerThreadTransport`, `PER_THREAD_LIMITS`), for a client many
+    threads send on at once; `limits` then applies to each thread's pool only if given explicitly.
+    A client given a transport (`wrap` or `per_thread`) does not read proxies from the environment.
     """
     ssl_verify = _ssl_verify(verify)
-    transport = None
-    if wrap is not None:
-        transport = wrap(httpx.HTTPTransport(verify=ssl_verify, limits=limits, http2=http2))
+    transport: httpx.BaseTransport | None = None
+    if per_thread:
+        own = PER_THREAD_LIMITS if limits is DEFAULT_LIMITS else limits
+        transport = PerThreadTransport(
+            lambda: httpx.HTTPTransport(verify=ssl_verify, limits=own, http2=http2)
+        )
+    elif wrap is not None:
+        transport = httpx.HTTPTransport(verify=ssl_verify, limits=limits, http2=http2)
+    if wrap is not None and transport is not None:
+        transport = wrap(transport)
     return httpx.Client(
         verify=ssl_verify, limits=limits, timeout=DEFAULT_TIMEOUT, http2=http2, transport=transport
     )
