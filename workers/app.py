@@ -29,6 +29,7 @@ from service_base.logs import configure_logging, get_logger, renders_json, stdli
 from service_base.redis_check import check_event_store
 from workers import broker, consumer, metrics
 from workers.assembly import Assembly, HandlerModuleError
+from workers.local_runs import LocalRuns
 from workers.publish import Publisher, check_against_celery
 from workers.settings import SettingsError, WorkerSettings, visibility_problem
 
@@ -358,17 +359,29 @@ class RelayStep(bootsteps.StartStopStep):
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self.thread: Any = None
+        self.local: LocalRuns | None = None
 
-    def start(self, worker: Any) -> None:  # noqa: ARG002 - the bootstep interface
+    def start(self, worker: Any) -> None:
         if not assembly.settings.relay_enabled:
             return
-        self.thread = assembly.relay()
+        self.local = assembly.local_runs(worker.hostname)
+        self.thread = assembly.relay(self.local)
         self.thread.start()
 
-    def stop(self, worker: Any) -> None:  # noqa: ARG002 - the bootstep interface
+    def stop(self, worker: Any, *, wait: bool = True) -> None:  # noqa: ARG002 - the bootstep interface
+        """The relay first (it claims no more), then the local runs: those not started go to Celery, and
+        a warm shutdown waits for the running ones as Celery waits for its tasks."""
         if self.thread is not None:
             self.thread.stop()
             self.thread = None
+        if self.local is not None:
+            self.local.stop(wait=wait)
+            self.local = None
+
+    def terminate(self, worker: Any) -> None:
+        """A cold shutdown: what has not started goes to Celery; the running runs' leases end with the
+        process, and a relay takes them over."""
+        self.stop(worker, wait=False)
 
 
 app.steps["worker"].add(RelayStep)

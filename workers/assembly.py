@@ -20,10 +20,12 @@ from prometheus_client import CollectorRegistry
 
 from workers import auto_replay as _auto_replay  # noqa: F401 - registers the RESOLVED handler on import
 from workers import handlers as _builtin_handlers  # noqa: F401 - registers the built-in handlers on import
+from workers.local_runs import LocalRuns
 from workers.metrics import StoreCollector, exposition_registry
+from workers.process import process_event
 from workers.publish import Publisher
 from workers.registry import HandlerRegistry, registry
-from workers.relay import Relay, RelayThread
+from workers.relay import DEPTH_EVERY, Relay, RelayThread
 from workers.runtime import Runtime
 from workers.settings import WorkerSettings, load_settings
 
@@ -89,16 +91,36 @@ class Assembly:
                 )
             return self._runtime
 
-    def relay(self) -> RelayThread:
-        """A relay thread (not started) from the inbox to the process's publisher."""
+    def local_runs(self, worker: str | None) -> LocalRuns | None:
+        """Threads of this process that run the relay's events (`workers.local_runs`), when the settings
+        ask for them: `relay_dispatch=local` with the threads pool; None otherwise."""
+        settings = self.settings
+        if settings.relay_dispatch != "local" or settings.pool != "threads":
+            return None
+        runtime = self.runtime()
+        return LocalRuns(
+            lambda event_id: process_event(runtime, event_id, worker=worker),
+            threads=settings.event_concurrency,
+            hand_over=self.publisher().publish,
+        )
+
+    def relay(self, local: LocalRuns | None = None) -> RelayThread:
+        """A relay thread (not started) from the inbox to `local`'s threads, else to the publisher."""
         settings = self.settings
         publisher = self.publisher()
+        if local is not None:
+            publish, depth = local.submit, local.depth
+            high_water, depth_every = settings.event_concurrency * 3 // 2, 0.0  # a count in memory
+        else:
+            publish, depth = publisher.publish, publisher.depth
+            high_water, depth_every = settings.relay_high_water, DEPTH_EVERY
         relay = Relay(
             self.runtime().store,
-            publisher.publish,
-            publisher.depth,
+            publish,
+            depth,
             batch=settings.relay_batch,
-            high_water=settings.relay_high_water,
+            high_water=high_water,
+            depth_every=depth_every,
             idle_wait=settings.relay_idle_wait,
             linger=settings.relay_linger,
             lease_check_every=settings.lease_check_interval,

@@ -1,14 +1,16 @@
-"""The relay: turns the receiver's inbox into `process_event` tasks at the workers' pace.
+"""The relay: turns the receiver's inbox into runs of `process_event` at the workers' pace.
 
-The receiver's whole Redis work is one round trip (store, dedupe, push the id to `{p}inbox`); Celery's
-publish cost (~0.65 ms of CPU) is paid here, on the worker side. Each worker process runs one relay
-thread (a Celery bootstep; `WORKERS_RELAY_ENABLED=false` turns it off, and `smartcar-events relay` runs
-one on its own). A loop:
+The receiver's whole Redis work is one round trip (store, dedupe, push the id to `{p}inbox`); the rest is
+paid here, on the worker side. Each worker process runs one relay thread (a Celery bootstep;
+`WORKERS_RELAY_ENABLED=false` turns it off, and `smartcar-events relay` runs one on its own). What it
+"publishes" to is given: the process's own event threads (`workers.local_runs`, the default), with
+`depth` their count of waiting and running ids, or Celery's queue (`workers.publish`), with `depth` the
+queue's length. A loop:
 
 1. parked retries that are due are taken off `{p}scheduled` and published (looked at every 0.25 s), and
    runs whose lease ended (their worker died: `workers.leases`) are taken over and published again
    (looked at every `lease_check_interval`, 5 s);
-2. while the Celery queue holds fewer than `relay_high_water` messages, up to `relay_batch` ids are
+2. while the queue holds fewer than its high-water mark, up to `relay_batch` ids are
    popped from the inbox (one RPOP) and marked queued (one Lua call, given their event keys), then
    published in one LPUSH: a burst waits in the inbox, not as thousands of broker messages. The queue's
    length is read when it may be near the mark (and at least every 0.1 s), not on every pass;
@@ -44,7 +46,7 @@ log = get_logger("workers.relay")
 _FULL_QUEUE_WAIT = 0.05
 _ERROR_WAIT = 1.0
 _DUE_EVERY = 0.25
-_DEPTH_EVERY = 0.1
+DEPTH_EVERY = 0.1
 _PAUSE_EVERY = 0.1
 
 Publish = Callable[[list[str]], None]
@@ -61,7 +63,7 @@ class Relay:
         high_water: int,
         idle_wait: float,
         due_every: float = _DUE_EVERY,
-        depth_every: float = _DEPTH_EVERY,
+        depth_every: float = DEPTH_EVERY,
         linger: float = 0.0,
         lease_check_every: float = 5.0,
         lease_hold: float = 120.0,

@@ -35,7 +35,6 @@ Enqueue = Callable[[str, float], None]
 """Publish process_event(event_id) to run after a countdown (seconds)."""
 
 _REFRESH_TIMEOUT = 30.0
-_CONNECTION_HEADROOM = 8
 
 
 def _refresher(settings: WorkerSettings, origins: Origins, http: httpx.Client) -> Refresher | None:
@@ -88,11 +87,13 @@ class Runtime:
         policy: RetryPolicy | None = None,
     ) -> Runtime:
         origins = origins or Origins.from_env()
-        client = connect(settings.redis_url)
-        pool = settings.concurrency + _CONNECTION_HEADROOM
+        # Every thread that may use Redis at once: the event threads, Celery's pool, and a few of our own
+        # (the relay, the lease heartbeat, pause and metrics reads).
+        client = connect(settings.redis_url, max_connections=settings.redis_connections_needed)
         metrics = WorkerMetrics()
-        limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
-        http = http or make_client(limits=limits, wrap=metrics.measured)
+        # A pool of connections per thread (`PerThreadTransport`): one pool shared by the worker's threads
+        # cost a third of its CPU at a hundred threads (bench/README.md, "Where an event's CPU goes").
+        http = http or make_client(wrap=metrics.measured, per_thread=True)
         keys = KeySpace(settings.event_key_prefix)
         tokens = TokenStore(
             client,

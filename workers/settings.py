@@ -55,6 +55,9 @@ def lock_lease_problem(lock_lease: float, command_timeout: float) -> str | None:
     )
 
 
+_OWN_THREADS = 16  # the relay, the lease heartbeat, metrics and pause reads, with room
+
+
 class WorkerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="WORKERS_")
     service: ClassVar[str] = "worker"
@@ -113,6 +116,13 @@ class WorkerSettings(ServiceSettings):
     # --- relay and sweeper ---
     relay_enabled: bool = True
     """Run the relay (inbox -> process_event tasks) inside each worker process."""
+    relay_dispatch: Literal["local", "celery"] = "local"
+    """Where the relay's events run: `local`, on `event_concurrency` threads of the process whose relay
+    claimed them, without a Celery message each (`workers.local_runs`; the threads pool only, other pools
+    use `celery`); `celery`, as process_event tasks on the Celery queue (up to `relay_high_water`)."""
+    event_concurrency: int = Field(128, ge=1)
+    """Threads running the relay's events in each worker process (`relay_dispatch=local`); the relay
+    claims while fewer than 1.5 times this many wait or run there."""
     relay_batch: int = Field(200, ge=1)
     relay_high_water: int = Field(256, ge=1)
     """Publish only while the Celery queue holds fewer messages than this: bursts wait in the inbox."""
@@ -243,6 +253,12 @@ class WorkerSettings(ServiceSettings):
     def broker_address(self) -> str:
         """Where the broker is, for logs and messages (no password)."""
         return address_of(self.broker_url)
+
+    @property
+    def redis_connections_needed(self) -> int:
+        """The event store client's pool size: one connection for each thread that may use it at once."""
+        local = self.event_concurrency if self.relay_dispatch == "local" else 0
+        return max(100, local + self.concurrency + _OWN_THREADS)
 
     def fernet(self) -> MultiFernet:
         return cipher_of(self.token_encryption_key.get_secret_value())

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -123,8 +124,37 @@ def test_refresh_tokens_task_refreshes_what_expires_soon(
 def test_relay_step_runs_the_relay_in_the_worker(
     configured: WorkerSettings, client: redis.Redis, car: Maker, state_event: Maker
 ) -> None:
+    """With the default local dispatch the relay's events run on the step's own threads: no message."""
     step = RelayStep(None)
-    step.start(None)
+    step.start(SimpleNamespace(hostname="step@test"))
+    try:
+        event_id = accept_event(
+            client, configured.event_key_prefix, state_event(car(), {"charge-ischarging": True})
+        )
+        prefix = configured.event_key_prefix
+        wait_until(lambda: event_status(client, prefix, event_id) == "done", timeout=10, what="the run")
+        assert client.hget(KeySpace(prefix).event(event_id), "worker") == b"step@test"
+        assert _queue_length(client, configured) == 0
+    finally:
+        step.stop(None)
+    assert step.thread is None
+    assert step.local is None
+
+
+def test_relay_step_with_celery_dispatch_publishes_tasks(
+    configured: WorkerSettings,
+    client: redis.Redis,
+    car: Maker,
+    state_event: Maker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        app_module,
+        "assembly",
+        Assembly(app, settings=configured.model_copy(update={"relay_dispatch": "celery"})),
+    )
+    step = RelayStep(None)
+    step.start(SimpleNamespace(hostname="step@test"))
     try:
         event_id = accept_event(
             client, configured.event_key_prefix, state_event(car(), {"charge-ischarging": True})
@@ -133,6 +163,7 @@ def test_relay_step_runs_the_relay_in_the_worker(
         assert event_status(client, configured.event_key_prefix, event_id) == "queued"
     finally:
         step.stop(None)
+        app_module.assembly.close()
     assert step.thread is None
 
 
