@@ -269,11 +269,13 @@ class Bench:
             launcher.close()
 
     def profile(self, name: str, pid: int) -> subprocess.Popen[bytes] | None:
-        """py-spy (--py-spy PATH) samples the GIL holder of ours' worker for 15 s: where the CPU goes."""
+        """py-spy (--py-spy PATH) samples the GIL holder of ours' worker: where the CPU goes."""
         if not self.args.py_spy or name != self.args.profile_phase:
             return None
         out = self.workdir / f"{name}.pyspy"
-        command = [self.args.py_spy, "record", "--gil", "-p", str(pid), "-d", "15", "-r", "250", "-f", "raw"]
+        # --nonblocking: a profiler that stops the process for each sample made runs miss lease renewals.
+        spy = [self.args.py_spy, "record", "--gil", "--nonblocking", "-r", "250", "-f", "raw"]
+        command = [*spy, "-p", str(pid), "-d", str(self.args.profile_seconds)]
         return subprocess.Popen(  # noqa: S603 - a profiler on our own worker
             [*command, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -335,7 +337,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--concurrency", type=int, default=None, help="ours: concurrency (default: settings')"
     )
+    parser.add_argument(
+        "--event-concurrency", type=int, default=None, help="ours: local event threads (default: settings')"
+    )
     parser.add_argument("--py-spy", default=None, help="path of py-spy: profile ours' worker for 15 s")
+    parser.add_argument("--profile-seconds", type=int, default=8, help="how long py-spy samples")
     parser.add_argument(
         "--profile-phase", default="ours", choices=["ours", "steady"], help="what py-spy samples"
     )
@@ -351,11 +357,17 @@ def main() -> int:
     try:
         with bench.stack():
             bench.connect_fleet()
-            chosen = {
-                key: value for key, value in (("pool", args.pool), ("concurrency", args.concurrency)) if value
-            }
+            options = (
+                ("pool", args.pool),
+                ("concurrency", args.concurrency),
+                ("event_concurrency", args.event_concurrency),
+            )
+            chosen = {key: value for key, value in options if value}
             ours_settings = bench.settings(**chosen)
-            print(f"ours: pool={ours_settings.pool}, concurrency={ours_settings.concurrency}")
+            print(
+                f"ours: pool={ours_settings.pool}, concurrency={ours_settings.concurrency}, "
+                f"dispatch={ours_settings.relay_dispatch}, event threads={ours_settings.event_concurrency}"
+            )
             launcher = bench.worker("ours", ours_settings)
             try:
                 bench.run("warm-up", launcher, 300)
