@@ -35,7 +35,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,8 @@ class Result:
     cpu: float
     latencies: list[float]
     phases: dict[str, list[float]]
+    stack: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of the rest of the stack over the run: simulator, receiver, poster, Redis."""
 
     @property
     def rate(self) -> float:
@@ -110,6 +112,7 @@ class Bench:
         self.sim_port, self.receiver_port = free_port(), free_port()
         self.sim_url = f"http://{HOST}:{self.sim_port}"
         self.vehicles: list[dict[str, Any]] = []
+        self.stack_pids: dict[str, int] = {}
 
     def settings(self, **overrides: Any) -> WorkerSettings:
         values: dict[str, Any] = {
@@ -143,15 +146,27 @@ class Bench:
         sim = simulator_command(self.sim_port, self.args.vehicles, self.args.latency)
         receiver = receiver_command(self.receiver_port)
         with (
-            process(sim, env, self.workdir / "simulator.log", ready_url=f"{self.sim_url}/_sim/health"),
+            process(
+                sim, env, self.workdir / "simulator.log", ready_url=f"{self.sim_url}/_sim/health"
+            ) as simulator,
             process(
                 receiver,
                 receiver_env,
                 self.workdir / "receiver.log",
                 ready_url=f"http://{HOST}:{self.receiver_port}/healthz",
-            ),
+            ) as receiving,
         ):
+            self.stack_pids = {"simulator": simulator.pid, "receiver": receiving.pid}
             yield
+
+    def stack_cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the simulator, the receiver, this process (the poster) and Redis (all of
+        its clients: the machine should be quiet)."""
+        used = {name: cpu_seconds(pid) for name, pid in self.stack_pids.items()}
+        used["poster"] = cpu_seconds(os.getpid())
+        info = self.client.info("cpu")
+        used["redis"] = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        return used
 
     def connect_fleet(self) -> None:
         """Tokens for every simulated user, stored (encrypted) as the workers read them."""
@@ -200,6 +215,7 @@ class Bench:
         pids = [worker.process.pid for worker in launcher.processes]
         spy = self.profile(name, pids[-1])
         cpu_before = sum(tree_cpu(pid) for pid in pids)
+        stack_before = self.stack_cpu()
         took = asyncio.run(post_all(HOST, self.receiver_port, requests, rate=rate))
         if rate is not None and took > count / rate * 1.1:
             print(
@@ -207,6 +223,7 @@ class Bench:
             )
         times = self.finished(ids, timeout=60 + count / 5)
         cpu = sum(tree_cpu(pid) for pid in pids) - cpu_before
+        stack = {name: used - stack_before[name] for name, used in self.stack_cpu().items()}
         if spy is not None:
             spy.wait()
         first = min(row[0 if rate is not None else 2] for row in times)
@@ -215,7 +232,7 @@ class Bench:
             for label, a, b in (("inbox", 0, 1), ("celery queue", 1, 2), ("run", 2, 3))
         }
         seconds = max(row[3] for row in times) - first
-        return Result(name, count, seconds, cpu, [row[3] - row[0] for row in times], phases)
+        return Result(name, count, seconds, cpu, [row[3] - row[0] for row in times], phases, stack)
 
     def finished(self, ids: list[str], *, timeout: float) -> list[tuple[float, ...]]:
         def all_done() -> bool:
@@ -297,6 +314,12 @@ def report(results: list[Result], steady: Result, args: argparse.Namespace) -> b
             f"{result.name:10}{result.rate:10.1f}{ratio:8.2f}x{result.cpu_ms:14.2f}{per_core:14.0f}"
             f"   ({result.events} events in {result.seconds:.2f} s)"
         )
+    for result in results:
+        if result.stack:
+            spent = ", ".join(
+                f"{name} {used / result.events * 1000:.2f}" for name, used in result.stack.items()
+            )
+            print(f"{result.name:10}rest of the stack, CPU ms/event: {spent}")
     p50, p99 = pct(steady.latencies, 0.5), pct(steady.latencies, 0.99)
     print(
         f"\nreceipt -> done, {args.rate:g} events/s posted for {args.seconds:g} s ({steady.events} events): "
