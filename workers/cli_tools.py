@@ -37,6 +37,8 @@ _SHOWN = (
     "queue",
     "pool",
     "concurrency",
+    "relay_dispatch",
+    "event_concurrency",
     "prefetch_multiplier",
     "visibility_timeout",
     "task_time_limit",

@@ -131,6 +131,8 @@ def test_check_reports_the_configuration(env: dict[str, str]) -> None:
     result = runner.invoke(app, ["check"])
     assert result.exit_code == 0, result.output
     assert "visibility_timeout" in result.stdout
+    rows = {line.split()[1]: line.split()[3] for line in result.stdout.splitlines() if "dispatch" in line}
+    assert rows == {"relay_dispatch": "local"}  # where the relay's events run, as the worker will run them
 
 
 def test_check_says_when_the_broker_does_not_answer(
