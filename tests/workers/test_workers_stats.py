@@ -20,8 +20,7 @@ from eventstore.keys import KeySpace
 from eventstore.pauses import Pauses
 from eventstore.record import history_entry
 from smartcar_core.events import parse_envelope
-from smartcar_simulator import payloads
-from testsupport.workers import settings_environment
+from testsupport.workers import delivery_body, settings_environment
 from workers.cli import app
 from workers.settings import WorkerSettings
 from workers.stats import gather_stats
@@ -41,20 +40,7 @@ def env(settings: WorkerSettings, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
 
 
 def _event(store: EventStore, *, received: float, end: str | None, at: float = 0.0, **how: Any) -> str:
-    car = {"id": how.pop("vehicle", "v1"), "make": "TESLA", "model": "Model 3", "year": 2022, "user_id": "u1"}
-    if how.pop("error_event", False):
-        event = payloads.vehicle_error_event(car, [payloads.error_item("PERMISSION", None)], webhook_id="wh")
-    else:
-        item = payloads.signal_item(
-            "charge-ischarging",
-            name="IsCharging",
-            group="Charge",
-            body={"value": True},
-            oem_updated_at=payloads.now_ms(),
-            retrieved_at=payloads.now_ms(),
-        )
-        event = payloads.vehicle_state_event(car, [item], webhook_id="wh", triggers=["charge-ischarging"])
-    raw = json.dumps(event).encode()
+    raw = delivery_body(how.pop("vehicle", "v1"), "u1", "wh", error_event=how.pop("error_event", False))
     envelope = parse_envelope(raw)
     assert accept(store.redis, store.keys, envelope, raw, received_at=received)
     if end is None:
