@@ -37,7 +37,7 @@ from eventstore.query import CursorError, EventQuery
 from eventstore.replays import JobStatus, ReplayStore
 from service_base.logs import get_logger
 from workers.cli_events import detail, summary
-from workers.replay import Selection, job_view, make_plan, start_job
+from workers.replay import DEFAULT_LIMIT, DEFAULT_RATE, MAX_LIMIT, Selection, job_view, make_plan, start_job
 from workers.selecting import Conditions, SelectionError, check_rate, replay_selection, vehicle_ids
 from workers.stats import SAMPLE, gather_stats
 
@@ -45,8 +45,6 @@ log = get_logger("workers.admin_api")
 
 MAX_PAGE = 1000
 """The most events one `GET events` page holds."""
-MAX_REPLAY = 1_000_000
-"""The most events one replay selects (as `smartcar-events replay --limit`)."""
 M = TypeVar("M", bound=BaseModel)
 VIA = " (admin API)"
 """Added to an operator replay's reason when it was asked for here."""
@@ -118,8 +116,8 @@ class EventsQuery(FilterQuery):
 class ReplayBody(_Strict):
     ids: list[str] = Field(default_factory=list)
     filter: FilterQuery = Field(default_factory=FilterQuery)
-    rate: float = 10.0
-    limit: int = Field(100_000, ge=1, le=MAX_REPLAY)
+    rate: float = DEFAULT_RATE
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     include_done: bool = False
     resend_commands: bool = False
 

@@ -34,12 +34,21 @@ from eventstore.replays import ReplayJob, ReplayStore
 from workers.cli_events import _store
 from workers.cli_output import console, errors, fail
 from workers.cli_vehicles import _send
-from workers.replay import REPLAY_TASK, SIGNED_NOTE, Plan, job_view, make_plan, start_job
+from workers.replay import (
+    DEFAULT_LIMIT,
+    DEFAULT_RATE,
+    MAX_LIMIT,
+    REPLAY_TASK,
+    SIGNED_NOTE,
+    Plan,
+    job_view,
+    make_plan,
+    start_job,
+)
 from workers.selecting import Conditions, SelectionError, check_rate, replay_selection
 from workers.settings import load_settings
 
 _POLL = 1.0
-_MAX_EVENTS = 1_000_000
 
 
 class _ReplayGroup(TyperGroup):
@@ -72,8 +81,8 @@ def run(  # noqa: PLR0917 - one parameter per option, as the command line has th
     reason: Annotated[str | None, typer.Option("--reason", help="Part of the dead reason.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="2h, 7d or an ISO time.")] = None,
     until: Annotated[str | None, typer.Option("--until")] = None,
-    rate: Annotated[float, typer.Option("--rate", help="Events a second.")] = 10.0,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=_MAX_EVENTS, help="At most.")] = 100_000,
+    rate: Annotated[float, typer.Option("--rate", help="Events a second.")] = DEFAULT_RATE,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="At most.")] = DEFAULT_LIMIT,
     include_done: Annotated[bool, typer.Option("--include-done", help="Replay done events too.")] = False,
     resend: Annotated[
         bool, typer.Option("--resend-commands", help="Send commands already done again (recorded).")

@@ -51,6 +51,12 @@ SIGNED_NOTE = (
 AUTO_REASON = "replayed because Smartcar resolved"
 """How the reason of an automatic replay starts (`workers.auto_replay`)."""
 _PAGE = 1000
+DEFAULT_RATE = 10.0
+"""Events a second a replay runs at unless told (`smartcar-events replay --rate`, the admin API's `rate`)."""
+DEFAULT_LIMIT = 100_000
+"""The most events a replay selects unless told (`--limit`, `limit`)."""
+MAX_LIMIT = 1_000_000
+"""The most events one replay may select."""
 _BUCKET_WAIT = 1.0
 
 
@@ -103,7 +109,7 @@ class Selection:
     ids: tuple[str, ...] = ()
     wanted: EventFilter | None = None
     statuses: tuple[str, ...] = (Status.FAILED,)
-    limit: int = 100_000
+    limit: int = DEFAULT_LIMIT
 
     def describe(self) -> dict[str, Any]:
         """What the job stores of its selection (for `replay status`)."""
