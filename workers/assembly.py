@@ -93,9 +93,9 @@ class Assembly:
 
     def local_runs(self, worker: str | None) -> LocalRuns | None:
         """Threads of this process that run the relay's events (`workers.local_runs`), when the settings
-        ask for them: `relay_dispatch=local` with the threads pool; None otherwise."""
+        ask for them (`WorkerSettings.runs_events_locally`); None otherwise."""
         settings = self.settings
-        if settings.relay_dispatch != "local" or settings.pool != "threads":
+        if not settings.runs_events_locally:
             return None
         runtime = self.runtime()
         return LocalRuns(

@@ -255,9 +255,15 @@ class WorkerSettings(ServiceSettings):
         return address_of(self.broker_url)
 
     @property
+    def runs_events_locally(self) -> bool:
+        """Whether this process's relay hands its events to threads of the process (`workers.local_runs`):
+        `relay_dispatch=local` asks for it, and only the threads pool has them."""
+        return self.relay_enabled and self.relay_dispatch == "local" and self.pool == "threads"
+
+    @property
     def redis_connections_needed(self) -> int:
         """The event store client's pool size: one connection for each thread that may use it at once."""
-        local = self.event_concurrency if self.relay_dispatch == "local" else 0
+        local = self.event_concurrency if self.runs_events_locally else 0
         return max(100, local + self.concurrency + _OWN_THREADS)
 
     def fernet(self) -> MultiFernet:

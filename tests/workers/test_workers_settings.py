@@ -81,6 +81,16 @@ def test_a_lease_renewal_must_fit_twice_in_a_lease() -> None:
         _settings(lease_seconds=8, lease_renew_interval=5)
 
 
+def test_only_a_relay_on_the_threads_pool_runs_events_locally_and_redis_has_a_connection_per_thread() -> None:
+    local = _settings()
+    assert local.runs_events_locally
+    assert local.redis_connections_needed == 128 + 64 + 16
+    for overrides in ({"relay_dispatch": "celery"}, {"pool": "prefork"}, {"relay_enabled": False}):
+        other = _settings(**overrides)
+        assert not other.runs_events_locally, overrides
+        assert other.redis_connections_needed == 100, overrides  # redis-py's default is the floor
+
+
 def test_celery_config_is_safe_and_the_check_catches_overrides() -> None:
     settings = _settings()
     config = celery_config(settings)
