@@ -110,10 +110,8 @@ def make_client(
         transport = PerThreadTransport(
             lambda: httpx.HTTPTransport(verify=ssl_verify, limits=own, http2=http2)
         )
-    elif wrap is not None:
-        transport = httpx.HTTPTransport(verify=ssl_verify, limits=limits, http2=http2)
-    if wrap is not None and transport is not None:
-        transport = wrap(transport)
+    if wrap is not None:
+        transport = wrap(transport or httpx.HTTPTransport(verify=ssl_verify, limits=limits, http2=http2))
     return httpx.Client(
         verify=ssl_verify, limits=limits, timeout=DEFAULT_TIMEOUT, http2=http2, transport=transport
     )

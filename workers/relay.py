@@ -12,8 +12,9 @@ queue's length. A loop:
    (looked at every `lease_check_interval`, 5 s);
 2. while the queue holds fewer than its high-water mark, up to `relay_batch` ids are
    popped from the inbox (one RPOP) and marked queued (one Lua call, given their event keys), then
-   published in one LPUSH: a burst waits in the inbox, not as thousands of broker messages. The queue's
-   length is read when it may be near the mark (and at least every 0.1 s), not on every pass;
+   published (to Celery in one LPUSH): a burst waits in the inbox, not as thousands of queued runs. The
+   Celery queue's length is read when it may be near the mark (and at least every 0.1 s), not on every
+   pass; the local threads' count is read on every pass (it is in memory);
 3. with nothing to do, it blocks on the inbox (BLMPOP: whatever has arrived, up to a batch) for up to
    `relay_idle_wait` seconds. When that brings less than a batch, it lingers `relay_linger` seconds
    (10 ms) and claims what came meanwhile: at a steady trickle a pass costs four round trips (pop, pop,
