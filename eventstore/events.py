@@ -45,6 +45,7 @@ from eventstore.keys import DEFAULT_DEDUPE_SECONDS, KeySpace
 from eventstore.pauses import PARKED_FOR
 from eventstore.record import EventRecord, history_entry
 from eventstore.status import Status
+from eventstore.vehicles import StagedSignals
 from smartcar_core.events import Envelope
 
 PING_TTL = 300
@@ -257,13 +258,24 @@ class EventStore:
         """Run the event again at `due` (the relay publishes it then)."""
         self.redis.zadd(self.keys.scheduled, {event_id: due})
 
-    def done(self, record: EventRecord, results: dict[str, Any], *, now: float | None = None) -> bool:
+    def done(
+        self,
+        record: EventRecord,
+        results: dict[str, Any],
+        *,
+        signals: StagedSignals | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """Done, with its results and the vehicle state it staged, in one script (False: lease lost)."""
         now = time.time() if now is None else now
         old = stored_error_key(record.fields.get("last_error"))
         keys = [self.keys.event(record.id), self.keys.pending, self.keys.leases, *self._statuses]
         keys += error_keys(self.keys, old)
         args: list[str | int] = [record.run_id or "", repr(now), self.retention + TRIM_GRACE]
         args += [dumps(results), record.id, *old]
+        for vehicle_id, merged in (signals.take() if signals is not None else {}).items():
+            keys.append(self.keys.vehicle_signals(vehicle_id))
+            args += [len(merged), *merged]
         return bool(self._done(keys=keys, args=args))
 
     def retry(

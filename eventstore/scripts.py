@@ -58,6 +58,32 @@ local function append_history(key, entry)
 end
 """
 
+# Merges the triples (field, order key, json) ARGV[first..last] into the hash `key`: a value replaces the
+# stored one only when its order key ("primary:secondary" numbers) is greater. Returns the fields written.
+# (`$$` is a `$` once `lua` has put the statuses in.)
+_NEWER_WINS_FUNCTION = """
+local function newer_wins(key, first, last)
+  local written = {}
+  for i = first, last, 3 do
+    local field, order, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local p, s = string.match(order, '^([^:]*):(.*)$$')
+    p, s = tonumber(p) or 0, tonumber(s) or 0
+    local old = redis.call('HGET', key, field)
+    local replace = not old
+    if old then
+      local stored = cjson.decode(old)
+      local op, os = tonumber(stored['_p']) or 0, tonumber(stored['_s']) or 0
+      replace = (p > op) or (p == op and s > os)
+    end
+    if replace then
+      redis.call('HSET', key, field, value)
+      written[#written + 1] = field
+    end
+  end
+  return written
+end
+"""
+
 # KEYS: pending, the status block, paused-vehicles, then per id its event key, its type, vehicle, user,
 # webhook indexes and its vehicle's parked list; ARGV: now, parked_until, then the ids. Marks every
 # received (or replayed) one queued and indexes it (eventstore.index), after the caller popped it from the
@@ -172,11 +198,16 @@ return taken
 # The transitions after BEGIN are fenced by its run id: a run that lost its lease (its worker stalled and
 # the sweeper started another) cannot overwrite the newer run's outcome. Each returns 1, or 0 if fenced.
 
-# KEYS: event, pending, leases, the status block, the old error's 2 indexes; ARGV: run_id, now,
-#       expire_seconds, results_json, event_id, old error type, old error code
+# KEYS: event, pending, leases, the status block, the old error's 2 indexes, then the signals hash of
+#       each vehicle the run stores values for; ARGV: run_id, now, expire_seconds, results_json, event_id,
+#       old error type, old error code, then for each of those hashes: its number of arguments and its
+#       (field, order key, json) triples (`eventstore.vehicles.StagedSignals`)
 # The record expires `expire_seconds` later: the retention plus the sweeper's grace (eventstore.index).
+# The run's vehicle state is merged only if the run still holds its lease, with its outcome: a run that
+# lost it stores nothing, and the run that took over stores the same values.
 DONE = lua(
     _INDEXES
+    + _NEWER_WINS_FUNCTION
     + """
 if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -188,6 +219,12 @@ redis.call('ZREM', KEYS[2], ARGV[5])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 move_status(4, ARGV[5], status, '$DONE', ARGV[2])
 move_error(11, ARGV[5], ARGV[2], ARGV[6], ARGV[7], '', '')
+local at = 8
+for k = 13, #KEYS do
+  local count = tonumber(ARGV[at])
+  newer_wins(KEYS[k], at + 1, at + count)
+  at = at + count + 1
+end
 return 1
 """
 )
@@ -298,28 +335,8 @@ return 1
 
 # --- vehicle state --------------------------------------------------------------------------------------
 
-# KEYS: hash; ARGV: triples of (field, order key, json). Order keys are "primary:secondary" numbers.
-# A value replaces the stored one only when its order key is greater; returns the fields written.
-NEWER_WINS = """
-local written = {}
-for i = 1, #ARGV, 3 do
-  local field, order, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local p, s = string.match(order, '^([^:]*):(.*)$')
-  p, s = tonumber(p) or 0, tonumber(s) or 0
-  local old = redis.call('HGET', KEYS[1], field)
-  local replace = not old
-  if old then
-    local stored = cjson.decode(old)
-    local op, os = tonumber(stored['_p']) or 0, tonumber(stored['_s']) or 0
-    replace = (p > op) or (p == op and s > os)
-  end
-  if replace then
-    redis.call('HSET', KEYS[1], field, value)
-    written[#written + 1] = field
-  end
-end
-return written
-"""
+# KEYS: hash; ARGV: triples of (field, order key, json). Returns the fields written.
+NEWER_WINS = lua(_NEWER_WINS_FUNCTION + "return newer_wins(KEYS[1], 1, #ARGV)\n")
 
 # --- Smartcar's rate limits -----------------------------------------------------------------------------
 

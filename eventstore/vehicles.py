@@ -52,6 +52,56 @@ class SignalUpdate:
         return self.body.get("value", self.body)
 
 
+def merge_arguments(updates: Iterable[SignalUpdate], *, event_id: str | None) -> list[str]:
+    """The (field, order key, JSON) triples of `scripts.NEWER_WINS` for `updates`, in their order."""
+    args: list[str] = []
+    for update in updates:
+        primary, secondary = update.oem_updated_at or 0, update.retrieved_at or 0
+        record = {
+            "code": update.code,
+            "value": update.value,
+            "body": update.body,
+            "oem_updated_at": update.oem_updated_at,
+            "retrieved_at": update.retrieved_at,
+            "event_id": event_id,
+            "source": update.source,
+            "_p": primary,
+            "_s": secondary,
+        }
+        args += [update.code, f"{primary}:{secondary}", json.dumps(record, separators=(",", ":"))]
+    return args
+
+
+class StagedSignals:
+    """Signal values one run stores, merged together: by the run's end (`EventStore.done`), or by
+    `VehicleStateStore.apply` before the run reads the state back or ends another way.
+
+    Why: merging each handler's values as it went cost a round trip each, two for a VEHICLE_STATE event
+    with a follow-up read, and those were the largest part of a worker's Redis time (bench/README.md). The
+    merge is the same newer-wins script either way, so the stored state ends the same; what changes is
+    that other runs see a run's values when it ends, not half-way (deliveries are unordered anyway, and a
+    command is sent only on a read of the car under its lock: `workers.commands`).
+    """
+
+    def __init__(self) -> None:
+        self._arguments: dict[str, list[str]] = {}
+
+    def add(self, vehicle_id: str, updates: Iterable[SignalUpdate], *, event_id: str | None) -> int:
+        """Stage `updates` for `vehicle_id`; returns how many were staged."""
+        args = merge_arguments(updates, event_id=event_id)
+        if args:
+            self._arguments.setdefault(vehicle_id, []).extend(args)
+        return len(args) // 3
+
+    def take(self) -> dict[str, list[str]]:
+        """Each vehicle's NEWER_WINS arguments staged so far; nothing is staged afterwards."""
+        taken, self._arguments = self._arguments, {}
+        return taken
+
+    def __bool__(self) -> bool:
+        return bool(self._arguments)
+
+
 class VehicleStateStore:
     def __init__(self, client: redis.Redis, keys: KeySpace) -> None:
         self.redis = client
@@ -60,24 +110,15 @@ class VehicleStateStore:
 
     def merge(self, vehicle_id: str, updates: Iterable[SignalUpdate], *, event_id: str | None) -> list[str]:
         """Store each update that is newer than what is stored; returns the codes written."""
-        args: list[str] = []
-        for update in updates:
-            primary, secondary = update.oem_updated_at or 0, update.retrieved_at or 0
-            record = {
-                "code": update.code,
-                "value": update.value,
-                "body": update.body,
-                "oem_updated_at": update.oem_updated_at,
-                "retrieved_at": update.retrieved_at,
-                "event_id": event_id,
-                "source": update.source,
-                "_p": primary,
-                "_s": secondary,
-            }
-            args += [update.code, f"{primary}:{secondary}", json.dumps(record, separators=(",", ":"))]
+        args = merge_arguments(updates, event_id=event_id)
         if not args:
             return []
         return texts(self._merge(keys=[self.keys.vehicle_signals(vehicle_id)], args=args))
+
+    def apply(self, staged: StagedSignals) -> None:
+        """Merge what `staged` holds now (a round trip per vehicle; none if it holds nothing)."""
+        for vehicle_id, args in staged.take().items():
+            self._merge(keys=[self.keys.vehicle_signals(vehicle_id)], args=args)
 
     def signals(self, vehicle_id: str) -> dict[str, SignalState]:
         raw = text_map(self.redis.hgetall(self.keys.vehicle_signals(vehicle_id)))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventstore.record import EventRecord
-from eventstore.vehicles import SignalState, VehicleStateStore
+from eventstore.vehicles import SignalState, SignalUpdate, StagedSignals, VehicleStateStore
 from smartcar_core.events import Envelope
 from workers.commands import CommandOutcome, CommandRunner
 from workers.gateway import SmartcarGateway
@@ -24,7 +24,8 @@ class HandlerContext:
 
     The services are the worker's own (`workers.runtime.Runtime`): its settings, the vehicles' latest
     known state, the Smartcar gateway (tokens, rate bucket, retries of a refused token) and the command
-    runner (at most once per event and step).
+    runner (at most once per event and step). Signal values a handler stores (`store_signals`) are
+    `staged`: merged with the run's end, in the script that ends it, or before the run reads the state.
     """
 
     record: EventRecord
@@ -36,6 +37,7 @@ class HandlerContext:
     results: dict[str, Any]
     deadline: float
     """`time.monotonic()` by which the run should end (the task's soft time limit)."""
+    staged: StagedSignals = field(default_factory=StagedSignals)
     fetched: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -56,8 +58,16 @@ class HandlerContext:
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
+    def store_signals(self, updates: Sequence[SignalUpdate], *, vehicle_id: str | None = None) -> int:
+        """Keep `updates` as the latest state of `vehicle_id` (this event's vehicle) where they are newer
+        than what is stored: merged by `oemUpdatedAt`, then `retrievedAt`, when the run ends (or before it
+        reads the state back). Returns how many values were given."""
+        return self.staged.add(vehicle_id or self.vehicle_id, updates, event_id=self.event_id)
+
     def vehicle_signals(self) -> dict[str, SignalState]:
-        """The vehicle's latest known signals (the webhook's, merged by oemUpdatedAt, and fetched ones)."""
+        """The vehicle's latest known signals (the webhook's, merged by oemUpdatedAt, and fetched ones),
+        this run's own values included."""
+        self.vehicles.apply(self.staged)
         return self.vehicles.signals(self.vehicle_id)
 
     def signal_value(self, code: str) -> Any:
@@ -87,7 +97,7 @@ class HandlerContext:
         fetched = self.gateway.fetch_signals(
             self.vehicle_id, missing, user_id=self.user_id, api=api, deadline=self.deadline
         )
-        self.vehicles.merge(self.vehicle_id, fetched.updates, event_id=self.event_id)
+        self.store_signals(fetched.updates)
         for update in fetched.updates:
             self.fetched[update.code] = update.value
         for code, error in fetched.errors.items():

@@ -42,21 +42,16 @@ CHARGING_EVENTS = {"CHARGING_STARTED": True, "CHARGING_STOPPED": False, "CHARGIN
 
 @handler(VEHICLE_STATE, name="vehicle-state", order=10)
 def vehicle_state(ctx: HandlerContext) -> dict[str, Any]:
-    """Merge the delivery's signals into the vehicle's latest state, newest `oemUpdatedAt` winning."""
+    """Merge the delivery's signals into the vehicle's latest state, newest `oemUpdatedAt` winning (with
+    the run's end: `HandlerContext.store_signals`)."""
     signals = ctx.envelope.signals
     updates = [
         SignalUpdate(s.code, s.body, s.oem_updated_at, s.retrieved_at)
         for s in signals
         if s.ok and s.body is not None
     ]
-    written = ctx.vehicles.merge(ctx.vehicle_id, updates, event_id=ctx.event_id)
-    failed = sorted(s.code for s in signals if not s.ok)
-    return {
-        "signals": len(signals),
-        "stored": len(written),
-        "older": len(updates) - len(written),
-        "failed": failed,
-    }
+    values = ctx.store_signals(updates)
+    return {"signals": len(signals), "values": values, "failed": sorted(s.code for s in signals if not s.ok)}
 
 
 @handler(VEHICLE_STATE, name="follow-up", order=20)
@@ -87,8 +82,7 @@ def legacy_readings(ctx: HandlerContext) -> dict[str, Any]:
         except SmartcarError as error:  # the same bytes would fail the same way: said, not retried
             stored[vehicle_id] = {"unreadable": error.description}
             continue
-        written = ctx.vehicles.merge(vehicle_id, read.updates, event_id=ctx.event_id)
-        stored[vehicle_id] = {"stored": len(written), "older": len(read.updates) - len(written)}
+        stored[vehicle_id] = {"values": ctx.store_signals(read.updates, vehicle_id=vehicle_id)}
         if read.errors:
             stored[vehicle_id]["failed"] = sorted(read.errors)
     return {"vehicles": stored}
@@ -105,8 +99,8 @@ def legacy_charging_event(ctx: HandlerContext) -> dict[str, Any]:
     at = epoch_seconds(payload.get("eventTime"))
     oem_ms = epoch_millis(round(at * 1000)) if at is not None else None
     update = SignalUpdate(IS_CHARGING, {"value": charging}, oem_ms, int(time.time() * 1000), source="legacy")
-    written = ctx.vehicles.merge(ctx.vehicle_id, [update], event_id=ctx.event_id)
-    return {"charging": charging, "stored": len(written)}
+    ctx.store_signals([update])
+    return {"charging": charging}
 
 
 def _legacy_vehicles(ctx: HandlerContext) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ from eventstore.events import BeginState
 from eventstore.fleet import VehicleStatus
 from eventstore.held import HOLD_SECONDS
 from eventstore.record import EventRecord, history_entry
+from eventstore.vehicles import StagedSignals
 from service_base.logs import get_logger
 from smartcar_core.catalogue import RetryClass
 from smartcar_core.errors import SmartcarError
@@ -154,6 +155,7 @@ def _run_handlers(runtime: Runtime, run: _Run) -> RunResult:
         commands=runtime.commands,
         results=run.results,
         deadline=deadline,
+        staged=run.staged,
     )
     handlers = runtime.registry.for_type(envelope.event_type)
     if not handlers:
@@ -177,18 +179,21 @@ def _run_handlers(runtime: Runtime, run: _Run) -> RunResult:
         except Exception as error:  # noqa: BLE001 - every failure is recorded and decided on below
             return run.failed(handler.name, error)
         run.results[handler.name] = {"status": "done", "at": round(time.time(), 3), "result": value}
-    runtime.store.done(run.record, run.results)
+    runtime.store.done(run.record, run.results, signals=run.staged)
     log.debug("event_done", event_id=event_id, type=envelope.event_type, attempt=run.record.attempts)
     return RunResult(event_id, Outcome.DONE, {"results": run.results})
 
 
 class _Run:
-    """One run of one event: its record, the results so far, and the ways it can end."""
+    """One run of one event: its record, the results so far, the vehicle state its handlers staged, and
+    the ways it can end. Done merges the staged state in its own script; the other endings merge it first,
+    since the handlers that staged it are recorded as done and will not run again."""
 
     def __init__(self, runtime: Runtime, record: EventRecord) -> None:
         self.runtime = runtime
         self.record = record
         self.results: dict[str, Any] = dict(record.results)
+        self.staged = StagedSignals()
 
     def _count(self, outcome: str) -> int:
         return sum(1 for entry in self.record.history if entry.get("outcome") == outcome)
@@ -261,6 +266,7 @@ class _Run:
         reason: str | None = None,
     ) -> RunResult:
         runtime, record = self.runtime, self.record
+        runtime.vehicles.apply(self.staged)
         park = runtime.enqueue is None or delay > runtime.settings.max_countdown
         entry = history_entry(
             attempt=record.attempts,
@@ -302,6 +308,7 @@ class _Run:
             reason=reason,
         )
         entry.update(_needs_person(error))
+        self.runtime.vehicles.apply(self.staged)
         if not self.runtime.store.dead_letter(record, entry, reason=reason, results=self.results):
             return RunResult(record.id, Outcome.SKIPPED, {"reason": "lease lost"})
         described = entry["error"]

@@ -52,7 +52,7 @@ def test_a_scheduled_delivery_feeds_the_state_and_the_charging_rule(
     result = process_event(runtime, accept_event(client, key_prefix, body))
     assert result.outcome is Outcome.DONE, result.detail
     results = result.detail["results"]
-    assert results["legacy-readings"]["result"]["vehicles"][vehicle["id"]]["stored"] >= 3
+    assert results["legacy-readings"]["result"]["vehicles"][vehicle["id"]]["values"] >= 3
     assert _stored(runtime, vehicle["id"])[SOC] == 90.0
     assert _stored(runtime, vehicle["id"])[PLUGGED_IN] is True
     rule = results["charging-rule"]["result"]
@@ -101,7 +101,7 @@ def test_reads_that_cannot_be_read_are_said_and_not_retried(
     assert result.outcome is Outcome.DONE, result.detail
     stored = result.detail["results"]["legacy-readings"]["result"]["vehicles"]
     assert "unreadable" in stored[vehicle_id]
-    assert stored[other["vehicleId"]]["stored"] == 0
+    assert stored[other["vehicleId"]]["values"] == 0
     assert "odometer-traveleddistance" in stored[other["vehicleId"]]["failed"]
 
 
@@ -115,14 +115,14 @@ def test_a_legacy_charging_event_is_the_vehicles_charging_state(
         event_time="2026-12-01T10:00:00.000Z",
     )  # fmt: skip
     result = process_event(runtime, accept_event(client, key_prefix, started))
-    assert result.detail["results"]["legacy-charging-event"]["result"] == {"charging": True, "stored": 1}
+    assert result.detail["results"]["legacy-charging-event"]["result"] == {"charging": True}
     assert _stored(runtime, vehicle_id)[IS_CHARGING] is True
     older = payloads.legacy_event(
         "eventBased", webhook_id="wh", vehicle_id=vehicle_id, event_type="CHARGING_COMPLETED",
         event_time="2026-12-01T09:00:00.000Z",
     )  # fmt: skip
     result = process_event(runtime, accept_event(client, key_prefix, older))
-    assert result.detail["results"]["legacy-charging-event"]["result"] == {"charging": False, "stored": 0}
+    assert result.detail["results"]["legacy-charging-event"]["result"] == {"charging": False}
     assert _stored(runtime, vehicle_id)[IS_CHARGING] is True  # the newer event still stands
     odd = json.loads(json.dumps(started))
     odd["payload"].update(eventId=str(uuid.uuid4()), eventType="PLUGGED_IN")

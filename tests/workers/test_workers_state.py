@@ -11,6 +11,8 @@ from eventstore.keys import KeySpace
 from eventstore.vehicles import SignalUpdate, VehicleStateStore
 from smartcar_simulator import payloads
 from testsupport.workers import accept_event
+from workers.api import HandlerContext, HandlerRegistry
+from workers.handlers import vehicle_state
 from workers.process import Outcome, process_event
 from workers.runtime import Runtime
 
@@ -64,7 +66,7 @@ def test_vehicle_state_handler_keeps_the_newest_value_per_signal(
     assert signals["charge-ischarging"].value is True
     record = runtime.store.load(early["eventId"])
     assert record is not None
-    assert record.results["vehicle-state"]["result"] == {"signals": 2, "stored": 0, "older": 2, "failed": []}
+    assert record.results["vehicle-state"]["result"] == {"signals": 2, "values": 2, "failed": []}
 
 
 def test_failed_signals_are_reported_not_stored(
@@ -173,3 +175,33 @@ def test_an_iso_delivery_time_orders_vehicle_errors_like_milliseconds(
         1_700_000_100_500,
         reopened,
     )
+
+
+def test_a_run_reads_its_own_staged_values_and_keeps_them_when_it_fails(
+    client: redis.Redis,
+    key_prefix: str,
+    make_runtime: Callable[..., Runtime],
+    car: Callable[..., dict[str, Any]],
+    state_event: Callable[..., dict[str, Any]],
+) -> None:
+    soc = "tractionbattery-stateofcharge"
+    seen: list[Any] = []
+
+    def read_then_fail(ctx: HandlerContext) -> None:
+        seen.append(ctx.signal_value(soc))  # what vehicle-state staged, merged before the read
+        ctx.store_signals([SignalUpdate("odometer-traveleddistance", {"value": 7}, 1, 1)])
+        raise RuntimeError("after the state was staged")
+
+    registry = HandlerRegistry()
+    registry.handler("VEHICLE_STATE", name="vehicle-state", order=10)(vehicle_state)
+    registry.handler("VEHICLE_STATE", name="read-then-fail", order=20)(read_then_fail)
+    runtime = make_runtime(handlers=registry, retry_max_attempts=2, max_countdown=0)
+    vehicle = car()
+    event_id = accept_event(client, key_prefix, state_event(vehicle, {soc: 64}))
+    assert process_event(runtime, event_id).outcome is Outcome.RETRY
+    assert seen == [64]
+    assert runtime.vehicles.signals(vehicle["id"])["odometer-traveleddistance"].value == 7  # merged by retry
+    client.delete(KeySpace(key_prefix).vehicle_signals(vehicle["id"]))
+    assert process_event(runtime, event_id).outcome is Outcome.DEAD
+    # vehicle-state finished in the first run and is skipped; the failing handler's value is merged again.
+    assert list(runtime.vehicles.signals(vehicle["id"])) == ["odometer-traveleddistance"]
