@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from typing import cast
 
 import httpx
 import pytest
@@ -126,3 +127,19 @@ def test_a_per_thread_client_keeps_one_connection_per_thread_over_real_http(
         read_twice()
     assert len(peers) == 6
     assert len(set(peers)) == 3  # one kept-alive connection per thread, each used twice
+
+
+def test_every_thread_s_transport_shares_one_ssl_context() -> None:
+    """A new SSL context loads the CA bundle (20 ms of CPU): a hundred threads must not each make one."""
+    client = make_client(per_thread=True)
+    transport = client._transport
+    assert isinstance(transport, PerThreadTransport)
+    made: list[httpx.BaseTransport] = []
+    for _ in range(3):
+        thread = threading.Thread(target=lambda: made.append(transport._own()))
+        thread.start()
+        thread.join(10)
+    own = [cast("httpx.HTTPTransport", each) for each in made]
+    assert len({id(each) for each in own}) == 3
+    assert len({id(each._pool._ssl_context) for each in own}) == 1
+    client.close()
