@@ -120,9 +120,11 @@ class WorkerSettings(ServiceSettings):
     """Where the relay's events run: `local`, on `event_concurrency` threads of the process whose relay
     claimed them, without a Celery message each (`workers.local_runs`; the threads pool only, other pools
     use `celery`); `celery`, as process_event tasks on the Celery queue (up to `relay_high_water`)."""
-    event_concurrency: int = Field(128, ge=1)
+    event_concurrency: int = Field(192, ge=1)
     """Threads running the relay's events in each worker process (`relay_dispatch=local`); the relay
-    claims while fewer than 1.5 times this many wait or run there."""
+    claims while fewer than 1.5 times this many wait or run there. Events in flight are bounded by it: at
+    a 200 ms Smartcar call each, 192 threads finish at most about 900 events a second. More threads cost
+    more CPU per event (bench/workers_bench.py: 1.20 ms at 128, 1.28 at 192, 1.39 at 256)."""
     relay_batch: int = Field(200, ge=1)
     relay_high_water: int = Field(256, ge=1)
     """Publish only while the Celery queue holds fewer messages than this: bursts wait in the inbox."""

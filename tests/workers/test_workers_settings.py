@@ -84,7 +84,7 @@ def test_a_lease_renewal_must_fit_twice_in_a_lease() -> None:
 def test_only_a_relay_on_the_threads_pool_runs_events_locally_and_redis_has_a_connection_per_thread() -> None:
     local = _settings()
     assert local.runs_events_locally
-    assert local.redis_connections_needed == 128 + 64 + 16
+    assert local.redis_connections_needed == 192 + 64 + 16
     for overrides in ({"relay_dispatch": "celery"}, {"pool": "prefork"}, {"relay_enabled": False}):
         other = _settings(**overrides)
         assert not other.runs_events_locally, overrides
