@@ -16,14 +16,17 @@ the project; `redact_secrets` is the net under that rule.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
+import orjson
 import structlog
 
 REDACTED = "[redacted]"
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS  # as json.dumps, which writes 1: ... as "1": ...
 # Keys that may never carry their value into a log line, whoever passes them.
 SECRET_KEYS = frozenset(
     {
@@ -59,10 +62,23 @@ def renders_json(log_format: str, stream: TextIO) -> bool:
     return log_format == "json" or (log_format == "auto" and not stream.isatty())
 
 
+def json_line(event_dict: Any, **options: Any) -> str:
+    """One JSON line by orjson; by json.dumps (with the same `default`) for what orjson refuses, such as
+    an integer past 64 bits, so that logging never raises.
+
+    Why orjson: the receiver writes a line per delivery, and without that line it took 21 % more requests a
+    second (bench/receiver_bench.py); json.dumps was the largest part of the line (8.3 us a line, 4.9 with
+    orjson, measured alone)."""
+    try:
+        return orjson.dumps(event_dict, default=options.get("default"), option=_ORJSON_OPTIONS).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(event_dict, **options)
+
+
 def _rendering(log_format: str, stream: TextIO) -> list[Any]:
     """The chain's last processors: JSON (a traceback as text under `exception`), or the console's own."""
     if renders_json(log_format, stream):
-        return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer(serializer=json_line)]
     return [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
 
 

@@ -151,6 +151,29 @@ def test_json_lines_carry_a_traceback_as_text() -> None:
     assert "Traceback" in line["exception"]
 
 
+def test_json_lines_take_whatever_a_field_holds() -> None:
+    """orjson writes the lines; what it refuses (an integer past 64 bits) falls back to json.dumps, and
+    what neither knows is written as its repr: a log call never raises."""
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    log = bound_logger("receiver")
+
+    class Odd:
+        def __repr__(self) -> str:
+            return "<odd>"
+
+    log.info("plain", vehicle_id="v-1", count=3, ratio=0.5, test=False, codes=["a"], none=None, text="é")
+    log.info("huge", number=2**70, keyed={1: "one"})
+    log.info("odd", thing=Odd(), keyed={1: Odd()})
+    plain, huge, odd = (json.loads(line) for line in out.getvalue().splitlines())
+    assert plain["count"] == 3
+    assert plain["text"] == "é"
+    assert (plain["none"], plain["test"], plain["codes"]) == (None, False, ["a"])
+    assert (huge["number"], huge["keyed"]) == (2**70, {"1": "one"})
+    assert (odd["thing"], odd["keyed"]) == ("<odd>", {"1": "<odd>"})
+    assert (odd["level"], odd["logger_name"]) == ("info", "receiver")
+
+
 def test_stdlib_records_with_a_traceback_are_json_lines_in_our_shape() -> None:
     """Celery's own lines (e.g. "Unrecoverable error") as a worker writes them with LOG_FORMAT=json."""
     out = io.StringIO()
