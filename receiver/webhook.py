@@ -15,11 +15,11 @@ replies itself. Order of checks, each one cheaper than the next:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+import orjson
 from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 
@@ -53,7 +53,7 @@ class _Refusal(NamedTuple):
 async def _reply(
     send: Send, status: int, payload: dict[str, Any], headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = orjson.dumps(payload)
     await send(
         {
             "type": "http.response.start",

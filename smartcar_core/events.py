@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 VERIFY = "VERIFY"
 VEHICLE_STATE = "VEHICLE_STATE"
 VEHICLE_ERROR = "VEHICLE_ERROR"
@@ -244,6 +246,9 @@ def _check_utf8(text: str, name: str) -> None:
         raise EnvelopeError(name, "not valid UTF-8 text (a lone surrogate)") from None
 
 
+_ORJSON_MAX_OPENERS = 512
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, or `EnvelopeError("body", ...)`.
 
@@ -251,16 +256,35 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     limit allows (about a thousand levels, less the stack in use; Smartcar's payloads nest under ten) is
     refused here, a `RecursionError` turned into an `EnvelopeError`. Catching it costs nothing on the hot
     path, where a scan of the bytes before parsing would cost about 7 % of the parse.
+
+    orjson reads it (3.5 us for a 1.7 KB delivery, 9.6 with json.loads, measured alone), when it holds
+    at most `_ORJSON_MAX_OPENERS` brackets and braces: orjson reads 1,024 levels, more than json.loads and
+    the readers after us (`smartcar-events events show`) can, and a body with fewer openers cannot nest
+    deeper than that. A body orjson refuses (NaN, a lone surrogate, a UTF-8 byte-order mark, 1e400), or
+    with more openers, is read by json.loads, so what is accepted, and the words of a refusal, are json's.
+    One reading differs: an integer past 64 bits is a float (Smartcar's numbers are timestamps in
+    milliseconds and signal values); the stored bytes keep every digit.
     """
+    if raw.count(b"{") + raw.count(b"[") <= _ORJSON_MAX_OPENERS:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:  # what orjson refuses json may still read (NaN, 1e400)
+            body = _json_loads(raw)
+    else:
+        body = _json_loads(raw)
+    if not isinstance(body, dict):
+        raise EnvelopeError("body", "a webhook payload is a JSON object")
+    return body
+
+
+def _json_loads(raw: bytes) -> Any:
+    """json.loads, whose reading (and words, for what neither reads) a body orjson refuses gets."""
     try:
-        body = json.loads(raw)
+        return json.loads(raw)
     except RecursionError:
         raise EnvelopeError("body", "not valid JSON (nested too deeply)") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise EnvelopeError("body", f"not valid JSON ({error})") from None
-    if not isinstance(body, dict):
-        raise EnvelopeError("body", "a webhook payload is a JSON object")
-    return body
 
 
 def parse_envelope(raw: bytes) -> Envelope:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import pickle
 from typing import Any
 
@@ -16,6 +17,7 @@ from smartcar_core.events import (
     epoch_millis,
     epoch_seconds,
     parse_envelope,
+    parse_json,
 )
 
 VEHICLE = "9af13248-3b73-4c9d-9a4b-d937ce6bc8e2"
@@ -842,3 +844,27 @@ def test_a_meta_that_is_not_an_object_is_refused(body: dict[str, Any], meta: Any
         parse_envelope(raw({**body, "meta": meta}))
 
     assert (caught.value.field, caught.value.problem) == ("meta", "must be an object")
+
+
+def test_a_body_orjson_refuses_is_read_as_json_reads_it() -> None:
+    """orjson reads bodies; what it refuses and json reads (a byte-order mark, NaN, 1e400) is still read,
+    and a refusal has json's words."""
+    assert parse_json(b'\xef\xbb\xbf{"eventType": "VERIFY"}') == {"eventType": "VERIFY"}
+    odd = parse_json(b'{"nan": NaN, "big": 1e400, "exact": 123456789, "text": "\\u00e9"}')
+    assert math.isnan(odd["nan"])
+    assert odd["big"] == math.inf
+    assert (odd["exact"], odd["text"]) == (123456789, "é")
+    with pytest.raises(EnvelopeError) as caught:
+        parse_json(b'{"eventType": ')
+    assert caught.value.problem == "not valid JSON (Expecting value: line 1 column 15 (char 14))"
+
+
+def test_a_body_of_many_brackets_is_read_by_json_whatever_its_depth() -> None:
+    """orjson reads up to 1,024 levels, more than json.loads: past 512 openers json.loads reads the body,
+    a wide one as well as a deep one."""
+    wide = json.dumps({"eventType": "X", "items": [{"n": n} for n in range(600)]}).encode()
+    assert parse_json(wide)["items"][599] == {"n": 599}
+    deep = b'{"eventType":"X","x":' + b"[" * 1000 + b"]" * 1000 + b"}"  # orjson would read it
+    with pytest.raises(EnvelopeError) as caught:
+        parse_json(deep)
+    assert caught.value.problem == "not valid JSON (nested too deeply)"
