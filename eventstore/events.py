@@ -4,9 +4,8 @@ The receiver writes each delivery with one script run (`scripts.ACCEPT`, argumen
 `accept_arguments`; its writer batches the calls itself). The workers take it from there:
 
 - the relay pops ids from the inbox (`pop`, or `wait_pop` when idle) and marks them queued (`mark_queued`;
-  `claim` does both). Two commands, not one: the claim script is given the event keys in KEYS, so it can
-  only run once the ids are known. A relay that dies between the two leaves ids `received` and out of the
-  inbox, with no task: the sweeper re-enqueues exactly those (`stale`, `statuses`, `in_inbox`);
+  `claim` does both: two commands, as the claim script needs the event keys in KEYS). A relay that dies
+  between the two leaves ids `received`, out of the inbox: the sweeper re-enqueues those (`stale`);
 - a run starts with `begin`, which bumps the attempt count and takes a *lease* (`run_id`,
   `lease_until`, listed in `leases`); `done`, `retry` and `dead_letter` are fenced by that run id, so a
   run that lost its lease cannot overwrite the newer run's outcome;
@@ -44,6 +43,7 @@ from eventstore.index import (
 from eventstore.keys import DEFAULT_DEDUPE_SECONDS, KeySpace
 from eventstore.pauses import PARKED_FOR
 from eventstore.record import EventRecord, history_entry
+from eventstore.shared_calls import SharedCalls
 from eventstore.status import Status
 from eventstore.vehicles import StagedSignals
 from smartcar_core.events import Envelope
@@ -131,8 +131,8 @@ class EventStore:
         self.failed_retention = failed_retention
         """Seconds a dead letter is kept (`trim`); None: until an operator removes it."""
         self._statuses = status_block(keys)
-        self._begin = client.register_script(scripts.BEGIN)
-        self._done = client.register_script(scripts.DONE)
+        self._begin = SharedCalls(client, scripts.BEGIN)  # every event thread of a worker calls these two
+        self._done = SharedCalls(client, scripts.DONE)
         self._retry = client.register_script(scripts.RETRY)
         self._dead = client.register_script(scripts.DEAD)
         self._claim = client.register_script(scripts.CLAIM)
