@@ -123,8 +123,8 @@ class WorkerSettings(ServiceSettings):
     event_concurrency: int = Field(192, ge=1)
     """Threads running the relay's events in each worker process (`relay_dispatch=local`); the relay
     claims while fewer than 1.5 times this many wait or run there. Events in flight are bounded by it: at
-    a 200 ms Smartcar call each, 192 threads finish at most about 900 events a second. More threads cost
-    more CPU per event (bench/workers_bench.py: 1.20 ms at 128, 1.28 at 192, 1.39 at 256)."""
+    a 200 ms Smartcar call each, 192 threads finish at most about 900 events a second (bench/workers_bench.py
+    on 2 cores: 128 threads 567 events/s, 192 790, 256 839, at about 1 ms of CPU an event)."""
     relay_batch: int = Field(200, ge=1)
     relay_high_water: int = Field(256, ge=1)
     """Publish only while the Celery queue holds fewer messages than this: bursts wait in the inbox."""
