@@ -9,8 +9,9 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from eventstore.events import EventStore, accept
+from eventstore.events import BeginState, EventStore, accept
 from eventstore.keys import KeySpace
+from eventstore.record import EventRecord
 from smartcar_core.events import parse_envelope
 from smartcar_simulator import payloads
 
@@ -52,5 +53,19 @@ def new_event(client: redis.Redis, keys: KeySpace) -> Callable[..., str]:
         envelope = parse_envelope(raw)
         assert accept(client, keys, envelope, raw, received_at=received_at)
         return envelope.event_id
+
+    return make
+
+
+@pytest.fixture
+def begun(store: EventStore, new_event: Callable[..., str]) -> Callable[..., EventRecord]:
+    """`begun(now=1000.0)`: a new event (received a second before `now`) begun with a 20 s lease at
+    `now`; its record."""
+
+    def make(*, now: float = 1000.0) -> EventRecord:
+        begin = store.begin(new_event(received_at=now - 1), lease=20, now=now)
+        assert begin.state is BeginState.OK
+        assert begin.record is not None
+        return begin.record
 
     return make

@@ -11,32 +11,24 @@ from eventstore.keys import KeySpace
 from eventstore.record import EventRecord
 
 
-def _begun(store: EventStore, new_event: Callable[..., str], *, now: float = 1000.0) -> EventRecord:
-    event_id = new_event(received_at=now - 1)
-    begin = store.begin(event_id, lease=20, now=now)
-    assert begin.state is BeginState.OK
-    assert begin.record is not None
-    return begin.record
-
-
 def test_begin_lists_the_lease_and_every_end_of_a_run_drops_it(
-    client: redis.Redis, keys: KeySpace, store: EventStore, new_event: Callable[..., str]
+    client: redis.Redis, keys: KeySpace, store: EventStore, begun: Callable[..., EventRecord]
 ) -> None:
-    done, retried, dead = (_begun(store, new_event) for _ in range(3))
+    done, retried, dead = (begun() for _ in range(3))
     assert client.zscore(keys.leases, done.id) == 1020.0
     assert store.done(done, {}, now=1001.0)
     assert store.retry(retried, {"outcome": "retry"}, delay=5, park=True, results={}, now=1001.0)
     assert store.dead_letter(dead, {"outcome": "failed"}, reason="test", results={}, now=1001.0)
     assert client.zcard(keys.leases) == 0
-    replayed = _begun(store, new_event)
+    replayed = begun()
     assert store.replay(replayed.id, now=1001.0)  # an operator's replay of a stuck run drops it too
     assert client.zscore(keys.leases, replayed.id) is None
 
 
 def test_renew_extends_only_the_runs_that_still_hold_their_lease(
-    client: redis.Redis, keys: KeySpace, store: EventStore, new_event: Callable[..., str]
+    client: redis.Redis, keys: KeySpace, store: EventStore, begun: Callable[..., EventRecord]
 ) -> None:
-    mine, finished = _begun(store, new_event), _begun(store, new_event)
+    mine, finished = begun(), begun()
     assert store.done(finished, {}, now=1001.0)
     runs = {mine.id: mine.run_id or "", finished.id: finished.run_id or "", "gone": "run"}
     assert store.renew(runs, lease=20, now=1010.0) == {mine.id}
@@ -49,9 +41,9 @@ def test_renew_extends_only_the_runs_that_still_hold_their_lease(
 
 
 def test_an_ended_lease_is_taken_over_once_and_then_held(
-    client: redis.Redis, keys: KeySpace, store: EventStore, new_event: Callable[..., str]
+    client: redis.Redis, keys: KeySpace, store: EventStore, begun: Callable[..., EventRecord]
 ) -> None:
-    crashed, live = _begun(store, new_event), _begun(store, new_event, now=1030.0)
+    crashed, live = begun(), begun(now=1030.0)
     assert store.expired_leases(10, now=1019.0) == []
     assert store.expired_leases(10, now=1021.0) == [crashed.id]
     # Two relays that both read the ended lease: only the first takes it over.
@@ -69,9 +61,9 @@ def test_an_ended_lease_is_taken_over_once_and_then_held(
 
 
 def test_take_over_drops_ids_that_finished_or_are_gone(
-    client: redis.Redis, keys: KeySpace, store: EventStore, new_event: Callable[..., str]
+    client: redis.Redis, keys: KeySpace, store: EventStore, begun: Callable[..., EventRecord]
 ) -> None:
-    finished = _begun(store, new_event)
+    finished = begun()
     client.hset(keys.event(finished.id), "status", "done")  # as a run that ended without its script
     client.zadd(keys.leases, {"gone": 900.0})
     assert sorted(store.expired_leases(10, now=1500.0)) == sorted([finished.id, "gone"])
@@ -80,9 +72,9 @@ def test_take_over_drops_ids_that_finished_or_are_gone(
 
 
 def test_a_begin_of_a_finished_or_missing_event_forgets_its_lease(
-    client: redis.Redis, keys: KeySpace, store: EventStore, new_event: Callable[..., str]
+    client: redis.Redis, keys: KeySpace, store: EventStore, begun: Callable[..., EventRecord]
 ) -> None:
-    record = _begun(store, new_event)
+    record = begun()
     assert store.done(record, {}, now=1001.0)
     client.zadd(keys.leases, {record.id: 1.0, "missing": 1.0})
     assert store.begin(record.id, lease=20).state is BeginState.FINISHED

@@ -14,19 +14,12 @@ from eventstore.vehicles import SignalUpdate, StagedSignals, VehicleStateStore
 SOC, PLUGGED = "tractionbattery-stateofcharge", "charge-ischargingcableconnected"
 
 
-def _begun(store: EventStore, new_event: Callable[..., str], *, now: float = 1000.0) -> EventRecord:
-    begin = store.begin(new_event(received_at=now - 1), lease=20, now=now)
-    assert begin.state is BeginState.OK
-    assert begin.record is not None
-    return begin.record
-
-
 def test_done_merges_each_vehicles_staged_values_newer_wins(
-    client: redis.Redis, keys: KeySpace, store: EventStore, new_event: Callable[..., str]
+    client: redis.Redis, keys: KeySpace, store: EventStore, begun: Callable[..., EventRecord]
 ) -> None:
     vehicles = VehicleStateStore(client, keys)
     vehicles.merge("v1", [SignalUpdate(SOC, {"value": 90}, 5_000, 5_000)], event_id="newer")
-    run = _begun(store, new_event)
+    run = begun()
     staged = StagedSignals()
     assert staged.add("v1", [SignalUpdate(SOC, {"value": 40}, 1_000, 1_000)], event_id=run.id) == 1
     assert staged.add("v1", [SignalUpdate(PLUGGED, {"value": True}, 1_000, 1_000)], event_id=run.id) == 1
@@ -48,9 +41,9 @@ def test_done_merges_each_vehicles_staged_values_newer_wins(
 
 
 def test_a_run_that_lost_its_lease_stores_no_state(
-    client: redis.Redis, keys: KeySpace, store: EventStore, new_event: Callable[..., str]
+    client: redis.Redis, keys: KeySpace, store: EventStore, begun: Callable[..., EventRecord]
 ) -> None:
-    stale = _begun(store, new_event)
+    stale = begun()
     newer = store.begin(stale.id, lease=20, now=1030.0)  # the lease ended: another run took the event
     assert newer.state is BeginState.OK
     staged = StagedSignals()
