@@ -79,8 +79,8 @@ class StagedSignals:
     Why: merging each handler's values as it went cost a round trip each, two for a VEHICLE_STATE event
     with a follow-up read, and those were the largest part of a worker's Redis time (bench/README.md). The
     merge is the same newer-wins script either way, so the stored state ends the same; what changes is
-    that other runs see a run's values when it ends, not half-way (deliveries are unordered anyway, and a
-    command is sent only on a read of the car under its lock: `workers.commands`).
+    that other runs see a run's values when it ends, not half-way (deliveries are unordered anyway, and the
+    charging rule sends a command only on a read of the car under the vehicle's command lock).
     """
 
     def __init__(self) -> None:

@@ -252,18 +252,15 @@ _ORJSON_MAX_OPENERS = 512
 def parse_json(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, or `EnvelopeError("body", ...)`.
 
-    Depth is bounded by the parser's own recursion: JSON nested deeper than the interpreter's recursion
-    limit allows (about a thousand levels, less the stack in use; Smartcar's payloads nest under ten) is
-    refused here, a `RecursionError` turned into an `EnvelopeError`. Catching it costs nothing on the hot
-    path, where a scan of the bytes before parsing would cost about 7 % of the parse.
-
-    orjson reads it (3.5 us for a 1.7 KB delivery, 9.6 with json.loads, measured alone), when it holds
-    at most `_ORJSON_MAX_OPENERS` brackets and braces: orjson reads 1,024 levels, more than json.loads and
-    the readers after us (`smartcar-events events show`) can, and a body with fewer openers cannot nest
-    deeper than that. A body orjson refuses (NaN, a lone surrogate, a UTF-8 byte-order mark, 1e400), or
-    with more openers, is read by json.loads, so what is accepted, and the words of a refusal, are json's.
-    One reading differs: an integer past 64 bits is a float (Smartcar's numbers are timestamps in
-    milliseconds and signal values); the stored bytes keep every digit.
+    orjson reads it (3.5 us for a 1.7 KB delivery, 9.6 with json.loads, measured alone) when it holds at
+    most `_ORJSON_MAX_OPENERS` brackets and braces (counting them: about 1 us), so that it cannot nest
+    deeper than json.loads, and the readers after us (`smartcar-events events show`), can read; orjson
+    itself would take 1,024 levels. A body orjson refuses (NaN, a lone surrogate, a UTF-8
+    byte-order mark, 1e400), or with more openers, is read by json.loads, so what is accepted, and the
+    words of a refusal, are json's. JSON nested deeper than the interpreter's recursion limit allows
+    (about a thousand levels; Smartcar's payloads nest under ten) is refused there, its `RecursionError`
+    an `EnvelopeError`. One reading differs: an integer past 64 bits is a float (Smartcar's numbers are
+    timestamps in milliseconds and signal values); the stored bytes keep every digit.
     """
     if raw.count(b"{") + raw.count(b"[") <= _ORJSON_MAX_OPENERS:
         try:
