@@ -101,3 +101,18 @@ def test_when_redis_cannot_be_reached_every_caller_hears_so() -> None:
     assert all(isinstance(answer, redis.ConnectionError) for answer in answers)
     with pytest.raises(redis.ConnectionError):  # and the calls after them are not left waiting
         calls(keys=["k"], args=["after"])
+
+
+def test_under_steady_load_every_caller_leads_in_turn_and_none_is_left_waiting(
+    counting: CountingRedis, key_prefix: str
+) -> None:
+    """Threads calling again and again, as a worker's event threads do: the sender's role passes from
+    caller to caller, and every call is answered, in its caller's order."""
+    calls, key = SharedCalls(counting, ECHO), f"{key_prefix}count"
+
+    def many(index: int) -> list[bytes]:
+        return [calls(keys=[key], args=[f"{index}:{number}"]) for number in range(50)]
+
+    answers = _in_threads(48, many)
+    assert answers == [[f"{index}:{number}".encode() for number in range(50)] for index in range(48)]
+    assert int(counting.get(key) or 0) == 48 * 50
