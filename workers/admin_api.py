@@ -48,6 +48,7 @@ from service_base.logs import configure_logging, get_logger
 from service_base.settings import ServiceSettings, SettingsError, env
 from workers.admin_routes import AdminRoutes, ApiError, Stores
 from workers.replay import REPLAY_TASK
+from workers.sending import BrokerUnavailableError, send_task
 from workers.settings import WorkerSettings, load_settings
 
 log = get_logger("workers.admin_api")
@@ -202,9 +203,12 @@ def _healthz(_request: Request) -> JSONResponse:
 
 def _asker(settings: WorkerSettings) -> Callable[[], bool]:
     def ask() -> bool:
-        from workers.cli_vehicles import _send  # noqa: PLC0415 - Celery only when a task is sent
-
-        return _send(settings, REPLAY_TASK)
+        try:
+            send_task(settings, REPLAY_TASK)
+        except BrokerUnavailableError as error:
+            log.warning("replay_task_not_sent", problem=str(error), outcome="beat's next replay task runs it")
+            return False
+        return True
 
     return ask
 

@@ -3,11 +3,14 @@ problem, one line, whatever the terminal's width), and the one way a command end
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from workers.selecting import SelectionError, vehicle_ids
+from workers.sending import BrokerUnavailableError, send_task
 from workers.settings import SettingsError, WorkerSettings, load_settings
 
 SETTINGS_FAILURE = 78  # EX_CONFIG, as workers and beat refuse to start
@@ -21,6 +24,17 @@ def fail(message: str, code: int) -> typer.Exit:
     and return the `typer.Exit(code)` for the caller to raise."""
     errors.print(f"[red]{escape(message)}[/red]")
     return typer.Exit(code)
+
+
+def send_or_say(settings: WorkerSettings, task: str, **kwargs: Any) -> bool:
+    """Send `task` to the workers (`workers.sending`); False, and a line on stderr, without a broker (the
+    caller says what happens instead)."""
+    try:
+        send_task(settings, task, **kwargs)
+    except BrokerUnavailableError as error:
+        errors.print(str(error), markup=False, highlight=False)
+        return False
+    return True
 
 
 def checked_vehicle_ids(ids: list[str]) -> list[str]:

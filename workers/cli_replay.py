@@ -32,8 +32,7 @@ from typer.core import TyperGroup
 
 from eventstore.replays import ReplayJob, ReplayStore
 from workers.cli_events import _store
-from workers.cli_output import console, errors, fail
-from workers.cli_vehicles import _send
+from workers.cli_output import console, errors, fail, send_or_say
 from workers.replay import (
     DEFAULT_LIMIT,
     DEFAULT_RATE,
@@ -124,7 +123,7 @@ def run(  # noqa: PLR0917 - one parameter per option, as the command line has th
         errors.print(f"replay job {created.job_id}: {created.taken} events", highlight=False)
         if created.in_other_replay:
             errors.print(f"{created.in_other_replay} left out: taken by another replay job meanwhile")
-        _send(load_settings(), REPLAY_TASK)
+        send_or_say(load_settings(), REPLAY_TASK)
         if not detach:
             _follow(replays, created.job_id)
     if as_json:

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import kombu.exceptions
 import redis
 import typer
 from rich.table import Table
@@ -27,7 +26,7 @@ from rich.table import Table
 from eventstore.lifecycle import LifecycleAction
 from smartcar_core.errors import SmartcarError
 from smartcar_core.retry import Action
-from workers.cli_output import checked_vehicle_ids, console, errors, fail, settings_or_exit
+from workers.cli_output import checked_vehicle_ids, console, errors, fail, send_or_say, settings_or_exit
 from workers.lifecycle import (
     DRAIN_TASK,
     RECONCILE_TASK,
@@ -88,21 +87,6 @@ def _require(settings: WorkerSettings, names: tuple[str, ...], what: str) -> Non
         raise fail(f"{what} needs {' and '.join(missing)}, which the workers read too: set it", 78)
 
 
-def _send(settings: WorkerSettings, task: str, **kwargs: Any) -> bool:
-    """Send a task to the workers; False (and a line saying what happens instead) without a broker."""
-    from workers.app import publishing_app  # noqa: PLC0415 - Celery only when a task is sent
-
-    celery = publishing_app(settings)
-    try:
-        celery.send_task(task, kwargs=kwargs, queue=settings.queue, retry=False)
-    except (OSError, kombu.exceptions.KombuError, redis.RedisError) as error:
-        errors.print(f"the broker at {settings.broker_address} did not answer ({error})")
-        return False
-    finally:
-        celery.close()
-    return True
-
-
 def _now(lifecycle: VehicleLifecycle, action: LifecycleAction, vehicle_id: str, user_id: str | None) -> bool:
     """Do it here, retrying what the policy retries soon; one line either way."""
     waited, attempt = 0.0, 0
@@ -144,7 +128,7 @@ def _operate(action: LifecycleAction, ids: list[str], *, now: bool, user_id: str
             return
         for vehicle_id in vehicles:
             lifecycle.request(action, vehicle_id, user_id=user_id, reason="operator")
-        sent = _send(settings, DRAIN_TASK)
+        sent = send_or_say(settings, DRAIN_TASK)
         when = "now" if sent else f"within {settings.lifecycle_interval:g} s (beat's drain)"
         console.print(f"asked the workers to {action.value} {', '.join(vehicles)}: {when}")
 
@@ -197,7 +181,7 @@ def reconcile_command(
     with _lifecycle() as lifecycle:
         _require(lifecycle.settings, ("SMARTCAR_AMT",), "reconcile")
         if not now:
-            if not _send(lifecycle.settings, RECONCILE_TASK, fix=not dry_run):
+            if not send_or_say(lifecycle.settings, RECONCILE_TASK, fix=not dry_run):
                 raise typer.Exit(1)
             console.print("asked the workers to reconcile (the report: smartcar-events vehicles list)")
             return
