@@ -32,6 +32,7 @@ from workers.assembly import Assembly, HandlerModuleError
 from workers.local_runs import LocalRuns
 from workers.publish import Publisher, check_against_celery
 from workers.settings import SettingsError, WorkerSettings, visibility_problem
+from workers.sweeper import SWEEP_TASK
 
 log = get_logger("workers.app")
 
@@ -87,7 +88,7 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "accept_content": ["json"],
         "beat_schedule": {
             "sweep": {
-                "task": "workers.sweep",
+                "task": SWEEP_TASK,
                 "schedule": settings.sweep_interval,
                 "options": {"queue": settings.queue, "expires": settings.sweep_interval},
             },

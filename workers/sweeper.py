@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from eventstore.events import EventStore
 from eventstore.status import FINISHED, Status
 
+SWEEP_TASK = "workers.sweep"
+"""The sweeper's Celery task (`workers.tasks`), which beat sends every WORKERS_SWEEP_INTERVAL."""
+
 TRIM_ROUNDS = 20
 _REENQUEUE = frozenset({Status.QUEUED, Status.PROCESSING, Status.RETRYING, Status.REPLAYED})
 

@@ -16,6 +16,7 @@ from workers.app import app, assembly
 from workers.lifecycle import VehicleLifecycle
 from workers.process import process_event as run_event
 from workers.publish import TASK_NAME
+from workers.sweeper import SWEEP_TASK
 from workers.sweeper import sweep as sweep_events
 from workers.tokens import ClientRejectedError, GrantRefusedError, TokenError, TokenRefreshBusyError
 
@@ -31,7 +32,7 @@ def process_event(self: Task[Any, Any], event_id: str) -> str:
     return run_event(assembly.runtime(), event_id, task_id=request.id, worker=request.hostname).outcome.value
 
 
-@app.task(name="workers.sweep", ignore_result=True)
+@app.task(name=SWEEP_TASK, ignore_result=True)
 def sweep() -> dict[str, int]:
     runtime = assembly.runtime()
     settings = runtime.settings
