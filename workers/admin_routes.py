@@ -33,7 +33,7 @@ from eventstore.commands import CommandStore
 from eventstore.events import EventStore
 from eventstore.keys import KeySpace
 from eventstore.pauses import Pauses, RateError
-from eventstore.query import CursorError, EventQuery
+from eventstore.query import CursorError, EventFilter, EventQuery
 from eventstore.replays import JobStatus, ReplayStore
 from service_base.logs import get_logger
 from workers.cli_events import detail, summary
@@ -94,7 +94,7 @@ class FilterQuery(_Strict):
         return _listed(value)
 
     def conditions(self) -> Conditions:
-        return Conditions(
+        equal = EventFilter(
             statuses=tuple(self.status),
             event_type=self.type,
             vehicle_id=self.vehicle,
@@ -103,9 +103,8 @@ class FilterQuery(_Strict):
             error_type=self.error_type,
             error_code=self.error_code,
             reason=self.reason,
-            since=self.since,
-            until=self.until,
         )
+        return Conditions(equal, since=self.since, until=self.until)
 
 
 class EventsQuery(FilterQuery):

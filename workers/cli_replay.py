@@ -30,6 +30,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
+from eventstore.query import EventFilter
 from eventstore.replays import ReplayJob, ReplayStore
 from workers.cli_events import _store
 from workers.cli_output import console, errors, fail, send_or_say
@@ -91,7 +92,7 @@ def run(  # noqa: PLR0917 - one parameter per option, as the command line has th
     as_json: AsJson = False,
 ) -> None:
     """Plan a replay of events given by id or by filter; with --yes, make it a job the workers run."""
-    given = Conditions(
+    equal = EventFilter(
         statuses=tuple(status or ()),
         event_type=event_type,
         vehicle_id=vehicle,
@@ -100,9 +101,8 @@ def run(  # noqa: PLR0917 - one parameter per option, as the command line has th
         error_type=error_type,
         error_code=error_code,
         reason=reason,
-        since=since,
-        until=until,
     )
+    given = Conditions(equal, since=since, until=until)
     try:
         check_rate(rate)
         now = time.time()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -89,48 +89,31 @@ def event_filter(  # noqa: PLR0917 - `spell` positional only, so that no conditi
 
 @dataclass(frozen=True, slots=True)
 class Conditions:
-    """A filter as given (text, times unparsed): the options of `events list` and `replay`."""
+    """A filter as given (the options of `events list` and `replay`): `EventFilter`'s conditions, with the
+    times still as text (`--since 2h`), read against the clock by `build`."""
 
-    statuses: tuple[str, ...] = ()
-    event_type: str | None = None
-    vehicle_id: str | None = None
-    user_id: str | None = None
-    webhook_id: str | None = None
-    error_type: str | None = None
-    error_code: str | None = None
-    reason: str | None = None
+    equal: EventFilter = field(default_factory=EventFilter)
+    """Every condition but the times (its `since` and `until` are not read)."""
     since: str | None = None
     until: str | None = None
 
     def given(self) -> bool:
-        return bool(self.statuses) or any(
-            value is not None
-            for value in (
-                self.event_type,
-                self.vehicle_id,
-                self.user_id,
-                self.webhook_id,
-                self.error_type,
-                self.error_code,
-                self.reason,
-                self.since,
-                self.until,
-            )
-        )
+        return self.equal != EventFilter() or self.since is not None or self.until is not None
 
     def build(self, *, now: float, spell: Spell = cli_option) -> EventFilter:
+        equal = self.equal
         return event_filter(
-            self.statuses,
-            self.error_type,
-            self.error_code,
+            equal.statuses,
+            equal.error_type,
+            equal.error_code,
             parse_time(spell("since"), self.since, now=now),
             parse_time(spell("until"), self.until, now=now),
             spell,
-            event_type=self.event_type,
-            vehicle_id=self.vehicle_id,
-            user_id=self.user_id,
-            webhook_id=self.webhook_id,
-            reason=self.reason,
+            event_type=equal.event_type,
+            vehicle_id=equal.vehicle_id,
+            user_id=equal.user_id,
+            webhook_id=equal.webhook_id,
+            reason=equal.reason,
         )
 
 
