@@ -120,20 +120,6 @@ def summary(record: EventRecord) -> dict[str, Any]:
     }
 
 
-def _filter(
-    statuses: list[str],
-    error_type: str | None,
-    error_code: str | None,
-    since: float | None,
-    until: float | None,
-    **equal: str | None,
-) -> EventFilter:
-    try:
-        return selecting.event_filter(statuses, error_type, error_code, since, until, **equal)
-    except selecting.SelectionError as error:
-        raise fail(str(error), 2) from None
-
-
 @events_app.command("list")
 def list_events(  # noqa: PLR0917 - one parameter per filter, as the command line has them
     status: Annotated[
@@ -157,19 +143,24 @@ def list_events(  # noqa: PLR0917 - one parameter per filter, as the command lin
     as_json: AsJson = False,
 ) -> None:
     """List events, newest first, by status, type, vehicle, user, webhook, Smartcar error, reason, time."""
-    now = time.time()
-    wanted = _filter(
-        status or [],
-        error_type,
-        error_code,
-        parse_time("--since", since, now=now),
-        parse_time("--until", until, now=now),
-        event_type=event_type,
-        vehicle_id=vehicle,
-        user_id=user,
-        webhook_id=webhook,
-        reason=reason,
+    given = selecting.Conditions(
+        EventFilter(
+            statuses=tuple(status or ()),
+            event_type=event_type,
+            vehicle_id=vehicle,
+            user_id=user,
+            webhook_id=webhook,
+            error_type=error_type,
+            error_code=error_code,
+            reason=reason,
+        ),
+        since=since,
+        until=until,
     )
+    try:
+        wanted = given.build(now=time.time())
+    except selecting.SelectionError as error:
+        raise fail(str(error), 2) from None
     with _store() as store:
         try:
             page = store.query.page(wanted, limit=limit, cursor=cursor)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -50,41 +50,20 @@ def parse_time(option: str, value: str | None, *, now: float) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def event_filter(  # noqa: PLR0917 - `spell` positional only, so that no condition of `equal` takes its place
-    statuses: Iterable[str],
-    error_type: str | None,
-    error_code: str | None,
-    since: float | None,
-    until: float | None,
-    spell: Spell = cli_option,
-    /,
-    **equal: str | None,
-) -> EventFilter:
-    """The filter of `events list` (and of a replay by filter), its values checked; `equal` holds the
-    conditions of one value each (`event_type`, `vehicle_id`, `user_id`, `webhook_id`, `reason`)."""
-    statuses = list(statuses)
+def event_filter(wanted: EventFilter, spell: Spell = cli_option) -> EventFilter:
+    """`wanted`, its values checked (the filter of `events list` and of a replay by filter), each status
+    once."""
     known = [status.value for status in Status]
-    for status in statuses:
+    for status in wanted.statuses:
         if status not in known:
             raise SelectionError(f"{spell('status')}: expected one of {', '.join(known)}, not {status!r}")
-    if error_code is not None and error_type is None:
+    if wanted.error_code is not None and wanted.error_type is None:
         raise SelectionError(
             f"{spell('error_code')}: give {spell('error_type')} too (codes are Smartcar's per type)"
         )
-    if since is not None and until is not None and since > until:
+    if wanted.since is not None and wanted.until is not None and wanted.since > wanted.until:
         raise SelectionError(f"{spell('since')}: after {spell('until')}, so nothing can match")
-    return EventFilter(
-        statuses=tuple(dict.fromkeys(statuses)),
-        error_type=error_type,
-        error_code=error_code,
-        since=since,
-        until=until,
-        event_type=equal["event_type"],
-        vehicle_id=equal["vehicle_id"],
-        user_id=equal["user_id"],
-        webhook_id=equal["webhook_id"],
-        reason=equal["reason"],
-    )
+    return replace(wanted, statuses=tuple(dict.fromkeys(wanted.statuses)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,20 +80,9 @@ class Conditions:
         return self.equal != EventFilter() or self.since is not None or self.until is not None
 
     def build(self, *, now: float, spell: Spell = cli_option) -> EventFilter:
-        equal = self.equal
-        return event_filter(
-            equal.statuses,
-            equal.error_type,
-            equal.error_code,
-            parse_time(spell("since"), self.since, now=now),
-            parse_time(spell("until"), self.until, now=now),
-            spell,
-            event_type=equal.event_type,
-            vehicle_id=equal.vehicle_id,
-            user_id=equal.user_id,
-            webhook_id=equal.webhook_id,
-            reason=equal.reason,
-        )
+        since = parse_time(spell("since"), self.since, now=now)
+        until = parse_time(spell("until"), self.until, now=now)
+        return event_filter(replace(self.equal, since=since, until=until), spell)
 
 
 def check_rate(rate: float, *, spell: Spell = cli_option) -> float:
