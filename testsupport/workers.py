@@ -28,9 +28,9 @@ from eventstore.events import EventStore, accept
 from eventstore.keys import KeySpace
 from eventstore.record import history_entry
 from smartcar_core.events import parse_envelope
-from smartcar_simulator import payloads
 from smartcar_simulator.control_client import SimTokens
 from testsupport import wait_until
+from testsupport.deliveries import delivery_body
 from workers.app import publishing_app
 from workers.settings import WorkerSettings
 from workers.tokens import TokenStore
@@ -44,26 +44,6 @@ def accept_event(
     envelope = parse_envelope(raw)
     accept(client, KeySpace(prefix), envelope, raw, received_at=received_at)
     return envelope.event_id
-
-
-def delivery_body(vehicle: str, user: str, webhook: str, *, error_event: bool = False) -> bytes:
-    """A VEHICLE_STATE (or, `error_event`, a VEHICLE_ERROR with PERMISSION) of `vehicle`, of its own id."""
-    car = {"id": vehicle, "make": "TESLA", "model": "Model 3", "year": 2022, "user_id": user}
-    if error_event:
-        event = payloads.vehicle_error_event(
-            car, [payloads.error_item("PERMISSION", None)], webhook_id=webhook
-        )
-    else:
-        item = payloads.signal_item(
-            "charge-ischarging",
-            name="IsCharging",
-            group="Charge",
-            body={"value": True},
-            oem_updated_at=payloads.now_ms(),
-            retrieved_at=payloads.now_ms(),
-        )
-        event = payloads.vehicle_state_event(car, [item], webhook_id=webhook, triggers=["charge-ischarging"])
-    return json.dumps(event).encode()
 
 
 def ended_event(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 
@@ -13,7 +12,7 @@ from eventstore.events import BeginState, EventStore, accept
 from eventstore.keys import KeySpace
 from eventstore.record import EventRecord
 from smartcar_core.events import parse_envelope
-from smartcar_simulator import payloads
+from testsupport.deliveries import delivery_body
 
 
 @pytest.fixture
@@ -23,19 +22,7 @@ def store(client: redis.Redis, keys: KeySpace) -> EventStore:
 
 def _delivery(vehicle_id: str | None = None) -> bytes:
     """A VEHICLE_STATE body of its own event id, as Smartcar would sign it."""
-    vehicle = {"id": vehicle_id or str(uuid.uuid4()), "make": "TESLA", "model": "Model 3", "year": 2022}
-    vehicle["user_id"] = str(uuid.uuid4())
-    now = payloads.now_ms()
-    item = payloads.signal_item(
-        "charge-ischarging",
-        name="IsCharging",
-        group="Charge",
-        body={"value": True},
-        oem_updated_at=now,
-        retrieved_at=now,
-    )
-    event = payloads.vehicle_state_event(vehicle, [item], webhook_id="wh", triggers=["charge-ischarging"])
-    return json.dumps(event).encode()
+    return delivery_body(vehicle_id or str(uuid.uuid4()), str(uuid.uuid4()), "wh")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ them bounded: every index is compared with what a full scan of the records says 
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections.abc import Iterator
@@ -21,8 +20,8 @@ from eventstore.keys import KeySpace
 from eventstore.record import EventRecord, history_entry
 from eventstore.status import Status
 from smartcar_core.events import parse_envelope
-from smartcar_simulator import payloads
 from testsupport import delete_keys
+from testsupport.deliveries import delivery_body
 from workers.sweeper import sweep
 
 VEHICLES = ("v1", "v2", "v3")
@@ -37,26 +36,6 @@ ERRORS: tuple[dict[str, Any] | None, ...] = (
 )
 RETENTION = 100
 FAILED_RETENTION = 300
-
-
-def body(*, vehicle: str, user: str, webhook: str, error_event: bool = False) -> bytes:
-    """A delivery of its own event id for (vehicle, user, webhook), VEHICLE_STATE or VEHICLE_ERROR."""
-    car = {"id": vehicle, "make": "TESLA", "model": "Model 3", "year": 2022, "user_id": user}
-    if error_event:
-        event = payloads.vehicle_error_event(
-            car, [payloads.error_item("VEHICLE_STATE", "ASLEEP")], webhook_id=webhook
-        )
-    else:
-        item = payloads.signal_item(
-            "charge-ischarging",
-            name="IsCharging",
-            group="Charge",
-            body={"value": True},
-            oem_updated_at=payloads.now_ms(),
-            retrieved_at=payloads.now_ms(),
-        )
-        event = payloads.vehicle_state_event(car, [item], webhook_id=webhook, triggers=["charge-ischarging"])
-    return json.dumps(event).encode()
 
 
 def records(client: redis.Redis, keys: KeySpace) -> dict[str, EventRecord]:
@@ -123,10 +102,10 @@ class Driver:
     def step(self, action: str) -> None:
         pick = self.random.choice(self.ids) if self.ids else None
         if action == "accept" or pick is None:
-            raw = body(
-                vehicle=self.random.choice(VEHICLES),
-                user=self.random.choice(USERS),
-                webhook=self.random.choice(WEBHOOKS),
+            raw = delivery_body(
+                self.random.choice(VEHICLES),
+                self.random.choice(USERS),
+                self.random.choice(WEBHOOKS),
                 error_event=self.random.random() < 0.3,
             )
             envelope = parse_envelope(raw)
@@ -203,7 +182,7 @@ def test_trim_deletes_old_done_and_failed_events_with_every_entry(
     store = EventStore(client, keys, retention=RETENTION, failed_retention=FAILED_RETENTION)
     made = []
     for _ in range(3):
-        raw = body(vehicle="v1", user="u1", webhook="wh1")
+        raw = delivery_body("v1", "u1", "wh1")
         assert accept(client, keys, parse_envelope(raw), raw, received_at=1000.0)
         made.append(parse_envelope(raw).event_id)
     done_id, failed_id, live_id = made
@@ -231,7 +210,7 @@ def test_trim_deletes_old_done_and_failed_events_with_every_entry(
 def test_trim_drops_the_entries_of_a_record_that_went_before_it(client: redis.Redis, keys: KeySpace) -> None:
     """A done record that expired before the sweeper came (it stopped longer than the grace)."""
     store = EventStore(client, keys, retention=RETENTION)
-    raw = body(vehicle="v1", user="u1", webhook="wh1")
+    raw = delivery_body("v1", "u1", "wh1")
     event_id = parse_envelope(raw).event_id
     assert accept(client, keys, parse_envelope(raw), raw, received_at=1000.0)
     begun = store.begin(event_id, lease=30, now=1001.0)
@@ -257,7 +236,7 @@ def test_error_keys_read_only_smartcar_errors() -> None:
 
 def test_each_sweep_trims(client: redis.Redis, keys: KeySpace) -> None:
     store = EventStore(client, keys, retention=RETENTION)
-    raw = body(vehicle="v1", user="u1", webhook="wh1")
+    raw = delivery_body("v1", "u1", "wh1")
     event_id = parse_envelope(raw).event_id
     assert accept(client, keys, parse_envelope(raw), raw, received_at=1000.0)
     begun = store.begin(event_id, lease=30, now=1001.0)
@@ -270,7 +249,7 @@ def test_each_sweep_trims(client: redis.Redis, keys: KeySpace) -> None:
 def test_a_sweep_trims_batch_after_batch_while_they_are_full(client: redis.Redis, keys: KeySpace) -> None:
     store = EventStore(client, keys, retention=RETENTION)
     for index in range(25):
-        raw = body(vehicle="v1", user="u1", webhook="wh1")
+        raw = delivery_body("v1", "u1", "wh1")
         event_id = parse_envelope(raw).event_id
         assert accept(client, keys, parse_envelope(raw), raw, received_at=1000.0 + index)
         begun = store.begin(event_id, lease=30, now=1000.0 + index)

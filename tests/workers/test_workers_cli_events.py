@@ -21,8 +21,8 @@ from eventstore.events import EventStore, accept
 from eventstore.keys import KeySpace
 from smartcar_core.events import parse_envelope
 from smartcar_simulator.testing import RunningSimulator
+from testsupport.deliveries import delivery_body as _body
 from testsupport.workers import accept_event, settings_environment
-from testsupport.workers import delivery_body as _body
 from testsupport.workers import ended_event as _event
 from workers.cli import app
 from workers.cli_events import parse_time

@@ -3,7 +3,6 @@ events deleted by the sweeper's own trim, and the indexes compared with a scan o
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from eventstore.events import EventStore, accept
 from eventstore.keys import KeySpace
 from eventstore.record import history_entry
 from smartcar_core.events import parse_envelope
-from smartcar_simulator import payloads
+from testsupport.deliveries import delivery_body
 from testsupport.workers import settings_environment
 from workers.cli import app
 from workers.settings import WorkerSettings
@@ -35,20 +34,9 @@ def env(settings: WorkerSettings, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _event(store: EventStore, end: str | None, at: float, vehicle: str) -> str:
-    car = {"id": vehicle, "make": "TESLA", "model": "Model 3", "year": 2022, "user_id": f"u-{vehicle}"}
-    item = payloads.signal_item(
-        "charge-ischarging",
-        name="IsCharging",
-        group="Charge",
-        body={"value": True},
-        oem_updated_at=payloads.now_ms(),
-        retrieved_at=payloads.now_ms(),
-    )
-    raw = json.dumps(
-        payloads.vehicle_state_event(car, [item], webhook_id="wh", triggers=["charge-ischarging"])
-    )
-    envelope = parse_envelope(raw.encode())
-    assert accept(store.redis, store.keys, envelope, raw.encode(), received_at=at - 1)
+    raw = delivery_body(vehicle, f"u-{vehicle}", "wh")
+    envelope = parse_envelope(raw)
+    assert accept(store.redis, store.keys, envelope, raw, received_at=at - 1)
     store.redis.lrem(store.keys.inbox, 1, envelope.event_id)
     begun = store.begin(envelope.event_id, lease=30, now=at - 0.5)
     assert begun.record is not None

@@ -20,7 +20,8 @@ from eventstore.keys import KeySpace
 from eventstore.pauses import Pauses
 from eventstore.record import history_entry
 from smartcar_core.events import parse_envelope
-from testsupport.workers import delivery_body, settings_environment
+from testsupport.deliveries import delivery_body
+from testsupport.workers import settings_environment
 from workers.cli import app
 from workers.settings import WorkerSettings
 from workers.stats import gather_stats
