@@ -35,10 +35,10 @@ from eventstore.commands import CommandStore, StepRecord
 from eventstore.events import EventStore
 from eventstore.index import stored_error_key
 from eventstore.keys import KeySpace
-from eventstore.query import CursorError, EventFilter, EventQuery
+from eventstore.query import CursorError, EventQuery
 from eventstore.record import EventRecord
 from workers import selecting
-from workers.cli_output import console, errors, fail, settings_or_exit
+from workers.cli_output import console, errors, fail, given_conditions, settings_or_exit
 from workers.cli_reindex import reindex
 
 events_app = typer.Typer(
@@ -143,20 +143,10 @@ def list_events(  # noqa: PLR0917 - one parameter per filter, as the command lin
     as_json: AsJson = False,
 ) -> None:
     """List events, newest first, by status, type, vehicle, user, webhook, Smartcar error, reason, time."""
-    given = selecting.Conditions(
-        EventFilter(
-            statuses=tuple(status or ()),
-            event_type=event_type,
-            vehicle_id=vehicle,
-            user_id=user,
-            webhook_id=webhook,
-            error_type=error_type,
-            error_code=error_code,
-            reason=reason,
-        ),
-        since=since,
-        until=until,
-    )
+    given = given_conditions(
+        status=status, event_type=event_type, vehicle=vehicle, user=user, webhook=webhook,
+        error_type=error_type, error_code=error_code, reason=reason, since=since, until=until,
+    )  # fmt: skip
     try:
         wanted = given.build(now=time.time())
     except selecting.SelectionError as error:

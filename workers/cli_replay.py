@@ -30,10 +30,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
-from eventstore.query import EventFilter
 from eventstore.replays import ReplayJob, ReplayStore
 from workers.cli_events import _store
-from workers.cli_output import console, errors, fail, send_or_say
+from workers.cli_output import console, errors, fail, given_conditions, send_or_say
 from workers.replay import (
     DEFAULT_LIMIT,
     DEFAULT_RATE,
@@ -45,7 +44,7 @@ from workers.replay import (
     make_plan,
     start_job,
 )
-from workers.selecting import Conditions, SelectionError, check_rate, replay_selection
+from workers.selecting import SelectionError, check_rate, replay_selection
 from workers.settings import load_settings
 
 _POLL = 1.0
@@ -92,17 +91,10 @@ def run(  # noqa: PLR0917 - one parameter per option, as the command line has th
     as_json: AsJson = False,
 ) -> None:
     """Plan a replay of events given by id or by filter; with --yes, make it a job the workers run."""
-    equal = EventFilter(
-        statuses=tuple(status or ()),
-        event_type=event_type,
-        vehicle_id=vehicle,
-        user_id=user,
-        webhook_id=webhook,
-        error_type=error_type,
-        error_code=error_code,
-        reason=reason,
-    )
-    given = Conditions(equal, since=since, until=until)
+    given = given_conditions(
+        status=status, event_type=event_type, vehicle=vehicle, user=user, webhook=webhook,
+        error_type=error_type, error_code=error_code, reason=reason, since=since, until=until,
+    )  # fmt: skip
     try:
         check_rate(rate)
         now = time.time()
