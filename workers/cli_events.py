@@ -26,11 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import redis
 import typer
 from rich.table import Table
 
-from eventstore.client import connect
 from eventstore.commands import CommandStore, StepRecord
 from eventstore.events import EventStore
 from eventstore.index import stored_error_key
@@ -38,7 +36,7 @@ from eventstore.keys import KeySpace
 from eventstore.query import CursorError, EventQuery
 from eventstore.record import EventRecord
 from workers import selecting
-from workers.cli_output import console, errors, fail, given_conditions, settings_or_exit
+from workers.cli_output import console, errors, fail, given_conditions, settings_or_exit, store_client
 from workers.cli_reindex import reindex
 
 events_app = typer.Typer(
@@ -61,21 +59,14 @@ class _Store:
 def _store() -> Iterator[_Store]:
     """The store on a client of its own, closed after; a Redis that does not answer is one line."""
     settings = settings_or_exit()
-    client = connect(settings.redis_url)
     keys = KeySpace(settings.event_key_prefix)
-    try:
+    with store_client(settings) as client:
         yield _Store(
             keys,
             EventStore(client, keys, retention=settings.done_retention),
             EventQuery(client, keys),
             CommandStore(client, keys, retention=settings.done_retention),
         )
-    except redis.RedisError as error:
-        raise fail(
-            f"the event store's Redis at {settings.redis_address} did not answer: {error}", 78
-        ) from None
-    finally:
-        client.close()
 
 
 def parse_time(option: str, value: str | None, *, now: float) -> float | None:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -26,14 +25,12 @@ import redis
 import typer
 from rich.table import Table
 
-from eventstore.client import connect
 from eventstore.events import EventStore
 from eventstore.keys import KeySpace
 from eventstore.pauses import Pauses, RateError
 from eventstore.status import Status
 from workers.cli_events import parse_time
-from workers.cli_output import checked_vehicle_ids, console, fail, settings_or_exit
-from workers.settings import WorkerSettings
+from workers.cli_output import checked_vehicle_ids, console, fail, settings_or_exit, store_client
 from workers.stats import SAMPLE, Stats, gather_stats
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -41,20 +38,6 @@ Vehicles = Annotated[
     list[str] | None,
     typer.Option("--vehicle", "-v", help="Only this vehicle (repeatable).", show_default=False),
 ]
-
-
-@contextmanager
-def _client(settings: WorkerSettings) -> Iterator[redis.Redis]:
-    """The event store's client, closed after; a Redis that does not answer is one line and 78."""
-    client = connect(settings.redis_url)
-    try:
-        yield client
-    except (redis.RedisError, OSError) as error:
-        raise fail(
-            f"the event store's Redis at {settings.redis_address} did not answer: {error}", 78
-        ) from None
-    finally:
-        client.close()
 
 
 # --- pause / resume ------------------------------------------------------------------------------------
@@ -66,7 +49,7 @@ def pause(
 ) -> None:
     """Hold processing: new events wait in the inbox (with --vehicle: parked at claim) until resume."""
     settings = settings_or_exit()
-    with _client(settings) as client:
+    with store_client(settings) as client:
         pauses = Pauses(client, KeySpace(settings.event_key_prefix))
         if vehicle:
             pauses.pause_vehicles(checked_vehicle_ids(vehicle))
@@ -84,7 +67,7 @@ def resume(
 ) -> None:
     """Lift a pause: the backlog goes at --rate events a second (shared by every relay), or at once."""
     settings = settings_or_exit()
-    with _client(settings) as client:
+    with store_client(settings) as client:
         pauses = Pauses(client, KeySpace(settings.event_key_prefix))
         try:
             if vehicle:
@@ -119,7 +102,7 @@ def stats(
 ) -> None:
     """Counts by status and type, backlog, dead letters by error and reason, outcomes a minute, latency."""
     settings = settings_or_exit()
-    with _client(settings) as client:
+    with store_client(settings) as client:
         found = gather_stats(client, KeySpace(settings.event_key_prefix), now=time.time(), sample=sample)
     if as_json:
         typer.echo(json.dumps(asdict(found), indent=2, sort_keys=True))
@@ -198,7 +181,7 @@ def purge(
             raise fail(f"--status: expected done or failed, not {name!r}", 2)
     settings = settings_or_exit()
     keys = KeySpace(settings.event_key_prefix)
-    with _client(settings) as client:
+    with store_client(settings) as client:
         plan = _plan(client, keys, chosen, cutoff)
         console.print(_pairs(f"older than {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(cutoff))}", plan))
         if not yes:

@@ -3,12 +3,16 @@ problem, one line, whatever the terminal's width), and the one way a command end
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import redis
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from eventstore.client import connect
 from eventstore.query import EventFilter
 from workers.selecting import Conditions, SelectionError, vehicle_ids
 from workers.sending import BrokerUnavailableError, send_task
@@ -18,6 +22,28 @@ SETTINGS_FAILURE = 78  # EX_CONFIG, as workers and beat refuse to start
 BAD_INVOCATION = 2  # as typer's own usage errors
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
+
+
+@contextmanager
+def store_answers(settings: WorkerSettings) -> Iterator[None]:
+    """Inside: a Redis that does not answer ends the command with one line naming it, and exit 78 (as a
+    worker refuses to start without it), not a traceback."""
+    try:
+        yield
+    except (redis.RedisError, OSError) as error:
+        message = f"the event store's Redis at {settings.redis_address} did not answer: {error}"
+        raise fail(message, SETTINGS_FAILURE) from None
+
+
+@contextmanager
+def store_client(settings: WorkerSettings) -> Iterator[redis.Redis]:
+    """The event store's client, closed after (`store_answers` inside)."""
+    client = connect(settings.redis_url)
+    try:
+        with store_answers(settings):
+            yield client
+    finally:
+        client.close()
 
 
 def fail(message: str, code: int) -> typer.Exit:

@@ -12,13 +12,11 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-import redis
 import typer
 
-from eventstore.client import connect
 from eventstore.keys import KeySpace
 from eventstore.reindex import BATCH, ReindexCounts, Reindexer
-from workers.cli_output import console, fail, settings_or_exit
+from workers.cli_output import console, settings_or_exit, store_client
 
 _PROGRESS_EVERY = 1.0
 
@@ -31,10 +29,9 @@ def reindex(
 ) -> None:
     """Rebuild the operator indexes from the event records (events stored before the indexes existed)."""
     settings = settings_or_exit()
-    client = connect(settings.redis_url)
     verb = "indexed" if yes else "to index"
     total = ReindexCounts()
-    try:
+    with store_client(settings) as client:
         reindexer = Reindexer(client, KeySpace(settings.event_key_prefix))
         shown = time.monotonic()
         for ids in reindexer.batches(batch):
@@ -42,12 +39,6 @@ def reindex(
             if time.monotonic() - shown >= _PROGRESS_EVERY:
                 shown = time.monotonic()
                 console.print(f"scanned {total.scanned} record(s): {total.events} {verb}")
-    except (redis.RedisError, OSError) as error:
-        raise fail(
-            f"the event store's Redis at {settings.redis_address} did not answer: {error}", 78
-        ) from None
-    finally:
-        client.close()
     console.print(
         f"scanned {total.scanned} record(s): {total.events} event(s) {verb} "
         f"({total.added} entries {'added' if yes else 'missing'}, {total.removed} in another status's "

@@ -19,14 +19,21 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import redis
 import typer
 from rich.table import Table
 
 from eventstore.lifecycle import LifecycleAction
 from smartcar_core.errors import SmartcarError
 from smartcar_core.retry import Action
-from workers.cli_output import checked_vehicle_ids, console, errors, fail, send_or_say, settings_or_exit
+from workers.cli_output import (
+    checked_vehicle_ids,
+    console,
+    errors,
+    fail,
+    send_or_say,
+    settings_or_exit,
+    store_answers,
+)
 from workers.lifecycle import (
     DRAIN_TASK,
     RECONCILE_TASK,
@@ -67,11 +74,8 @@ def _lifecycle() -> Iterator[VehicleLifecycle]:
     settings = settings_or_exit()
     runtime = Runtime.build(settings, handlers=HandlerRegistry())
     try:
-        yield VehicleLifecycle(runtime)
-    except redis.RedisError as error:
-        raise fail(
-            f"the event store's Redis at {settings.redis_address} did not answer: {error}", 78
-        ) from None
+        with store_answers(settings):
+            yield VehicleLifecycle(runtime)
     finally:
         runtime.close()
 
