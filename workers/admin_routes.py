@@ -33,12 +33,19 @@ from eventstore.commands import CommandStore
 from eventstore.events import EventStore
 from eventstore.keys import KeySpace
 from eventstore.pauses import Pauses, RateError
-from eventstore.query import CursorError, EventFilter, EventQuery
+from eventstore.query import CursorError, EventQuery
 from eventstore.replays import JobStatus, ReplayStore
 from service_base.logs import get_logger
 from workers.cli_events import detail, summary
 from workers.replay import DEFAULT_LIMIT, DEFAULT_RATE, MAX_LIMIT, Selection, job_view, make_plan, start_job
-from workers.selecting import Conditions, SelectionError, check_rate, replay_selection, vehicle_ids
+from workers.selecting import (
+    Conditions,
+    SelectionError,
+    check_rate,
+    given_conditions,
+    replay_selection,
+    vehicle_ids,
+)
 from workers.stats import SAMPLE, gather_stats
 
 log = get_logger("workers.admin_api")
@@ -94,17 +101,11 @@ class FilterQuery(_Strict):
         return _listed(value)
 
     def conditions(self) -> Conditions:
-        equal = EventFilter(
-            statuses=tuple(self.status),
-            event_type=self.type,
-            vehicle_id=self.vehicle,
-            user_id=self.user,
-            webhook_id=self.webhook,
-            error_type=self.error_type,
-            error_code=self.error_code,
-            reason=self.reason,
-        )
-        return Conditions(equal, since=self.since, until=self.until)
+        return given_conditions(
+            status=self.status, event_type=self.type, vehicle=self.vehicle, user=self.user,
+            webhook=self.webhook, error_type=self.error_type, error_code=self.error_code,
+            reason=self.reason, since=self.since, until=self.until,
+        )  # fmt: skip
 
 
 class EventsQuery(FilterQuery):

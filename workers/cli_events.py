@@ -36,7 +36,7 @@ from eventstore.keys import KeySpace
 from eventstore.query import CursorError, EventQuery
 from eventstore.record import EventRecord
 from workers import selecting
-from workers.cli_output import console, errors, fail, given_conditions, settings_or_exit, store_client
+from workers.cli_output import console, errors, fail, settings_or_exit, store_client
 from workers.cli_reindex import reindex
 
 events_app = typer.Typer(
@@ -134,7 +134,7 @@ def list_events(  # noqa: PLR0917 - one parameter per filter, as the command lin
     as_json: AsJson = False,
 ) -> None:
     """List events, newest first, by status, type, vehicle, user, webhook, Smartcar error, reason, time."""
-    given = given_conditions(
+    given = selecting.given_conditions(
         status=status, event_type=event_type, vehicle=vehicle, user=user, webhook=webhook,
         error_type=error_type, error_code=error_code, reason=reason, since=since, until=until,
     )  # fmt: skip

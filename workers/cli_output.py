@@ -13,8 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from eventstore.client import connect
-from eventstore.query import EventFilter
-from workers.selecting import Conditions, SelectionError, vehicle_ids
+from workers.selecting import SelectionError, vehicle_ids
 from workers.sending import BrokerUnavailableError, send_task
 from workers.settings import SettingsError, WorkerSettings, load_settings
 
@@ -62,33 +61,6 @@ def send_or_say(settings: WorkerSettings, task: str, **kwargs: Any) -> bool:
         errors.print(str(error), markup=False, highlight=False)
         return False
     return True
-
-
-def given_conditions(
-    *,
-    status: list[str] | None,
-    event_type: str | None,
-    vehicle: str | None,
-    user: str | None,
-    webhook: str | None,
-    error_type: str | None,
-    error_code: str | None,
-    reason: str | None,
-    since: str | None,
-    until: str | None,
-) -> Conditions:
-    """The filter options of `events list` and `replay` as given (`selecting.Conditions`)."""
-    equal = EventFilter(
-        statuses=tuple(status or ()),
-        event_type=event_type,
-        vehicle_id=vehicle,
-        user_id=user,
-        webhook_id=webhook,
-        error_type=error_type,
-        error_code=error_code,
-        reason=reason,
-    )
-    return Conditions(equal, since=since, until=until)
 
 
 def checked_vehicle_ids(ids: list[str]) -> list[str]:

@@ -32,7 +32,7 @@ from typer.core import TyperGroup
 
 from eventstore.replays import ReplayJob, ReplayStore
 from workers.cli_events import _store
-from workers.cli_output import console, errors, fail, given_conditions, send_or_say
+from workers.cli_output import console, errors, fail, send_or_say
 from workers.replay import (
     DEFAULT_LIMIT,
     DEFAULT_RATE,
@@ -44,7 +44,7 @@ from workers.replay import (
     make_plan,
     start_job,
 )
-from workers.selecting import SelectionError, check_rate, replay_selection
+from workers.selecting import SelectionError, check_rate, given_conditions, replay_selection
 from workers.settings import load_settings
 
 _POLL = 1.0

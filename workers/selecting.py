@@ -85,6 +85,33 @@ class Conditions:
         return event_filter(replace(self.equal, since=since, until=until), spell)
 
 
+def given_conditions(
+    *,
+    status: list[str] | None,
+    event_type: str | None,
+    vehicle: str | None,
+    user: str | None,
+    webhook: str | None,
+    error_type: str | None,
+    error_code: str | None,
+    reason: str | None,
+    since: str | None,
+    until: str | None,
+) -> Conditions:
+    """The filter of `events list` and `replay` (the CLI's options, the admin API's parameters) as given."""
+    equal = EventFilter(
+        statuses=tuple(status or ()),
+        event_type=event_type,
+        vehicle_id=vehicle,
+        user_id=user,
+        webhook_id=webhook,
+        error_type=error_type,
+        error_code=error_code,
+        reason=reason,
+    )
+    return Conditions(equal, since=since, until=until)
+
+
 def check_rate(rate: float, *, spell: Spell = cli_option) -> float:
     if not rate > 0:
         raise SelectionError(f"{spell('rate')}: expected events a second above 0, not {rate:g}")
